@@ -73,6 +73,91 @@ def _summary_table(summary: dict) -> Table:
     return table
 
 
+StorageOpt = Annotated[str | None, typer.Option(
+    "--storage", help="Optuna storage: a journal file path or an RDB URL (default rnnlab.journal).")]
+
+
+def _storage(storage: str | None) -> str:
+    from rnnlab.storage import DEFAULT_STORAGE
+
+    return storage or DEFAULT_STORAGE
+
+
+@app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="Study spec YAML (see studies/).")],
+    n_trials: Annotated[int | None, typer.Option(help="Total finished trials wanted.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Local worker processes.")] = 1,
+    trials_per_gpu: Annotated[int, typer.Option(min=1, help="Workers per GPU.")] = 1,
+    storage: StorageOpt = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after S s.")] = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run (or resume) an Optuna study: every trial an MLflow run under the study's run."""
+    from rnnlab.render import StudyProgress, status_table
+    from rnnlab.spec import load_study_spec
+    from rnnlab.study import sweep as run_sweep
+
+    study_spec = load_study_spec(spec, _with_data_dir(set_, data_dir), n_trials=n_trials,
+                                 timeout=timeout)
+    with StudyProgress(err) as progress:
+        final = run_sweep(study_spec, _storage(storage), workers=workers,
+                          per_gpu=trials_per_gpu, on_progress=progress)
+    Console().print(status_table([final]))
+
+
+@app.command()
+def worker(
+    spec: Annotated[Path, typer.Argument(help="Study spec YAML.")],
+    storage: StorageOpt = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+    device: Annotated[str | None, typer.Option(help="Place this worker: cpu, cuda:N.")] = None,
+) -> None:
+    """Join a study (creating it if needed) and run trials until its budget is used."""
+    from rnnlab.spec import load_study_spec
+    from rnnlab.study import work
+
+    done = work(load_study_spec(spec, _with_data_dir(set_, data_dir)), _storage(storage),
+                device=device)
+    err.print(f"worker ran {done} trial(s)")
+
+
+@app.command()
+def status(
+    study: Annotated[str | None, typer.Argument(help="Study name (default: every study).")] = None,
+    storage: StorageOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Counts per trial state, best value and best params of the studies in a storage."""
+    from dataclasses import asdict
+
+    from rnnlab.render import status_table
+    from rnnlab.study import study_status
+
+    statuses = study_status(_storage(storage), study)
+    if as_json:
+        typer.echo(json.dumps([asdict(s) for s in statuses], indent=1))
+    else:
+        Console().print(status_table(statuses))
+
+
+@app.command()
+def trials(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet or json.")] = "csv",
+    out: Annotated[Path | None, typer.Option(help="Write to this file (else stdout).")] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Export a study's trials as a table: params and values in columns."""
+    from rnnlab.results import trials_frame, write_frame
+
+    text = write_frame(trials_frame(_storage(storage), study), fmt, out)
+    if text is not None:
+        typer.echo(text, nl=False)
+
+
 @app.command()
 def keys() -> None:
     """List every config key with its default value."""

@@ -44,3 +44,50 @@ def train_summary(outcome: Any) -> dict[str, Any]:
         "mlflow_run_id": outcome.run_id,
         "history": r.history,
     }
+
+
+def status_table(statuses: list[Any]) -> Any:
+    """A table of studies: counts per state, best value, best params."""
+    from rich.table import Table
+
+    table = Table(title="rnnlab studies")
+    for col in ("study", "budget", "complete", "pruned", "failed", "running", "best", "params"):
+        table.add_column(col)
+    for s in statuses:
+        c = s.counts
+        best = "-" if s.best_value is None else f"{s.metric or 'value'}={s.best_value:.4f}"
+        params = ", ".join(f"{k}={_short(v)}" for k, v in s.best_params.items())
+        table.add_row(s.name, str(s.budget), str(c.get("COMPLETE", 0)), str(c.get("PRUNED", 0)),
+                      str(c.get("FAIL", 0)), str(c.get("RUNNING", 0)), best, params)
+    return table
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+class StudyProgress:
+    """A live line of trial counts and the best value so far; called with a StudyStatus."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.live = None
+
+    def __enter__(self) -> StudyProgress:
+        from rich.live import Live
+
+        self.live = Live(console=self.console, refresh_per_second=2, transient=False)
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.live.__exit__(*exc)
+
+    def __call__(self, s: Any) -> None:
+        c = s.counts
+        best = "-" if s.best_value is None else f"{s.best_value:.4f}"
+        params = ", ".join(f"{k}={_short(v)}" for k, v in s.best_params.items())
+        self.live.update(
+            f"[bold]{s.name}[/] {s.finished}/{s.budget} finished | complete "
+            f"{c.get('COMPLETE', 0)} pruned {c.get('PRUNED', 0)} failed {c.get('FAIL', 0)} "
+            f"running {c.get('RUNNING', 0)} | best {s.metric or 'value'} {best} {params}")

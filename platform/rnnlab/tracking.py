@@ -8,7 +8,6 @@ the same place shows the runs.
 from __future__ import annotations
 
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from rnnlab import __version__
 from rnnlab.errors import RnnlabError
 from rnnlab.spec import RunConfig, flatten, to_yaml
+from rnnlab.storage import mask_url
 
 if TYPE_CHECKING:
     from rnnlab.train import FitResult
@@ -32,13 +32,6 @@ if TYPE_CHECKING:
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 _MLFLOW_STATUS = {"completed": "FINISHED", "stopped": "FINISHED", "diverged": "FAILED"}
-
-
-def mask_url(url: str | None) -> str:
-    """Hide the password in a URL: ``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``."""
-    if not url:
-        return ""
-    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
 
 
 def environment_tags(result: FitResult | None = None) -> dict[str, str]:

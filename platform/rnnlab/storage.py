@@ -1,0 +1,115 @@
+"""Optuna storages by URL, and the lock that keeps a study's trial budget exact.
+
+A storage is named by one string:
+
+- a file path (default ``rnnlab.journal`` in the working directory): Optuna's journal file
+  storage, which many local worker processes share safely (no "database is locked");
+- any Optuna RDB URL: ``postgresql://user:pass@host/db``, ``sqlite:///study.db``, ``mysql://...``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+from rnnlab.errors import RnnlabError
+
+DEFAULT_STORAGE = "rnnlab.journal"
+
+
+def mask_url(url: str | None) -> str:
+    """Hide the password in a URL: ``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``."""
+    if not url:
+        return ""
+    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
+def is_rdb(url: str) -> bool:
+    return "://" in url
+
+
+@functools.lru_cache(maxsize=8)
+def open_storage(url: str = DEFAULT_STORAGE) -> BaseStorage:
+    """Open (creating if needed) the storage a URL or path names; cached per process.
+
+    Raises:
+        RnnlabError: the database cannot be reached or the path cannot be written.
+    """
+    if not is_rdb(url):
+        path = Path(url).expanduser()
+        if not path.parent.is_dir():
+            raise RnnlabError(f"storage {url!r}: folder {str(path.parent)!r} does not exist")
+        try:
+            backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+        except OSError as exc:
+            raise RnnlabError(f"storage {url!r}: cannot open ({exc.strerror})") from None
+        return JournalStorage(backend)
+    try:
+        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors of every kind
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise RnnlabError(
+            f"cannot open storage {mask_url(url)}: {reason}; check the URL and that the "
+            "database server is running"
+        ) from None
+
+
+def study_names(url: str) -> list[str]:
+    return [s.study_name for s in open_storage(url).get_all_studies()]
+
+
+def load_study(url: str, name: str) -> optuna.Study:
+    """Load an existing study, or fail with a line that lists the studies there are."""
+    names = study_names(url)
+    if name not in names:
+        listing = ", ".join(sorted(names)) or "none"
+        raise RnnlabError(f"no study named {name!r} in storage {mask_url(url)} "
+                          f"(studies there: {listing}); check the name or pass --storage")
+    return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+@contextlib.contextmanager
+def study_lock(url: str, name: str) -> Iterator[None]:
+    """Serialise "check the budget, then create a trial" across every worker of a study.
+
+    A file lock beside a journal or SQLite file for local workers; a PostgreSQL advisory lock
+    or a MySQL named lock for workers on many machines.
+    """
+    key = int.from_bytes(hashlib.sha1(f"rnnlab:{name}".encode()).digest()[:8], "big",
+                         signed=True)
+    if is_rdb(url) and not url.startswith("sqlite"):
+        engine = open_storage(url).engine  # type: ignore[attr-defined]
+        from sqlalchemy import text
+
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                unlock = text("SELECT pg_advisory_unlock(:k)")
+            elif engine.dialect.name in ("mysql", "mariadb"):
+                conn.execute(text("SELECT GET_LOCK(:k, -1)"), {"k": str(key)})
+                unlock = text("SELECT RELEASE_LOCK(:k)")
+            else:
+                raise RnnlabError(f"storage {mask_url(url)}: {engine.dialect.name} is not "
+                                  "supported for several workers; use PostgreSQL or MySQL")
+            try:
+                yield
+            finally:
+                conn.execute(unlock, {"k": key if engine.dialect.name == "postgresql"
+                                      else str(key)})
+        return
+    path = url.split(":///", 1)[1] if is_rdb(url) else url
+    with open(f"{Path(path).expanduser()}.{key & 0xFFFFFFFF:08x}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
