@@ -19,6 +19,7 @@ from rnnlab.errors import RnnlabError
 PIXELS = 28 * 28
 CELLS = ("rnn", "lstm", "gru")
 NORMALISATIONS = ("none", "global", "per_pixel", "per_pixel_tutorial")
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 class _Section(BaseModel):
@@ -87,12 +88,13 @@ class TrainConfig(_Section):
             return v
         raise ValueError(f"unknown device {v!r}; use auto, cpu, cuda or cuda:N")
 
-    @model_validator(mode="after")
-    def _finite(self) -> TrainConfig:
-        for name in ("lr", "l2"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be finite")
-        return self
+    @field_validator("lr", "l2")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        # Parameters are float32: a larger step overflows inside the optimizer, not here.
+        if not math.isfinite(v) or v > _FLOAT32_MAX:
+            raise ValueError(f"must be a finite float32 (at most {_FLOAT32_MAX:.4g})")
+        return v
 
 
 class RunConfig(_Section):
@@ -254,6 +256,19 @@ class StudySection(_Section):
     timeout: Annotated[float, Field(gt=0)] | None = None
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+    # A running trial stamps a heartbeat every heartbeat_interval s; one silent for
+    # grace_period s (its worker was killed) is failed and retried up to max_retries times,
+    # resuming from its last checkpoint (train.checkpoint_every).
+    heartbeat_interval: Annotated[float, Field(gt=0)] = 10.0
+    grace_period: Annotated[float, Field(gt=0)] = 60.0
+    max_retries: Annotated[int, Field(ge=0)] = 2
+
+    @model_validator(mode="after")
+    def _grace_after_heartbeat(self) -> StudySection:
+        if self.grace_period <= 2 * self.heartbeat_interval:
+            raise ValueError("grace_period must exceed twice heartbeat_interval, or live "
+                             "trials would be taken for dead ones")
+        return self
 
 
 class Distribution(_Section):
@@ -351,8 +366,14 @@ def load_study_spec(path: str | Path, overrides: list[str] | None = None, *,
     for key, dist in spec.search.items():
         _check_distribution(spec.base, key, dist, str(path))
     if spec.study.sampler.name == "grid":
+        size = 1
         for key, dist in spec.search.items():
             if dist.type != "categorical" and not (dist.type == "int" or dist.step):
                 raise RnnlabError(f"{path}: search.{key}: the grid sampler needs choices, an "
                                   "int range or a float range with step")
+            size *= (len(dist.choices) if dist.type == "categorical"
+                     else int((dist.high - dist.low) / (dist.step or 1) + 1e-9) + 1)
+        if spec.study.n_trials > size:
+            raise RnnlabError(f"{path}: study.n_trials {spec.study.n_trials} exceeds the "
+                              f"{size} points of the grid; lower it")
     return spec

@@ -14,12 +14,16 @@ import fcntl
 import functools
 import hashlib
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.storages.journal import JournalFileBackend
+
+# Private in Optuna, but the documented extension point for journal file locks.
+from optuna.storages.journal._file import BaseJournalFileLock
 
 from rnnlab.errors import RnnlabError
 
@@ -33,34 +37,94 @@ def mask_url(url: str | None) -> str:
     return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
 
 
+class FlockLock(BaseJournalFileLock):
+    """A journal lock the kernel releases when its holder dies.
+
+    Optuna's own file locks are lock *files*: a worker SIGKILLed while holding one leaves it
+    behind, and every other worker stalls for the lock's grace period. ``flock`` cannot leak.
+    """
+
+    def __init__(self, path: str):
+        self.path = f"{path}.lock"
+        self._fh = None
+        self._threads = threading.Lock()  # flock excludes processes; this, our own threads
+
+    def acquire(self) -> bool:
+        self._threads.acquire()
+        self._fh = open(self.path, "a")  # noqa: SIM115 - held until release()
+        fcntl.flock(self._fh, fcntl.LOCK_EX)
+        return True
+
+    def release(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+        self._threads.release()
+
+
 def is_rdb(url: str) -> bool:
     return "://" in url
 
 
-@functools.lru_cache(maxsize=8)
 def open_storage(url: str = DEFAULT_STORAGE) -> BaseStorage:
     """Open (creating if needed) the storage a URL or path names; cached per process.
 
     Raises:
         RnnlabError: the database cannot be reached or the path cannot be written.
     """
+    # A journal keeps its replayed state in memory: key the cache on the absolute path, so a
+    # relative name opened from another folder is another storage.
+    return _open(url if is_rdb(url) else str(Path(url).expanduser().absolute()))
+
+
+@functools.lru_cache(maxsize=8)
+def _open(url: str) -> BaseStorage:
     if not is_rdb(url):
         path = Path(url).expanduser()
         if not path.parent.is_dir():
             raise RnnlabError(f"storage {url!r}: folder {str(path.parent)!r} does not exist")
         try:
-            backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+            backend = JournalFileBackend(str(path), lock_obj=FlockLock(str(path)))
         except OSError as exc:
             raise RnnlabError(f"storage {url!r}: cannot open ({exc.strerror})") from None
         return JournalStorage(backend)
     try:
-        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        return _rdb_storage(url)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors of every kind
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise RnnlabError(
             f"cannot open storage {mask_url(url)}: {reason}; check the URL and that the "
             "database server is running"
         ) from None
+
+
+def _rdb_storage(url: str) -> RDBStorage:
+    """Optuna's RDB storage; on PostgreSQL its schema is created under an advisory lock.
+
+    Workers that start together on an empty database (``docker-compose up --scale worker=N``)
+    otherwise race in CREATE TABLE, and all but one fail on a duplicate ``pg_type`` row.
+    """
+    kwargs = {"engine_kwargs": {"pool_pre_ping": True}}
+    if not url.startswith("postgresql"):
+        return RDBStorage(url, **kwargs)
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
+            try:
+                return RDBStorage(url, **kwargs)
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK_KEY})
+    finally:
+        engine.dispose()
+
+
+_SCHEMA_LOCK_KEY = int.from_bytes(hashlib.sha1(b"rnnlab:optuna-schema").digest()[:8], "big",
+                                  signed=True)
 
 
 def study_names(url: str) -> list[str]:

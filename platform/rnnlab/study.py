@@ -8,12 +8,10 @@ run nested under the study's parent run, whose id is kept on the study.
 
 from __future__ import annotations
 
-import logging
-import math
 import multiprocessing
 import os
+import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,19 +19,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from rnnlab.errors import RnnlabError
-from rnnlab.spec import RunConfig, StudySpec, apply_overrides, flatten, validate
-from rnnlab.storage import DEFAULT_STORAGE, load_study, mask_url, open_storage, study_lock
-from rnnlab.study_parts import make_pruner, make_sampler, sample_config
+from rnnlab.spec import StudySpec, apply_overrides, validate
+from rnnlab.storage import DEFAULT_STORAGE, load_study, open_storage, study_lock
 from rnnlab.tracking import Tracker
-from rnnlab.train import fit, resolve_device
+from rnnlab.errors import Terminated, install_sigterm_handler
+from rnnlab.worker import ATTR_BUDGET, ATTR_PARENT, ATTR_SPEC, open_study, settle_parent, work
 
-ATTR_PARENT = "mlflow_parent_run_id"
-ATTR_EXPERIMENT = "mlflow_experiment"
-ATTR_BUDGET = "n_trials"
-ATTR_SPEC = "spec"
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-log = logging.getLogger("rnnlab.study")
 
 
 @dataclass
@@ -56,163 +47,9 @@ class StudyStatus:
         return self.counts.get("COMPLETE", 0) + self.counts.get("PRUNED", 0)
 
 
-def open_study(spec: StudySpec, storage: str, tracker: Tracker, *,
-               sampler: optuna.samplers.BaseSampler | None = None,
-               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
-    """Create the study, or load it when the name exists (resume); keep its parent MLflow run.
-
-    The budget stored on the study becomes this spec's ``n_trials``, so a larger ``--n-trials``
-    extends a study and rerunning the same command finishes it.
-    """
-    s = spec.study
-    with study_lock(storage, s.name):
-        study = optuna.create_study(
-            study_name=s.name, storage=open_storage(storage), direction=s.direction,
-            load_if_exists=True, sampler=sampler, pruner=pruner,
-        )
-        if study.direction.name.lower() != s.direction:
-            raise RnnlabError(f"study {s.name!r} exists with direction "
-                              f"{study.direction.name.lower()}; the spec says {s.direction}")
-        study.set_user_attr(ATTR_BUDGET, s.n_trials)
-        study.set_user_attr(ATTR_SPEC, spec.model_dump(mode="json"))
-        if ATTR_PARENT not in study.user_attrs:
-            run_id = tracker.start_run(s.name, s.name, tags={
-                "rnnlab.kind": "study", "rnnlab.study": s.name,
-                "rnnlab.storage": mask_url(storage)},
-                extra_params={f"study.{k}": v for k, v in flatten(s).items()} | {
-                    f"search.{k}": v.model_dump(exclude_none=True) for k, v in spec.search.items()})
-            study.set_user_attr(ATTR_PARENT, run_id)
-            study.set_user_attr(ATTR_EXPERIMENT, s.name)
-    return study
-
-
-def _claim(study: optuna.Study, storage: str, budget: int) -> optuna.Trial | None:
-    """Ask for a trial only while finished + running trials leave room in the budget."""
-    with study_lock(storage, study.study_name):
-        trials = study.get_trials(deepcopy=False)
-        waiting = any(t.state == TrialState.WAITING for t in trials)
-        taken = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials)
-        if not waiting and taken >= budget:
-            return None
-        return study.ask()
-
-
-class _Worker:
-    """Runs trials of one study until its budget is used; one per process."""
-
-    def __init__(self, spec: StudySpec, storage: str, index: int, device: str | None):
-        self.spec, self.storage, self.index, self.device = spec, storage, index, device
-        self.tracker = Tracker()
-        self.study = open_study(spec, storage, self.tracker,
-                                sampler=make_sampler(spec, seed_offset=index),
-                                pruner=make_pruner(spec.study.pruner))
-        self._data: dict[str, Any] = {}
-
-    def run(self, deadline: float | None) -> int:
-        done = 0
-        while deadline is None or time.time() < deadline:
-            trial = _claim(self.study, self.storage, self.spec.study.n_trials)
-            if trial is None:
-                break
-            self.run_trial(trial)
-            done += 1
-        return done
-
-    def _splits(self, config: RunConfig):
-        from rnnlab.data import load_data
-
-        key = config.data.model_dump_json() + config.train.device
-        if key not in self._data:
-            self._data.clear()  # one data config at a time keeps memory flat
-            self._data[key] = load_data(config.data, resolve_device(config.train.device))
-        return self._data[key]
-
-    def run_trial(self, trial: optuna.Trial) -> None:
-        spec, s = self.spec, self.spec.study
-        run_id = None
-        try:
-            config, sampled = sample_config(trial, spec, device=self.device)
-            run_id = self.tracker.start_run(
-                s.name, f"trial-{trial.number}", config=config,
-                parent_run_id=self.study.user_attrs[ATTR_PARENT],
-                extra_params={"rnnlab.sampled_keys": ",".join(sampled)},
-                tags={"rnnlab.kind": "trial", "rnnlab.study": s.name,
-                      "rnnlab.trial_number": str(trial.number),
-                      "rnnlab.storage": mask_url(self.storage)})
-            trial.set_user_attr("mlflow_run_id", run_id)
-            trial.set_user_attr("config", flatten(config))
-            result = fit(config, [self.tracker.epoch_logger(run_id), _Reporter(trial, s.metric)],
-                         data=self._splits(config))
-        except KeyboardInterrupt:
-            self._finish(trial, run_id, TrialState.FAIL, None, "interrupted (Ctrl-C/SIGTERM)",
-                         mlflow_status="KILLED")
-            raise
-        except Exception as exc:  # noqa: BLE001 - a trial's failure must not stop the sweep
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            log.warning("trial %d failed: %s", trial.number, reason)
-            self._finish(trial, run_id, TrialState.FAIL, None, reason)
-            return
-        self.tracker.log_result(run_id, config, result, weights=False)
-        value = _objective_value(result.history, s.metric, s.objective, s.direction)
-        if result.status == "completed" and value is not None:
-            self._finish(trial, run_id, TrialState.COMPLETE, value, None)
-        else:  # pruned by the pruner, or diverged: counts as pruned, with its reason
-            reason = result.stop_reason or "no finite metric value"
-            self._finish(trial, run_id, TrialState.PRUNED, None, reason)
-
-    def _finish(self, trial, run_id, state, value, reason, mlflow_status=None) -> None:
-        if reason:
-            trial.set_user_attr("reason", reason)
-        if run_id is not None:
-            tags = {"rnnlab.trial_state": state.name}
-            if state == TrialState.PRUNED:
-                tags["rnnlab.pruned"] = "true"
-            if reason:
-                tags["rnnlab.reason"] = reason
-            self.tracker.set_tags(run_id, tags)
-            self.tracker.end_run(run_id, mlflow_status or (
-                "FAILED" if state == TrialState.FAIL else "FINISHED"))
-        self.study.tell(trial, value, state=state)
-
-
-class _Reporter:
-    """Reports each epoch's metric to the trial; asks ``fit`` to stop when the pruner says so."""
-
-    def __init__(self, trial: optuna.Trial, metric: str):
-        self.trial, self.metric = trial, metric
-
-    def __call__(self, epoch: int, metrics: dict[str, float]) -> str | None:
-        value = metrics[self.metric]
-        if not math.isfinite(value):
-            return None  # fit itself stops on divergence
-        self.trial.report(value, epoch)
-        if self.trial.should_prune():
-            return f"pruned at epoch {epoch} ({self.metric}={value:.4f})"
-        return None
-
-
-def _objective_value(history, metric, objective, direction) -> float | None:
-    values = [h[metric] for h in history if math.isfinite(h[metric])]
-    if not values:
-        return None
-    if objective == "last":
-        return history[-1][metric] if math.isfinite(history[-1][metric]) else None
-    return max(values) if direction == "maximize" else min(values)
-
-
-def work(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, index: int = 0,
-         device: str | None = None) -> int:
-    """Join the study (creating it if needed) and run trials until its budget is used.
-
-    Returns:
-        The number of trials this worker ran.
-    """
-    deadline = time.time() + spec.study.timeout if spec.study.timeout else None
-    return _Worker(spec, storage, index, device).run(deadline)
-
-
 def _worker_process(spec_json: dict, storage: str, index: int, threads: int | None,
                     device: str | None) -> None:
+    install_sigterm_handler()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = StudySpec.model_validate(spec_json)
     if threads and spec.train.threads is None:
@@ -220,6 +57,8 @@ def _worker_process(spec_json: dict, storage: str, index: int, threads: int | No
                                                    {"train.threads": threads}), "worker")
     try:
         work(spec, storage, index=index, device=device)
+    except Terminated:
+        raise SystemExit(143) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 
@@ -240,48 +79,161 @@ def sweep(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int = 1,
     """Run a study with ``workers`` local worker processes until its budget is used.
 
     CPU threads are divided between the workers; with GPUs, workers are placed round-robin.
+    Ctrl-C or SIGTERM reach every worker: their running trials end as interrupted (retried on
+    the next run) and the interrupt is re-raised here once all workers have stopped.
 
     Returns:
         The study's final :class:`StudyStatus`.
 
     Raises:
         RnnlabError: the storage or tracking store cannot be used.
+        KeyboardInterrupt: interrupted (:class:`Terminated` for SIGTERM).
     """
     tracker = Tracker()
     study = open_study(spec, storage, tracker)
     parent = study.user_attrs[ATTR_PARENT]
     tracker.client.update_run(parent, status="RUNNING")
+    codes, interrupted = _run_workers(spec, storage, workers, per_gpu, None, on_progress, poll_s)
+    settle_parent(study, tracker, interrupted=interrupted is not None)
+    final = study_status(storage, spec.study.name)[0]
+    _raise_for_exits(codes, interrupted)
+    if on_progress:
+        on_progress(final)
+    return final
+
+
+# --- Local worker processes, shared by `rnnlab sweep` and `rnnlab worker --workers N` --------
+
+ATTR_WORKERS = "rnnlab:workers_started"
+
+
+def local_workers(spec: StudySpec, per_gpu: int = 1) -> int:
+    """Workers that fill this machine: ``per_gpu`` on every GPU (device auto), else one."""
+    import torch
+
+    if spec.train.device != "auto" or not torch.cuda.is_available():
+        return 1
+    return per_gpu * torch.cuda.device_count()
+
+
+def work_local(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int | None = None,
+               per_gpu: int = 1, device: str | None = None,
+               on_progress: Callable[[StudyStatus], None] | None = None,
+               poll_s: float = 1.0) -> StudyStatus:
+    """Join a study from this machine with local workers until its budget is used.
+
+    What ``rnnlab worker`` runs, on any number of machines at once: one worker runs in this
+    process, several in their own processes (placed like :func:`sweep`'s). Unlike a sweep, this
+    machine does not own the study: its MLflow run is settled by every worker as it stops, so
+    whichever stops last closes it.
+
+    Args:
+        spec: the study spec (the study is created from it when it does not exist).
+        storage: the Optuna storage every machine shares (PostgreSQL for many machines).
+        workers: local workers; default ``per_gpu`` on every GPU, or one without GPUs.
+        per_gpu: workers per GPU.
+        device: put every worker here (``cpu``, ``cuda:N``) instead of round-robin.
+        on_progress: called with the study's status while several workers run, and at the end.
+        poll_s: seconds between progress calls.
+
+    Returns:
+        The study's :class:`StudyStatus` when this machine's workers stopped; for one worker,
+        ``extra["trials_run"]`` is how many trials it ran.
+
+    Raises:
+        RnnlabError: the storage or the tracking server cannot be used.
+        KeyboardInterrupt: interrupted (:class:`Terminated` for SIGTERM).
+    """
+    n = workers or (per_gpu if device else local_workers(spec, per_gpu))
+    tracker = Tracker()  # fails fast on an unreachable tracking server, before the study exists
+    study = open_study(spec, storage, tracker)
+    parent = study.user_attrs[ATTR_PARENT]
+    if study_status(storage, spec.study.name)[0].finished < spec.study.n_trials:
+        tracker.client.update_run(parent, status="RUNNING")
+    ran = None
+    if n == 1:  # in this process; work() settles the study's run itself
+        ran = work(spec, storage, index=_reserve_indices(spec, storage, 1), device=device)
+    else:
+        codes, interrupted = _run_workers(spec, storage, n, per_gpu, device, on_progress,
+                                          poll_s)
+        settle_parent(study, tracker, interrupted=interrupted is not None)
+        _raise_for_exits(codes, interrupted)
+    final = study_status(storage, spec.study.name)[0]
+    if ran is not None:
+        final.extra["trials_run"] = ran
+    if on_progress:
+        on_progress(final)
+    return final
+
+
+def _reserve_indices(spec: StudySpec, storage: str, n: int) -> int:
+    """Number ``n`` new workers of the study, counting every command on every machine.
+
+    A worker's number offsets its sampler's seed: two machines that both numbered their workers
+    from 0 would draw the same points, and so would a resumed sweep.
+    """
+    with study_lock(storage, spec.study.name):
+        study = load_study(storage, spec.study.name)
+        first = study.user_attrs.get(ATTR_WORKERS, 0)
+        study.set_user_attr(ATTR_WORKERS, first + n)
+    return first
+
+
+def _run_workers(spec: StudySpec, storage: str, workers: int, per_gpu: int,
+                 device: str | None, on_progress, poll_s: float):
+    """Start ``workers`` worker processes of an existing study and wait for them all.
+
+    CPU threads are divided between them; GPUs are used round-robin, ``per_gpu`` workers on
+    each, unless ``device`` places them all. Ctrl-C or SIGTERM is forwarded to every worker.
+
+    Returns:
+        The workers' exit codes, and the interrupt that stopped the wait (or None).
+    """
     threads = max(1, (os.cpu_count() or 1) // workers)
-    devices = worker_devices(spec, workers, per_gpu)
+    devices = [device] * workers if device else worker_devices(spec, workers, per_gpu)
+    first = _reserve_indices(spec, storage, workers)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker_process, name=f"rnnlab-worker-{i}",
-                         args=(spec.model_dump(mode="json"), storage, i, threads, devices[i]))
+    procs = [ctx.Process(target=_worker_process, name=f"rnnlab-worker-{first + i}",
+                         args=(spec.model_dump(mode="json"), storage, first + i, threads,
+                               devices[i]))
              for i in range(workers)]
     stop = threading.Event()
     poller = threading.Thread(target=_poll, args=(storage, spec.study.name, on_progress, stop,
                                                   poll_s), daemon=True)
-    status = "KILLED"
+    interrupted: KeyboardInterrupt | None = None
     try:
         for p in procs:
             p.start()
         poller.start()
         for p in procs:
             p.join()
-        final = study_status(storage, spec.study.name)[0]
-        status = "FINISHED" if final.finished >= spec.study.n_trials else "KILLED"
+    except KeyboardInterrupt as exc:  # forward to workers (SIGTERM may have reached only us)
+        interrupted = exc
+        sig = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, sig)
+        _join_all(procs)
     finally:
         stop.set()
-        for p in procs:
-            p.join(timeout=30)
-        tracker.end_run(parent, status)
-    failed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
-    if failed and all(code == 130 for code in failed):
-        raise KeyboardInterrupt
-    if failed:
-        raise RuntimeError(f"{len(failed)} worker(s) exited with codes {failed}")
-    if on_progress:
-        on_progress(final)
-    return final
+    return [p.exitcode for p in procs], interrupted
+
+
+def _raise_for_exits(codes: list[int | None], interrupted: KeyboardInterrupt | None) -> None:
+    if interrupted is not None or any(c in (130, 143) for c in codes):
+        raise interrupted or (Terminated() if 143 in codes else KeyboardInterrupt())
+    if any(c != 0 for c in codes):
+        raise RuntimeError(f"worker processes exited with codes {codes}")
+
+
+def _join_all(procs) -> None:
+    """Wait for interrupted workers to close their trials; a second Ctrl-C is not an escape."""
+    while any(p.is_alive() for p in procs):
+        try:
+            for p in procs:
+                p.join()
+        except KeyboardInterrupt:
+            continue
 
 
 def _poll(storage, name, on_progress, stop, poll_s) -> None:

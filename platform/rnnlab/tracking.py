@@ -2,16 +2,21 @@
 
 No global active run: several trials in one process, or many worker processes, each hold their
 own run id. The store is MLflow's default (or ``MLFLOW_TRACKING_URI``), so ``mlflow ui`` run in
-the same place shows the runs.
+the same place shows the runs. A tracking server (``http(s)://``) is probed once when a tracker
+is made, so a wrong or down server fails at once instead of after MLflow's long HTTP retries
+(which still cover blips mid-study: ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``,
+``MLFLOW_HTTP_REQUEST_TIMEOUT``).
 """
 
 from __future__ import annotations
 
 import platform
+import re
 import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +32,12 @@ from rnnlab.spec import RunConfig, flatten, to_yaml
 from rnnlab.storage import mask_url
 
 if TYPE_CHECKING:
-    from rnnlab.train import FitResult
+    from rnnlab.train import Checkpoint, FitResult
 
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 _MLFLOW_STATUS = {"completed": "FINISHED", "stopped": "FINISHED", "diverged": "FAILED"}
+PROBE_TIMEOUT_S = 5
 
 
 def environment_tags(result: FitResult | None = None) -> dict[str, str]:
@@ -50,8 +56,16 @@ class Tracker:
     """One tracking store; every call names its run explicitly."""
 
     def __init__(self, tracking_uri: str | None = None):
+        """Use ``tracking_uri``, else MLflow's own (``MLFLOW_TRACKING_URI`` or the default).
+
+        Raises:
+            RnnlabError: the URI names a tracking server that does not answer.
+        """
         self.uri = tracking_uri or mlflow.get_tracking_uri()
+        if self.uri.startswith(("http://", "https://")):
+            check_server(self.uri)
         self.client = MlflowClient(self.uri)
+        self._pending: dict[str, list[Any]] = {}
 
     def experiment_id(self, name: str) -> str:
         """The id of experiment ``name``, created on first use (safe against a racing worker)."""
@@ -91,15 +105,43 @@ class Tracker:
         return run_id
 
     def epoch_logger(self, run_id: str):
-        """A ``fit`` callback that logs each epoch's metrics with ``step=epoch``, one batch call."""
+        """A ``fit`` callback that logs each epoch's metrics with ``step=epoch``.
+
+        One batch call per epoch, queued to MLflow's background logger so the training loop
+        never waits on the store; :meth:`end_run` waits for the queue before closing the run.
+        """
 
         def log(epoch: int, metrics: dict[str, float]) -> None:
             now = int(time.time() * 1000)
-            self.client.log_batch(run_id, metrics=[
+            op = self.client.log_batch(run_id, metrics=[
                 Metric(k, float(v), now, epoch) for k, v in metrics.items()
-            ])
+            ], synchronous=False)
+            self._pending.setdefault(run_id, []).append(op)
 
         return log
+
+    def flush(self, run_id: str) -> None:
+        """Wait until every queued metric of ``run_id`` is in the store."""
+        for op in self._pending.pop(run_id, []):
+            op.wait()
+
+    def log_checkpoint(self, run_id: str, ckpt: Checkpoint) -> None:
+        """Store a training checkpoint as the run's ``checkpoint/checkpoint.pt`` artifact."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "checkpoint.pt"
+            torch.save(asdict(ckpt), path)
+            self.client.log_artifact(run_id, str(path), "checkpoint")
+
+    def load_checkpoint(self, run_id: str) -> Checkpoint | None:
+        """The run's last checkpoint, or None when it has none. Loaded with weights_only."""
+        from rnnlab.train import Checkpoint
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self.client.download_artifacts(run_id, "checkpoint/checkpoint.pt", tmp)
+            except (MlflowException, OSError):
+                return None
+            return Checkpoint(**torch.load(path, weights_only=True))
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -114,6 +156,7 @@ class Tracker:
         if result.diverged_epoch is not None:
             tags["rnnlab.diverged_epoch"] = str(result.diverged_epoch)
         self.set_tags(run_id, tags)
+        self.flush(run_id)
         self.client.log_text(run_id, to_yaml(config), "config.yaml")
         if weights:
             with tempfile.TemporaryDirectory() as tmp:
@@ -122,11 +165,38 @@ class Tracker:
                 self.client.log_artifact(run_id, str(path))
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.flush(run_id)
         self.client.set_terminated(run_id, status=status)
 
     @staticmethod
     def status_for(result: FitResult) -> str:
         return _MLFLOW_STATUS[result.status]
+
+
+def check_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """One quick request to a tracking server's ``/health``, with no retries.
+
+    Any HTTP answer counts as reachable (a wrong path or missing credentials show up, with
+    MLflow's own message, at the first real call); only a connection failure is an error.
+
+    Raises:
+        RnnlabError: the server cannot be connected to within ``timeout`` seconds.
+    """
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        http_request(get_default_host_creds(uri), "/health", "GET", max_retries=0,
+                     backoff_factor=0, timeout=timeout, raise_on_status=False)
+    except MlflowException as exc:
+        found = re.search(r"\[Errno -?\d+\] ([^\"')(]+)", str(exc))
+        reason = (found.group(1).strip() if found else
+                  f"no answer within {timeout:g} s" if "timed out" in str(exc).lower() else
+                  str(exc).splitlines()[0][-160:])
+        raise RnnlabError(
+            f"MLflow tracking server {mask_url(uri)} is not reachable ({reason}); start it "
+            "(mlflow server ...) or fix MLFLOW_TRACKING_URI"
+        ) from None
 
 
 def _param_value(value: Any) -> str:
