@@ -41,11 +41,8 @@ def write_spec(path: Path, name: str, n_trials: int, search=None, **study) -> Pa
 
 
 @pytest.fixture
-def here(tmp_path, monkeypatch):
-    """Run in an empty folder with MLflow's default store there."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+def here(tmp_path, mlflow_db):
+    """An empty folder (the cwd) with a ready MLflow store in it (see conftest)."""
     return tmp_path
 
 

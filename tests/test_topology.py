@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 N_TRIALS = 6
 EPOCHS = 2
 
@@ -33,33 +32,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _admin():
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        conn = psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
-    except psycopg2.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is not running ({exc}); .ci/run starts it")
-    conn.autocommit = True
-    return conn
-
-
-@pytest.fixture
-def databases():
-    """Two fresh databases (Optuna, MLflow), dropped afterwards; yields their URLs."""
-    names = [f"rnnlab_test_{uuid.uuid4().hex[:10]}_{kind}" for kind in ("optuna", "mlflow")]
-    conn = _admin()
-    with conn.cursor() as cur:
-        for name in names:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield [f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{n}" for n in names]
-    finally:
-        with conn.cursor() as cur:
-            for name in names:
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
 
 
 @pytest.fixture

@@ -29,9 +29,8 @@ SPEC = {
 
 
 @pytest.fixture
-def here(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+def here(tmp_path, mlflow_db):
+    """An empty folder (the cwd) with a ready MLflow store in it (see conftest)."""
     return tmp_path
 
 

@@ -128,6 +128,10 @@ _SCHEMA_LOCK_KEY = int.from_bytes(hashlib.sha1(b"rnnlab:optuna-schema").digest()
 
 
 def study_names(url: str) -> list[str]:
+    """The studies a storage holds; a journal file that does not exist holds none (and reading
+    it does not create it)."""
+    if not is_rdb(url) and not Path(url).expanduser().exists():
+        return []
     return [s.study_name for s in open_storage(url).get_all_studies()]
 
 
@@ -148,6 +152,7 @@ def study_lock(url: str, name: str) -> Iterator[None]:
     A file lock beside a journal or SQLite file for local workers; a PostgreSQL advisory lock
     or a MySQL named lock for workers on many machines.
     """
+    open_storage(url)  # a bad URL or folder fails here, as one line
     key = int.from_bytes(hashlib.sha1(f"rnnlab:{name}".encode()).digest()[:8], "big",
                          signed=True)
     if is_rdb(url) and not url.startswith("sqlite"):

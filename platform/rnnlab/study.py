@@ -20,7 +20,7 @@ import optuna
 from optuna.trial import TrialState
 
 from rnnlab.spec import StudySpec, apply_overrides, validate
-from rnnlab.storage import DEFAULT_STORAGE, load_study, open_storage, study_lock
+from rnnlab.storage import DEFAULT_STORAGE, load_study, study_lock, study_names
 from rnnlab.tracking import Tracker
 from rnnlab.errors import Terminated, install_sigterm_handler
 from rnnlab.worker import ATTR_BUDGET, ATTR_PARENT, ATTR_SPEC, open_study, settle_parent, work
@@ -256,7 +256,7 @@ def study_status(storage: str = DEFAULT_STORAGE, name: str | None = None) -> lis
     Raises:
         RnnlabError: the storage cannot be opened or the study does not exist.
     """
-    names = [name] if name else [s.study_name for s in open_storage(storage).get_all_studies()]
+    names = [name] if name else study_names(storage)
     out = []
     for n in names:
         study = load_study(storage, n)

@@ -64,8 +64,16 @@ class Tracker:
         self.uri = tracking_uri or mlflow.get_tracking_uri()
         if self.uri.startswith(("http://", "https://")):
             check_server(self.uri)
-        self.client = MlflowClient(self.uri)
+        self._client: MlflowClient | None = None
         self._pending: dict[str, list[Any]] = {}
+
+    @property
+    def client(self) -> MlflowClient:
+        """The client, made on first use: a local store is created only when a run needs it,
+        so a command that fails on its input first leaves no ``mlflow.db`` behind."""
+        if self._client is None:
+            self._client = MlflowClient(self.uri)
+        return self._client
 
     def experiment_id(self, name: str) -> str:
         """The id of experiment ``name``, created on first use (safe against a racing worker)."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import threading
 import time
 from typing import Any
@@ -34,6 +36,7 @@ ATTR_BUDGET = "n_trials"
 ATTR_SPEC = "spec"
 HEARTBEAT = "rnnlab:heartbeat"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial
 log = logging.getLogger("rnnlab.worker")
 
 
@@ -119,6 +122,7 @@ def claim(study: optuna.Study, storage: str, spec: StudySpec,
             return None
         trial = study.ask()
         study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, time.time())
+        trial.set_user_attr("worker", WORKER_ID)
         return trial
 
 

@@ -1,0 +1,36 @@
+"""Shared bits of the sweep benchmarks: a scratch folder with its own stores, and specs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+from rnnlab.spec import StudySpec, load_study_spec
+
+
+@contextlib.contextmanager
+def scratch(keep: str | None = None) -> Iterator[Path]:
+    """Work in a fresh folder with its own Optuna journal and MLflow store."""
+    old, old_uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
+    with tempfile.TemporaryDirectory(prefix="rnnlab-bench-", dir=keep) as tmp:
+        os.chdir(tmp)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+        try:
+            yield Path(tmp)
+        finally:
+            os.chdir(old)
+            if old_uri is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = old_uri
+
+
+def spec_from(raw: dict, folder: Path, name: str) -> StudySpec:
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_study_spec(path)
