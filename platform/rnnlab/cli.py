@@ -12,11 +12,14 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from rnnlab.errors import EXIT_USER_ERROR, RnnlabError
+from rnnlab.errors import EXIT_USER_ERROR, RnnlabError, Terminated, install_sigterm_handler
 
 
 class _Group(TyperGroup):
-    """Catches the one domain error once: one line on stderr, exit code 2, no traceback."""
+    """Catches the one domain error once: one line on stderr, exit code 2, no traceback.
+
+    Ctrl-C and SIGTERM end in one line too, with exit codes 130 and 143.
+    """
 
     def invoke(self, ctx):
         try:
@@ -24,6 +27,11 @@ class _Group(TyperGroup):
         except RnnlabError as exc:
             typer.echo(f"rnnlab: error: {exc}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
+        except KeyboardInterrupt as exc:
+            what, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
+            typer.echo(f"rnnlab: interrupted ({what}); what was running is closed as "
+                       "interrupted and nothing finished is lost", err=True)
+            raise typer.Exit(code) from None
 
 
 app = typer.Typer(cls=_Group, add_completion=False, pretty_exceptions_enable=False,
@@ -113,15 +121,28 @@ def worker(
     storage: StorageOpt = None,
     set_: SetOpt = None,
     data_dir: DataDirOpt = None,
-    device: Annotated[str | None, typer.Option(help="Place this worker: cpu, cuda:N.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Local worker processes (default: --trials-per-gpu on every GPU, "
+        "else 1).")] = None,
+    trials_per_gpu: Annotated[int, typer.Option(min=1, help="Workers per GPU.")] = 1,
+    device: Annotated[str | None, typer.Option(
+        help="Put every worker here: cpu, cuda:N (default: GPUs round-robin).")] = None,
 ) -> None:
-    """Join a study (creating it if needed) and run trials until its budget is used."""
-    from rnnlab.spec import load_study_spec
-    from rnnlab.study import work
+    """Join a study (creating it if needed) and run trials until its budget is used.
 
-    done = work(load_study_spec(spec, _with_data_dir(set_, data_dir)), _storage(storage),
-                device=device)
-    err.print(f"worker ran {done} trial(s)")
+    Start it on any number of machines with the same --storage (PostgreSQL) and
+    MLFLOW_TRACKING_URI (an MLflow server): together they finish exactly n_trials.
+    """
+    from rnnlab.render import status_table
+    from rnnlab.spec import load_study_spec
+    from rnnlab.study import work_local
+
+    final = work_local(load_study_spec(spec, _with_data_dir(set_, data_dir)),
+                       _storage(storage), workers=workers, per_gpu=trials_per_gpu,
+                       device=device)
+    if "trials_run" in final.extra:
+        err.print(f"worker ran {final.extra['trials_run']} trial(s)")
+    Console().print(status_table([final]))
 
 
 @app.command()
@@ -159,6 +180,78 @@ def trials(
 
 
 @app.command()
+def dashboard(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOpt = None,
+    out: Annotated[Path | None, typer.Option(
+        help="HTML file to write (default dashboards/<study>.html).")] = None,
+    watch: Annotated[float | None, typer.Option(
+        min=1, help="Rewrite every N s until the study is done (budget reached, nothing "
+                    "running); Ctrl-C stops earlier.")] = None,
+) -> None:
+    """Write a study's Plotly dashboard: one self-contained HTML file that opens offline."""
+    from rnnlab.dashboards import watch_dashboard, write_dashboard
+    from rnnlab.render import dashboard_line
+
+    if watch is None:
+        typer.echo(str(write_dashboard(_storage(storage), study, out)))
+        return
+    try:
+        path = watch_dashboard(_storage(storage), study, out, watch,
+                               on_write=lambda p, f: err.print(dashboard_line(p, f),
+                                                               soft_wrap=True, highlight=False))
+    except KeyboardInterrupt:
+        err.print("stopped watching; the last dashboard written stays in place")
+        return
+    typer.echo(str(path))
+
+
+@app.command()
+def report(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="md, html, json or yaml (the best "
+                                                     "config alone).")] = "md",
+    out: Annotated[Path | None, typer.Option(
+        help="File to write (default: stdout; html: reports/<study>.html).")] = None,
+    confirm_seeds: Annotated[int, typer.Option(
+        min=1, help="Seeds to re-train each confirmed config with, scored on the test set.")] = 3,
+) -> None:
+    """Best-config report: validation ranking, then confirmation on the held-out test set."""
+    from rnnlab.report import report as build_report
+
+    text, path = build_report(_storage(storage), study, fmt, out, confirm_seeds=confirm_seeds,
+                              on_progress=lambda line: err.print(line, soft_wrap=True,
+                                                                 highlight=False))
+    if text is not None:
+        typer.echo(text, nl=False)
+    else:
+        err.print(f"wrote {path}", soft_wrap=True, highlight=False)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port for the MLflow UI on 127.0.0.1.")] = 5000,
+    storage: StorageOpt = None,
+    study: Annotated[str | None, typer.Option(
+        help="Print this study's runs table only (default: every study in the storage).")] = None,
+) -> None:
+    """Start the MLflow UI on the store the sweeps used; print where each study's trials are."""
+    from rnnlab.ui import serve
+
+    def ready(base: str, links: list[tuple[str, str]], started: bool) -> None:
+        typer.echo(f"MLflow UI: {base}/#/experiments" + (" (Ctrl-C to stop)" if started else
+                                                          " (the tracking server)"))
+        for name, url in links:
+            typer.echo(f"study {name} trials: {url}")
+
+    try:
+        serve(_storage(storage), study, port, ready)
+    except KeyboardInterrupt:
+        err.print("MLflow UI stopped")
+
+
+@app.command()
 def keys() -> None:
     """List every config key with its default value."""
     from rnnlab.spec import RunConfig, flatten
@@ -169,6 +262,7 @@ def keys() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    install_sigterm_handler()
     app(prog_name="rnnlab")
 
 
