@@ -42,25 +42,28 @@ class FlockLock(BaseJournalFileLock):
 
     Optuna's own file locks are lock *files*: a worker SIGKILLed while holding one leaves it
     behind, and every other worker stalls for the lock's grace period. ``flock`` cannot leak.
+    Each acquire opens its own file description, so threads of one process exclude each other
+    too; closing it releases the lock. No in-process lock is held: a Ctrl-C that lands between
+    acquire and release must not leave a lock that the interrupted trial's cleanup then waits
+    on forever.
     """
 
     def __init__(self, path: str):
         self.path = f"{path}.lock"
-        self._fh = None
-        self._threads = threading.Lock()  # flock excludes processes; this, our own threads
+        self._local = threading.local()
 
     def acquire(self) -> bool:
-        self._threads.acquire()
-        self._fh = open(self.path, "a")  # noqa: SIM115 - held until release()
-        fcntl.flock(self._fh, fcntl.LOCK_EX)
+        stale = getattr(self._local, "fh", None)
+        if stale is not None:  # an interrupt struck between this thread's acquire and release
+            stale.close()
+        self._local.fh = open(self.path, "a")  # noqa: SIM115 - closed by release()
+        fcntl.flock(self._local.fh, fcntl.LOCK_EX)
         return True
 
     def release(self) -> None:
-        fh, self._fh = self._fh, None
+        fh, self._local.fh = getattr(self._local, "fh", None), None
         if fh is not None:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            fh.close()
-        self._threads.release()
+            fh.close()  # closing the file description releases the flock
 
 
 def is_rdb(url: str) -> bool:

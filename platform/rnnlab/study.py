@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -226,14 +227,20 @@ def _raise_for_exits(codes: list[int | None], interrupted: KeyboardInterrupt | N
         raise RuntimeError(f"worker processes exited with codes {codes}")
 
 
-def _join_all(procs) -> None:
-    """Wait for interrupted workers to close their trials; a second Ctrl-C is not an escape."""
-    while any(p.is_alive() for p in procs):
-        try:
-            for p in procs:
-                p.join()
-        except KeyboardInterrupt:
-            continue
+def _join_all(procs, grace_s: float = 60.0) -> None:
+    """Wait for interrupted workers to close their trials (they need a moment to mark them
+    interrupted). A worker still alive after ``grace_s``, or a second Ctrl-C, is killed: its
+    trial is then reaped by the heartbeat check of the next run."""
+    deadline = time.monotonic() + grace_s
+    try:
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:
+        pass
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
 
 
 def _poll(storage, name, on_progress, stop, poll_s) -> None:
