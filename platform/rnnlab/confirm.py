@@ -81,18 +81,12 @@ def _train(tracker: Tracker, info: ReportInfo, config: RunConfig, key: str, numb
             "rnnlab.config_hash": key, "rnnlab.confirm_trial": str(number),
             "rnnlab.confirm_seed": str(config.train.seed),
             "rnnlab.confirm_roles": ", ".join(roles), **data.info})
-    try:
+    with tracker.closing_on_error(run_id):
         result = fit(config, [tracker.epoch_logger(run_id)], data=data)
         test_loss, test_acc = evaluate(result.model, data.test_x, data.test_y)
         now = int(time.time() * 1000)
         tracker.client.log_batch(run_id, metrics=[
             Metric("test_acc", test_acc, now, 0), Metric("test_loss", test_loss, now, 0)])
         tracker.log_result(run_id, config, result)
-    except KeyboardInterrupt:
-        tracker.end_run(run_id, "KILLED")
-        raise
-    except BaseException:
-        tracker.end_run(run_id, "FAILED")
-        raise
     tracker.end_run(run_id, tracker.status_for(result))
     return run_id, test_acc, test_loss, data.info["data.test_set"]

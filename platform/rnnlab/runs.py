@@ -40,14 +40,8 @@ def train_run(config: RunConfig, *, track: bool = True, experiment: str = DEFAUL
     if config.data.split == "tutorial":
         tags["rnnlab.tutorial_split"] = "true"
     run_id = tracker.start_run(experiment, f"{config.model.cell}-train", config=config, tags=tags)
-    try:
+    with tracker.closing_on_error(run_id):
         result = fit(config, [tracker.epoch_logger(run_id), *callbacks], data=data)
-    except KeyboardInterrupt:
-        tracker.end_run(run_id, "KILLED")
-        raise
-    except BaseException:
-        tracker.end_run(run_id, "FAILED")
-        raise
-    tracker.log_result(run_id, config, result)
+        tracker.log_result(run_id, config, result)
     tracker.end_run(run_id, tracker.status_for(result))
     return TrainOutcome(result, run_id, tracker.uri)

@@ -10,12 +10,13 @@ is made, so a wrong or down server fails at once instead of after MLflow's long 
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import re
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -171,6 +172,19 @@ class Tracker:
                 path = Path(tmp) / "model.pt"
                 torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, path)
                 self.client.log_artifact(run_id, str(path))
+
+    @contextlib.contextmanager
+    def closing_on_error(self, run_id: str) -> Iterator[None]:
+        """Close the run KILLED on an interrupt and FAILED on an error, never leaving it
+        RUNNING; on success the caller closes it with the status it earned."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.end_run(run_id, "KILLED")
+            raise
+        except BaseException:
+            self.end_run(run_id, "FAILED")
+            raise
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.flush(run_id)
