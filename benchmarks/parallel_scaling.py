@@ -18,6 +18,7 @@ import optuna
 import yaml
 from _common import scratch, spec_from
 
+from rnnlab.storage import open_storage
 from rnnlab.study import sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +37,12 @@ def timed_sweep(workers: int, trials: int, epochs: int, folder: Path) -> float:
     started = time.perf_counter()
     final = sweep(spec, "rnnlab.journal", workers=workers)
     assert final.finished == trials, final
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    done = optuna.load_study(study_name=f"scaling-{workers}",
+                             storage=open_storage("rnnlab.journal")).get_trials()
+    busy = (max(t.datetime_complete for t in done)
+            - min(t.datetime_start for t in done)).total_seconds()
+    return wall, busy
 
 
 def main() -> None:
@@ -46,15 +52,17 @@ def main() -> None:
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with scratch() as folder:
-        walls = {w: timed_sweep(w, args.trials, args.epochs, folder) for w in (1, 2)}
-    rates = {w: args.trials / s * 3600 for w, s in walls.items()}
+        times = {w: timed_sweep(w, args.trials, args.epochs, folder) for w in (1, 2)}
     print(f"{args.trials} trials of {args.epochs} epochs (GRU-64, 28 steps, 2000 samples)")
-    print(f"{'workers':>7} {'wall s':>8} {'trials/hour':>12}")
-    for w in walls:
-        print(f"{w:>7} {walls[w]:>8.1f} {rates[w]:>12.0f}")
-    ratio = rates[2] / rates[1]
-    print(f"speed-up with 2 workers: {ratio:.2f}x (target >= {TARGET}x): "
-          f"{'PASS' if ratio >= TARGET else 'FAIL'}")
+    print(f"{'workers':>7} {'wall s':>8} {'trials/h (wall)':>16} {'trials/h (running)':>19}")
+    for w, (wall, busy) in times.items():
+        print(f"{w:>7} {wall:>8.1f} {args.trials / wall * 3600:>16.0f} "
+              f"{args.trials / busy * 3600:>19.0f}")
+    for label, k in (("wall time, worker start-up included", 0),
+                     ("first trial start to last trial end", 1)):
+        ratio = times[1][k] / times[2][k]
+        print(f"speed-up with 2 workers ({label}): {ratio:.2f}x (target >= {TARGET}x): "
+              f"{'PASS' if ratio >= TARGET else 'FAIL'}")
 
 
 if __name__ == "__main__":

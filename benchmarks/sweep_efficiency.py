@@ -33,7 +33,7 @@ STRATEGIES = {
 def run(strategy: str, seed: int, trials: int, folder: Path) -> list[optuna.trial.FrozenTrial]:
     raw = yaml.safe_load((REPO / "studies/quickstart.yaml").read_text())
     sampler, pruner = STRATEGIES[strategy]
-    name = f"eff-{seed}-{strategy.split()[0].replace('+', '-')}"
+    name = f"eff-{seed}-" + "".join(c if c.isalnum() else "-" for c in strategy.split()[0])
     raw["study"].update(name=name, n_trials=trials, sampler={**sampler, "seed": seed},
                         pruner=pruner)
     work(spec_from(raw, folder, name), "rnnlab.journal")

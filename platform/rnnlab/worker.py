@@ -65,6 +65,7 @@ def open_study(spec: StudySpec, storage: str, tracker: Tracker, *,
                 "rnnlab.storage": mask_url(storage)},
                 extra_params={f"study.{k}": v for k, v in flatten(s).items()} | {
                     f"search.{k}": v.model_dump(exclude_none=True) for k, v in spec.search.items()})
+            tracker.flush(run_id)  # its params are in the store before any worker reads them
             study.set_user_attr(ATTR_PARENT, run_id)
             study.set_user_attr(ATTR_EXPERIMENT, s.name)
     return study
