@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from mlflow.entities import Metric
 
-from rnnlab.data import Splits, load_data
+from rnnlab.data import SplitsCache
 from rnnlab.errors import RnnlabError
 from rnnlab.report import Confirmation, ReportInfo, candidates, config_hash, trial_config
 from rnnlab.results import CONFIRM_KIND, StudyFrames, confirmations_frame
@@ -37,7 +37,7 @@ def confirm(info: ReportInfo, frames: StudyFrames, seeds: int, *,
     tracker = Tracker(tracking_uri)
     found = confirmations_frame(info.parent_run_id, tracking_uri=tracking_uri)
     done = {row["config_hash"]: row for row in found.to_dict("records")}
-    cache: dict[str, Splits] = {}
+    cache = SplitsCache()
     out = []
     for roles, number in candidates(info):
         base = trial_config(frames, number)
@@ -66,14 +66,10 @@ def confirm(info: ReportInfo, frames: StudyFrames, seeds: int, *,
 
 
 def _train(tracker: Tracker, info: ReportInfo, config: RunConfig, key: str, number: int,
-           roles: tuple[str, ...], cache: dict[str, Splits]) -> tuple[str, float, float, str]:
+           roles: tuple[str, ...], cache: SplitsCache) -> tuple[str, float, float, str]:
     """One tracked confirmation run: fit, then one pass over the test set."""
     device = resolve_device(config.train.device)
-    data_key = config.data.model_dump_json() + str(device)
-    if data_key not in cache:
-        cache.clear()  # one data config at a time keeps memory flat
-        cache[data_key] = load_data(config.data, device)
-    data = cache[data_key]
+    data = cache.get(config.data, device)
     run_id = tracker.start_run(
         info.experiment, f"confirm-trial-{number}-seed-{config.train.seed}", config=config,
         parent_run_id=info.parent_run_id, tags={

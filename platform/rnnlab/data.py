@@ -320,3 +320,19 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Splits:
     })
     return Splits(seq(train_x), lab(raw.train_y[train_idx]), seq(val_x), lab(val_y),
                   seq(test_x[test_idx]), lab(test_y[test_idx]), info)
+
+
+class SplitsCache:
+    """The splits of the last data config asked for: a worker or a report trains many configs
+    that share their data. One config at a time keeps memory flat."""
+
+    def __init__(self) -> None:
+        self._key: tuple[str, str] | None = None
+        self._splits: Splits | None = None
+
+    def get(self, cfg: DataConfig, device: torch.device | str) -> Splits:
+        key = (cfg.model_dump_json(), str(device))
+        if key != self._key:
+            self._key, self._splits = None, None  # free the old tensors before loading
+            self._splits, self._key = load_data(cfg, device), key
+        return self._splits

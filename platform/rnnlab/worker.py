@@ -23,8 +23,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from rnnlab.data import SplitsCache
 from rnnlab.errors import RnnlabError, Terminated
-from rnnlab.spec import RunConfig, StudySpec, flatten
+from rnnlab.spec import StudySpec, flatten
 from rnnlab.storage import mask_url, open_storage, study_lock
 from rnnlab.study_parts import make_pruner, make_sampler, sample_config
 from rnnlab.tracking import Tracker
@@ -167,7 +168,7 @@ class Worker:
         self.study = open_study(spec, storage, self.tracker,
                                 sampler=make_sampler(spec, seed_offset=index),
                                 pruner=make_pruner(spec.study.pruner))
-        self._data: dict[str, Any] = {}
+        self._data = SplitsCache()
 
     def run(self, deadline: float | None = None) -> int:
         """Run trials until the budget is used. While the rest of the budget is held by trials
@@ -183,15 +184,6 @@ class Worker:
             else:
                 time.sleep(self.spec.study.heartbeat_interval)
         return done
-
-    def _splits(self, config: RunConfig):
-        from rnnlab.data import load_data
-
-        key = config.data.model_dump_json() + config.train.device
-        if key not in self._data:
-            self._data.clear()  # one data config at a time keeps memory flat
-            self._data[key] = load_data(config.data, resolve_device(config.train.device))
-        return self._data[key]
 
     def run_trial(self, trial: optuna.Trial) -> None:
         s = self.spec.study
@@ -239,7 +231,8 @@ class Worker:
                 if math.isfinite(metrics[s.metric]):
                     trial.report(metrics[s.metric], epoch)
         result = fit(config, [self.tracker.epoch_logger(run_id), _Reporter(trial, s.metric)],
-                     data=self._splits(config), resume=resume,
+                     data=self._data.get(config.data, resolve_device(config.train.device)),
+                     resume=resume,
                      on_checkpoint=lambda ckpt: self.tracker.log_checkpoint(run_id, ckpt))
         return result, config
 
