@@ -127,7 +127,8 @@ def main() -> None:
             print(f"t={time.time() - started:5.1f}s  SIGKILL worker {i} (kill {kill + 1}/3), "
                   "restarting it", flush=True)
             workers[i] = start_worker(spec, log)
-        time.sleep(rng.uniform(6, 10))
+        time.sleep(rng.uniform(1, 5))
+        busy_worker(folder, workers, rng)  # Ctrl-C lands mid-trial, not after the last one
         for w in workers:
             os.killpg(w.pid, signal.SIGINT)
         codes = [w.wait(timeout=120) for w in workers]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
 from pathlib import Path
 
 import optuna
@@ -14,10 +17,10 @@ from typer.testing import CliRunner
 from rnnlab.cli import app
 from rnnlab.errors import RnnlabError
 from rnnlab.spec import load_study_spec
-from rnnlab.study import study_status, sweep
 from rnnlab.storage import open_storage
-from rnnlab.worker import ATTR_PARENT, open_study, work
+from rnnlab.study import study_status, sweep
 from rnnlab.tracking import Tracker
+from rnnlab.worker import ATTR_PARENT, open_study, work
 
 TINY = {
     "data": {"source": "mnist-5k", "train_size": 200, "val_size": 100, "patch": 28},
@@ -60,6 +63,8 @@ def test_two_workers_share_the_budget_and_nest_every_trial(here):
     study = optuna.load_study(study_name="two", storage=open_storage("rnnlab.journal"))
     trials = study.get_trials()
     assert len(trials) == 5  # the lock keeps two workers from overshooting
+    workers = {t.user_attrs["worker"] for t in trials}  # host:pid of the process that ran it
+    assert len(workers) == 2 and f"{socket.gethostname()}:{os.getpid()}" not in workers
     client, runs = child_runs("two")
     parent = study.user_attrs[ATTR_PARENT]
     assert client.get_run(parent).info.status == "FINISHED"
@@ -77,6 +82,24 @@ def test_two_workers_share_the_budget_and_nest_every_trial(here):
         # a draw below zero_below trains with exactly no penalty
         if t.params["train.l2"] < 1e-6:
             assert float(run.data.params["train.l2"]) == 0.0
+
+
+def test_workers_use_the_folder_and_environment_of_their_sweep(tmp_path, _mlflow_template,
+                                                               monkeypatch):
+    # Worker processes are forked from a server started once per process (rnnlab.launch):
+    # each sweep's workers must still use that sweep's folder and tracking store.
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        folder.mkdir()
+        shutil.copy(_mlflow_template, folder / "mlflow.db")
+        monkeypatch.chdir(folder)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
+        spec = load_study_spec(write_spec(folder / "s.yaml", name, 2))
+        assert sweep(spec, "rnnlab.journal", workers=2).finished == 2
+        assert study_status(str(folder / "rnnlab.journal"))[0].name == name
+        _, runs = child_runs(name)
+        assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert not (tmp_path / "rnnlab.journal").exists()
 
 
 def test_resume_adds_trials_to_the_same_study_and_parent_run(here):

@@ -82,7 +82,8 @@ def _summary_table(summary: dict) -> Table:
 
 
 StorageOpt = Annotated[str | None, typer.Option(
-    "--storage", help="Optuna storage: a journal file path or an RDB URL (default rnnlab.journal).")]
+    "--storage",
+    help="Optuna storage: a journal file path or an RDB URL (default rnnlab.journal).")]
 
 
 def _storage(storage: str | None) -> str:
@@ -103,12 +104,15 @@ def sweep(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Run (or resume) an Optuna study: every trial an MLflow run under the study's run."""
+    from rnnlab.launch import start_fork_server
     from rnnlab.render import StudyProgress, status_table
     from rnnlab.spec import load_study_spec
-    from rnnlab.study import sweep as run_sweep
 
     study_spec = load_study_spec(spec, _with_data_dir(set_, data_dir), n_trials=n_trials,
                                  timeout=timeout)
+    start_fork_server()  # the workers' imports run while this process imports its own
+    from rnnlab.study import sweep as run_sweep
+
     with StudyProgress(err) as progress:
         final = run_sweep(study_spec, _storage(storage), workers=workers,
                           per_gpu=trials_per_gpu, on_progress=progress)

@@ -8,7 +8,6 @@ run nested under the study's parent run, whose id is kept on the study.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import threading
@@ -20,12 +19,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from rnnlab.errors import Terminated, install_sigterm_handler
+from rnnlab.launch import start_fork_server
 from rnnlab.spec import StudySpec, apply_overrides, validate
 from rnnlab.storage import DEFAULT_STORAGE, load_study, study_lock, study_names
 from rnnlab.tracking import Tracker
-from rnnlab.errors import Terminated, install_sigterm_handler
 from rnnlab.worker import ATTR_BUDGET, ATTR_PARENT, ATTR_SPEC, open_study, settle_parent, work
-
 
 
 @dataclass
@@ -49,7 +48,12 @@ class StudyStatus:
 
 
 def _worker_process(spec_json: dict, storage: str, index: int, threads: int | None,
-                    device: str | None) -> None:
+                    device: str | None, cwd: str, env: dict[str, str]) -> None:
+    # Forked from the fork server (rnnlab.launch), which kept the folder and environment of the
+    # moment it started: take the caller's (relative storage paths, MLFLOW_TRACKING_URI, ...).
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
     install_sigterm_handler()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = StudySpec.model_validate(spec_json)
@@ -90,6 +94,7 @@ def sweep(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int = 1,
         RnnlabError: the storage or tracking store cannot be used.
         KeyboardInterrupt: interrupted (:class:`Terminated` for SIGTERM).
     """
+    start_fork_server()  # its imports overlap with opening the study here
     tracker = Tracker()
     study = open_study(spec, storage, tracker)
     parent = study.user_attrs[ATTR_PARENT]
@@ -106,7 +111,6 @@ def sweep(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int = 1,
 # --- Local worker processes, shared by `rnnlab sweep` and `rnnlab worker --workers N` --------
 
 ATTR_WORKERS = "rnnlab:workers_started"
-
 
 def local_workers(spec: StudySpec, per_gpu: int = 1) -> int:
     """Workers that fill this machine: ``per_gpu`` on every GPU (device auto), else one."""
@@ -146,6 +150,8 @@ def work_local(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int 
         KeyboardInterrupt: interrupted (:class:`Terminated` for SIGTERM).
     """
     n = workers or (per_gpu if device else local_workers(spec, per_gpu))
+    if n > 1:
+        start_fork_server()
     tracker = Tracker()  # fails fast on an unreachable tracking server, before the study exists
     study = open_study(spec, storage, tracker)
     parent = study.user_attrs[ATTR_PARENT]
@@ -193,10 +199,10 @@ def _run_workers(spec: StudySpec, storage: str, workers: int, per_gpu: int,
     threads = max(1, (os.cpu_count() or 1) // workers)
     devices = [device] * workers if device else worker_devices(spec, workers, per_gpu)
     first = _reserve_indices(spec, storage, workers)
-    ctx = multiprocessing.get_context("spawn")
+    ctx = start_fork_server()
     procs = [ctx.Process(target=_worker_process, name=f"rnnlab-worker-{first + i}",
                          args=(spec.model_dump(mode="json"), storage, first + i, threads,
-                               devices[i]))
+                               devices[i], os.getcwd(), dict(os.environ)))
              for i in range(workers)]
     stop = threading.Event()
     poller = threading.Thread(target=_poll, args=(storage, spec.study.name, on_progress, stop,

@@ -37,7 +37,7 @@ ATTR_BUDGET = "n_trials"
 ATTR_SPEC = "spec"
 HEARTBEAT = "rnnlab:heartbeat"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial
+WAIT_POLL_S = 1.0  # how often a worker with no trial to claim looks again
 log = logging.getLogger("rnnlab.worker")
 
 
@@ -124,7 +124,7 @@ def claim(study: optuna.Study, storage: str, spec: StudySpec,
             return None
         trial = study.ask()
         study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, time.time())
-        trial.set_user_attr("worker", WORKER_ID)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         return trial
 
 
@@ -181,8 +181,8 @@ class Worker:
                 done += 1
             elif budget_used(self.study):
                 break
-            else:
-                time.sleep(self.spec.study.heartbeat_interval)
+            else:  # soon: the last running trial may end any moment, and then so does this
+                time.sleep(min(self.spec.study.heartbeat_interval, WAIT_POLL_S))
         return done
 
     def run_trial(self, trial: optuna.Trial) -> None:
