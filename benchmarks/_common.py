@@ -12,6 +12,16 @@ import yaml
 
 from rnnlab.spec import StudySpec, load_study_spec
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def mnist_dir(given: str | None = None) -> str | None:
+    """The MNIST IDX folder: ``given``, else $RNNLAB_DATA_DIR, else ../shared/data/mnist."""
+    if given:
+        return given
+    shared = REPO.parent / "shared" / "data" / "mnist"
+    return os.environ.get("RNNLAB_DATA_DIR") or (str(shared) if shared.is_dir() else None)
+
 
 @contextlib.contextmanager
 def scratch(keep: str | None = None) -> Iterator[Path]:

@@ -30,16 +30,10 @@ import time
 from pathlib import Path
 
 import torch
+from _common import mnist_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "studies" / "full_mnist.yaml"
-
-
-def _data_dir(given: str | None) -> str | None:
-    if given:
-        return given
-    shared = REPO.parent / "shared" / "data" / "mnist"
-    return os.environ.get("RNNLAB_DATA_DIR") or (str(shared) if shared.is_dir() else None)
 
 
 def _spec(data_dir: str | None, overrides: list[str]):
@@ -126,7 +120,7 @@ def main() -> None:
         sys.exit("benchmarks/gpu.py needs an NVIDIA GPU: torch.cuda.is_available() is False "
                  f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}). "
                  "Run it on a GPU machine with a CUDA build of torch.")
-    data_dir = _data_dir(args.data_dir)
+    data_dir = mnist_dir(args.data_dir)
     print(f"GPU: {torch.cuda.get_device_name(0)} | torch {torch.__version__} "
           f"(CUDA {torch.version.cuda}) | data: {data_dir or 'the rnnlab cache'}")
 

@@ -83,6 +83,6 @@ def _train(tracker: Tracker, info: ReportInfo, config: RunConfig, key: str, numb
         now = int(time.time() * 1000)
         tracker.client.log_batch(run_id, metrics=[
             Metric("test_acc", test_acc, now, 0), Metric("test_loss", test_loss, now, 0)])
-        tracker.log_result(run_id, config, result)
+        tracker.log_result(run_id, result)
     tracker.end_run(run_id, tracker.status_for(result))
     return run_id, test_acc, test_loss, data.info["data.test_set"]

@@ -42,6 +42,6 @@ def train_run(config: RunConfig, *, track: bool = True, experiment: str = DEFAUL
     run_id = tracker.start_run(experiment, f"{config.model.cell}-train", config=config, tags=tags)
     with tracker.closing_on_error(run_id):
         result = fit(config, [tracker.epoch_logger(run_id), *callbacks], data=data)
-        tracker.log_result(run_id, config, result)
+        tracker.log_result(run_id, result)
     tracker.end_run(run_id, tracker.status_for(result))
     return TrainOutcome(result, run_id, tracker.uri)

@@ -16,7 +16,8 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ import mlflow
 import torch
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 from rnnlab import __version__
@@ -39,18 +41,18 @@ PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 _MLFLOW_STATUS = {"completed": "FINISHED", "stopped": "FINISHED", "diverged": "FAILED"}
 PROBE_TIMEOUT_S = 5
+# While a run trains, its metrics reach the store at most this often (and at every
+# checkpoint and at its end): a short trial then writes them once, in the call that records its
+# outcome, instead of competing with its own training for the CPU on every epoch.
+SEND_EVERY_S = 5.0
 
 
-def environment_tags(result: FitResult | None = None) -> dict[str, str]:
-    tags = {
+def environment_tags() -> dict[str, str]:
+    return {
         "rnnlab.version": __version__, "torch.version": torch.__version__,
         "mlflow.version": mlflow.__version__, "python.version": platform.python_version(),
         "host.platform": sys.platform,
     }
-    if result is not None:
-        tags["rnnlab.device"] = result.device
-        tags.update(result.data_info)
-    return tags
 
 
 class Tracker:
@@ -66,8 +68,12 @@ class Tracker:
         if self.uri.startswith(("http://", "https://")):
             check_server(self.uri)
         self._client: MlflowClient | None = None
-        self._pending: dict[str, list[Any]] = {}
+        self._pending: dict[str, list[Callable[[], Any]]] = {}  # per run: waits for its writes
+        self._unsent: dict[str, dict[str, list[Metric]]] = {}  # per run: metrics held
+        self._sent_at: dict[str, float] = {}
         self._experiments: dict[str, str] = {}
+        self._files: ThreadPoolExecutor | None = None
+        self._artifact_uris: dict[str, str] = {}  # of the runs this tracker created
 
     @property
     def client(self) -> MlflowClient:
@@ -104,44 +110,101 @@ class Tracker:
     def start_run(self, experiment: str, name: str, *, config: RunConfig | None = None,
                   tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
                   extra_params: Mapping[str, Any] | None = None) -> str:
-        """Create a run (nested when ``parent_run_id`` is given) and log its params."""
+        """Create a run (nested when ``parent_run_id`` is given) and log its params, and its
+        config as ``config.yaml`` (a run killed mid-way keeps what it was training)."""
         all_tags = {RUN_NAME_TAG: name, **environment_tags(), **(tags or {})}
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id
         run = self.client.create_run(self.experiment_id(experiment), run_name=name,
                                      tags=all_tags)
         run_id = run.info.run_id
+        self._artifact_uris[run_id] = run.info.artifact_uri
         params = dict(flatten(config)) if config is not None else {}
         params.update(extra_params or {})
-        if params:
+        if params:  # at once, in the background: a running trial can be found by its params
             self._queue(run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
+        if config is not None:
+            self._in_background(run_id, self._write_file, run_id, "config.yaml",
+                                to_yaml(config).encode())
         return run_id
 
     def epoch_logger(self, run_id: str):
         """A ``fit`` callback that logs each epoch's metrics with ``step=epoch``.
 
-        One batch call per epoch, queued to MLflow's background logger so the training loop
-        never waits on the store; :meth:`end_run` waits for the queue before closing the run.
+        Metrics are held and sent every :data:`SEND_EVERY_S` seconds through MLflow's
+        background logger, so the training loop never waits on the store; a checkpoint and
+        the end of the run send what is held (a worker killed outright loses at most the
+        last few seconds of the curve, which a retry replays from its checkpoint).
         """
 
         def log(epoch: int, metrics: dict[str, float]) -> None:
             now = int(time.time() * 1000)
-            self._queue(run_id, metrics=[
+            self._hold(run_id, [
                 Metric(k, float(v), now, epoch) for k, v in metrics.items()])
 
         return log
 
+    def _hold(self, run_id: str, metrics: list[Metric]) -> None:
+        held = self._unsent.setdefault(run_id, {"metrics": []})
+        held["metrics"] += metrics
+        sent_at = self._sent_at.setdefault(run_id, time.monotonic())
+        if time.monotonic() - sent_at >= SEND_EVERY_S:
+            self._send(run_id)
+
+    def _send(self, run_id: str, tags: list[RunTag] | None = None) -> None:
+        """Send what is held for ``run_id``: queued, or with ``tags`` in one synchronous call."""
+        held = self._unsent.pop(run_id, {})
+        self._sent_at[run_id] = time.monotonic()
+        if tags is not None:
+            self.client.log_batch(run_id, tags=tags, **held)
+        elif any(held.values()):
+            self._queue(run_id, **held)
+
     def flush(self, run_id: str) -> None:
-        """Wait until every queued metric of ``run_id`` is in the store."""
-        for op in self._pending.pop(run_id, []):
-            op.wait()
+        """Store everything held or queued for ``run_id`` (params, metrics, files).
+
+        Raises:
+            Exception: the first write that failed, once all have been waited for.
+        """
+        if any(self._unsent.get(run_id, {}).values()):
+            self._send(run_id, [])
+        errors = []
+        for wait in self._pending.pop(run_id, []):
+            try:
+                wait()
+            except Exception as exc:  # noqa: BLE001 - raised below, after the others
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def log_checkpoint(self, run_id: str, ckpt: Checkpoint) -> None:
-        """Store a training checkpoint as the run's ``checkpoint/checkpoint.pt`` artifact."""
+        """Store a training checkpoint as the run's ``checkpoint/checkpoint.pt`` artifact.
+
+        Written in the background: ``ckpt`` must not change afterwards (``fit`` hands over
+        copies). A newer checkpoint replaces it; :meth:`flush` waits for both. The metrics
+        held so far are sent with it, so the stored curve reaches at least the checkpoint.
+        """
+        self._send(run_id)
+        self._in_background(run_id, self._write_file, run_id, "checkpoint/checkpoint.pt", ckpt)
+
+    def _write_file(self, run_id: str, path: str, content: bytes | Checkpoint) -> None:
+        """Store ``content`` (bytes, or a checkpoint to serialise) as artifact ``path``.
+
+        Through the run's artifact repository, known from when the run was created: MLflow's
+        ``log_artifact`` would read the whole run back first to find it (half the cost).
+        """
+        folder, _, name = path.rpartition("/")
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "checkpoint.pt"
-            torch.save(asdict(ckpt), path)
-            self.client.log_artifact(run_id, str(path), "checkpoint")
+            local = Path(tmp) / name
+            if isinstance(content, bytes):
+                local.write_bytes(content)
+            else:
+                torch.save(asdict(content), local)
+            if run_id in self._artifact_uris:
+                repo = get_artifact_repository(self._artifact_uris[run_id], tracking_uri=self.uri)
+                repo.log_artifact(str(local), folder or None)
+            else:
+                self.client.log_artifact(run_id, str(local), folder or None)
 
     def load_checkpoint(self, run_id: str) -> Checkpoint | None:
         """The run's last checkpoint, or None when it has none. Loaded with weights_only."""
@@ -155,28 +218,36 @@ class Tracker:
             return Checkpoint(**torch.load(path, weights_only=True))
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        # Synchronous: tags come at the end of a run, and a queued batch is only picked up on
-        # the background logger's next tick (about a second), which end_run would wait for.
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        """Set tags now, in one call with the params and metrics held for the run."""
+        # Synchronous: tags come at the end of a run, right before it is closed, and queuing
+        # them would only add a hand-over to the wait.
+        self._send(run_id, [RunTag(k, str(v)) for k, v in tags.items()])
 
     def _queue(self, run_id: str, **batch: Any) -> None:
         """Hand a batch to MLflow's background logger: a trial never waits on the store for
         params, metrics or tags. :meth:`flush` (and so :meth:`end_run`) waits for them."""
         op = self.client.log_batch(run_id, synchronous=False, **batch)
-        self._pending.setdefault(run_id, []).append(op)
+        self._pending.setdefault(run_id, []).append(op.wait)
 
-    def log_result(self, run_id: str, config: RunConfig, result: FitResult,
-                   *, weights: bool = True) -> None:
-        """Log the resolved config, the final weights, and the environment of a finished fit."""
-        tags = environment_tags(result)
-        tags["rnnlab.status"] = result.status
+    def _in_background(self, run_id: str, write: Callable[..., Any], *args: Any) -> None:
+        """Run an artifact write on this tracker's file thread, in order; :meth:`flush` waits
+        for it. Training goes on meanwhile instead of waiting on the disk or the server."""
+        if self._files is None:
+            self._files = ThreadPoolExecutor(1, thread_name_prefix="rnnlab-tracking-files")
+        self._pending.setdefault(run_id, []).append(
+            self._files.submit(write, *args).result)
+
+    def log_result(self, run_id: str, result: FitResult, *, weights: bool = True,
+                   tags: Mapping[str, str] | None = None) -> None:
+        """Log the outcome of a finished fit, where it ran, its data and final weights, with
+        ``tags`` in the same call (a trial's state, say)."""
+        all_tags = {"rnnlab.device": result.device, **result.data_info,
+                    "rnnlab.status": result.status}
         if result.stop_reason:
-            tags["rnnlab.stop_reason"] = result.stop_reason
+            all_tags["rnnlab.stop_reason"] = result.stop_reason
         if result.diverged_epoch is not None:
-            tags["rnnlab.diverged_epoch"] = str(result.diverged_epoch)
-        self.set_tags(run_id, tags)
-        self.flush(run_id)
-        self.client.log_text(run_id, to_yaml(config), "config.yaml")
+            all_tags["rnnlab.diverged_epoch"] = str(result.diverged_epoch)
+        self.set_tags(run_id, {**all_tags, **(tags or {})})
         if weights:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "model.pt"
@@ -203,10 +274,14 @@ class Tracker:
         (about 0.8 s, and the other runs of this process lose their queue); the store's own
         update closes just this run, as set_terminated does after that.
         """
-        self.flush(run_id)
-        self.client._tracking_client.store.update_run_info(
-            run_id, run_status=RunStatus.from_string(status),
-            end_time=int(time.time() * 1000), run_name=None)
+        try:
+            self.flush(run_id)
+        finally:  # closed even when a write failed: never left RUNNING
+            self._sent_at.pop(run_id, None)
+            self._artifact_uris.pop(run_id, None)
+            self.client._tracking_client.store.update_run_info(
+                run_id, run_status=RunStatus.from_string(status),
+                end_time=int(time.time() * 1000), run_name=None)
 
     @staticmethod
     def status_for(result: FitResult) -> str:

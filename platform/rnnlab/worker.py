@@ -190,7 +190,7 @@ class Worker:
         state: dict[str, Any] = {"run_id": None}
         try:
             with _Heartbeat(self.study._storage, trial._trial_id, s.heartbeat_interval):
-                result, config = self._fit_trial(trial, state)
+                result = self._fit_trial(trial, state)
         except KeyboardInterrupt as exc:
             what = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
             fail_trial(self.study, self.tracker, trial, f"interrupted ({what})", "KILLED",
@@ -202,13 +202,11 @@ class Worker:
             _free_cuda_cache()
             fail_trial(self.study, self.tracker, trial, reason, "FAILED", 0)
             return
-        run_id = state["run_id"]
-        self.tracker.log_result(run_id, config, result, weights=False)
         value = _objective_value(result.history, s.metric, s.objective, s.direction)
         if result.status == "completed" and value is not None:
-            self._finish(trial, run_id, TrialState.COMPLETE, value, None)
+            self._finish(trial, state["run_id"], result, TrialState.COMPLETE, value, None)
         else:  # pruned by the pruner, or diverged: counts as pruned, with its reason
-            self._finish(trial, run_id, TrialState.PRUNED, None,
+            self._finish(trial, state["run_id"], result, TrialState.PRUNED, None,
                          result.stop_reason or "no finite metric value")
 
     def _fit_trial(self, trial: optuna.Trial, state: dict[str, Any]):
@@ -234,7 +232,7 @@ class Worker:
                      data=self._data.get(config.data, resolve_device(config.train.device)),
                      resume=resume,
                      on_checkpoint=lambda ckpt: self.tracker.log_checkpoint(run_id, ckpt))
-        return result, config
+        return result
 
     def _resume_point(self, trial: optuna.Trial, run_id: str) -> Checkpoint | None:
         source = trial.user_attrs.get("resume_run_id")
@@ -246,7 +244,9 @@ class Worker:
             self.tracker.log_checkpoint(run_id, ckpt)  # the next retry needs one hop only
         return ckpt
 
-    def _finish(self, trial, run_id, state, value, reason) -> None:
+    def _finish(self, trial, run_id, result, state, value, reason) -> None:
+        """Close the trial's run with its outcome, then tell the study (a run is never left
+        RUNNING behind a finished trial)."""
         if reason:
             trial.set_user_attr("reason", reason)
         tags = {"rnnlab.trial_state": state.name}
@@ -254,7 +254,7 @@ class Worker:
             tags["rnnlab.pruned"] = "true"
         if reason:
             tags["rnnlab.reason"] = reason
-        self.tracker.set_tags(run_id, tags)
+        self.tracker.log_result(run_id, result, weights=False, tags=tags)
         self.tracker.end_run(run_id, "FINISHED")
         try:
             self.study.tell(trial, value, state=state)
