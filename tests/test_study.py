@@ -199,3 +199,33 @@ def test_unknown_study_is_one_line(here):
     write_spec(here / "s.yaml", "x", 1)
     with pytest.raises(RnnlabError, match="no study named 'ghost'"):
         study_status("rnnlab.journal", "ghost")
+
+
+def test_a_user_error_in_a_trial_stops_the_sweep_with_its_one_line(here):
+    # data.train_size is searched, so it is only checked as each trial builds its data
+    spec = load_study_spec(write_spec(here / "s.yaml", "toobig", 4,
+                                      search={"data.train_size": {"choices": [4500]}}))
+    with pytest.raises(RnnlabError, match="exceeds the 4000 images"):
+        sweep(spec, "rnnlab.journal", workers=2)
+    status = study_status("rnnlab.journal", "toobig")[0]
+    assert status.counts["FAIL"] in (1, 2) and status.counts["RUNNING"] == 0  # not retried
+    failed = optuna.load_study(study_name="toobig",
+                               storage=open_storage("rnnlab.journal")).get_trials()
+    assert all("exceeds the 4000 images" in t.user_attrs["reason"] for t in failed)
+    client = MlflowClient()
+    assert client.get_run(status.parent_run_id).info.status == "KILLED"  # resumable
+    assert {r.info.status for r in child_runs("toobig")[1]} == {"FAILED"}
+
+
+def test_a_worker_stops_after_max_failures_in_a_row(here):
+    # A real out-of-memory error on every trial: 2e6 hidden units want 16 TB of weights.
+    path = write_spec(here / "s.yaml", "oom", 10, max_failures_in_a_row=3)
+    raw = yaml.safe_load(path.read_text())
+    raw["model"]["hidden"] = 2_000_000
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(RnnlabError, match="3 trials in a row failed, the last with "
+                                          "RuntimeError: .*can't allocate memory"):
+        work(load_study_spec(path), "rnnlab.journal")
+    status = study_status("rnnlab.journal", "oom")[0]
+    assert status.counts["FAIL"] == 3 and status.finished == 0
+    assert MlflowClient().get_run(status.parent_run_id).info.status == "KILLED"

@@ -238,6 +238,16 @@ def _load_mnist5k() -> Raw:
     return Raw(table[:, :PIXELS], table[:, PIXELS].astype(np.int64), None, None, provenance)
 
 
+def check(cfg: DataConfig) -> None:
+    """Find (downloading if need be) and verify the data, and check that the split fits,
+    without building any tensor.
+
+    Raises:
+        RnnlabError: the data cannot be found or is corrupt, or the split does not fit.
+    """
+    _split_indices(cfg, load_raw(cfg.source, cfg.dir))
+
+
 def _split_indices(cfg: DataConfig, raw: Raw) -> tuple[np.ndarray, ...]:
     """Indices (into the train pool and test pool) of train, val and test; disjoint, fixed."""
     n = len(raw.train_x)

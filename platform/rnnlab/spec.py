@@ -280,6 +280,10 @@ class StudySection(_Section):
     heartbeat_interval: Annotated[float, Field(gt=0)] = 10.0
     grace_period: Annotated[float, Field(gt=0)] = 60.0
     max_retries: Annotated[int, Field(ge=0)] = 2
+    # A worker whose trials fail this many times in a row (out of memory on every config, say)
+    # stops with the last reason instead of failing trial after trial; the study stays
+    # resumable. A user error in a trial (data missing, a sampled value rejected) stops it at once.
+    max_failures_in_a_row: Annotated[int, Field(ge=1)] = 10
 
     @model_validator(mode="after")
     def _grace_after_heartbeat(self) -> StudySection:

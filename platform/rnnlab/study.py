@@ -19,7 +19,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from rnnlab.errors import Terminated, install_sigterm_handler
+from rnnlab import data
+from rnnlab.errors import EXIT_USER_ERROR, RnnlabError, Terminated, install_sigterm_handler
 from rnnlab.launch import start_fork_server
 from rnnlab.spec import StudySpec, apply_overrides, validate
 from rnnlab.storage import DEFAULT_STORAGE, load_study, study_lock, study_names
@@ -48,7 +49,7 @@ class StudyStatus:
 
 
 def _worker_process(spec_json: dict, storage: str, index: int, threads: int | None,
-                    device: str | None, cwd: str, env: dict[str, str]) -> None:
+                    device: str | None, cwd: str, env: dict[str, str], errors) -> None:
     # Forked from the fork server (rnnlab.launch), which kept the folder and environment of the
     # moment it started: take the caller's (relative storage paths, MLFLOW_TRACKING_URI, ...).
     os.chdir(cwd)
@@ -62,10 +63,29 @@ def _worker_process(spec_json: dict, storage: str, index: int, threads: int | No
                                                    {"train.threads": threads}), "worker")
     try:
         work(spec, storage, index=index, device=device)
+    except RnnlabError as exc:  # the caller says it, once, as the command's one line
+        errors.put(str(exc))
+        raise SystemExit(EXIT_USER_ERROR) from None
     except Terminated:
         raise SystemExit(143) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+
+
+_DATA_PLACE = {"data.source", "data.dir", "data.split", "data.train_size", "data.val_size"}
+
+
+def check_data(spec: StudySpec) -> None:
+    """Find (downloading once, if need be) and verify the study's data, and check its split,
+    before any worker starts: a wrong folder, a corrupt file or a split too big ends the
+    command before a study exists (when the search varies where data comes from, each trial
+    checks its own).
+
+    Raises:
+        RnnlabError: the data is missing or corrupt, or the split does not fit.
+    """
+    if not _DATA_PLACE & set(spec.search):
+        data.check(spec.data)
 
 
 def worker_devices(spec: StudySpec, workers: int, per_gpu: int = 1) -> list[str | None]:
@@ -91,18 +111,21 @@ def sweep(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int = 1,
         The study's final :class:`StudyStatus`.
 
     Raises:
-        RnnlabError: the storage or tracking store cannot be used.
+        RnnlabError: the data, the storage or the tracking store cannot be used, or a worker
+            stopped on a user error in a trial or on too many failures in a row.
         KeyboardInterrupt: interrupted (:class:`Terminated` for SIGTERM).
     """
     start_fork_server()  # its imports overlap with opening the study here
+    check_data(spec)
     tracker = Tracker()
     study = open_study(spec, storage, tracker)
     parent = study.user_attrs[ATTR_PARENT]
     tracker.client.update_run(parent, status="RUNNING")
-    codes, interrupted = _run_workers(spec, storage, workers, per_gpu, None, on_progress, poll_s)
-    settle_parent(study, tracker, interrupted=interrupted is not None)
+    codes, errors, interrupted = _run_workers(spec, storage, workers, per_gpu, None,
+                                              on_progress, poll_s)
+    settle_parent(study, tracker, interrupted=interrupted is not None or bool(errors))
     final = study_status(storage, spec.study.name)[0]
-    _raise_for_exits(codes, interrupted)
+    _raise_for_exits(codes, errors, interrupted)
     if on_progress:
         on_progress(final)
     return final
@@ -146,12 +169,14 @@ def work_local(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int 
         ``extra["trials_run"]`` is how many trials it ran.
 
     Raises:
-        RnnlabError: the storage or the tracking server cannot be used.
+        RnnlabError: the data, the storage or the tracking server cannot be used, or a worker
+            stopped on a user error in a trial or on too many failures in a row.
         KeyboardInterrupt: interrupted (:class:`Terminated` for SIGTERM).
     """
     n = workers or (per_gpu if device else local_workers(spec, per_gpu))
     if n > 1:
         start_fork_server()
+    check_data(spec)
     tracker = Tracker()  # fails fast on an unreachable tracking server, before the study exists
     study = open_study(spec, storage, tracker)
     parent = study.user_attrs[ATTR_PARENT]
@@ -161,10 +186,10 @@ def work_local(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int 
     if n == 1:  # in this process; work() settles the study's run itself
         ran = work(spec, storage, index=_reserve_indices(spec, storage, 1), device=device)
     else:
-        codes, interrupted = _run_workers(spec, storage, n, per_gpu, device, on_progress,
-                                          poll_s)
-        settle_parent(study, tracker, interrupted=interrupted is not None)
-        _raise_for_exits(codes, interrupted)
+        codes, errors, interrupted = _run_workers(spec, storage, n, per_gpu, device,
+                                                  on_progress, poll_s)
+        settle_parent(study, tracker, interrupted=interrupted is not None or bool(errors))
+        _raise_for_exits(codes, errors, interrupted)
     final = study_status(storage, spec.study.name)[0]
     if ran is not None:
         final.extra["trials_run"] = ran
@@ -194,15 +219,17 @@ def _run_workers(spec: StudySpec, storage: str, workers: int, per_gpu: int,
     each, unless ``device`` places them all. Ctrl-C or SIGTERM is forwarded to every worker.
 
     Returns:
-        The workers' exit codes, and the interrupt that stopped the wait (or None).
+        The workers' exit codes, what those that stopped on a user error said, and the
+        interrupt that stopped the wait (or None).
     """
     threads = max(1, (os.cpu_count() or 1) // workers)
     devices = [device] * workers if device else worker_devices(spec, workers, per_gpu)
     first = _reserve_indices(spec, storage, workers)
     ctx = start_fork_server()
+    errors = ctx.SimpleQueue()  # what a worker that stopped on a user error said
     procs = [ctx.Process(target=_worker_process, name=f"rnnlab-worker-{first + i}",
                          args=(spec.model_dump(mode="json"), storage, first + i, threads,
-                               devices[i], os.getcwd(), dict(os.environ)))
+                               devices[i], os.getcwd(), dict(os.environ), errors))
              for i in range(workers)]
     stop = threading.Event()
     poller = threading.Thread(target=_poll, args=(storage, spec.study.name, on_progress, stop,
@@ -223,12 +250,18 @@ def _run_workers(spec: StudySpec, storage: str, workers: int, per_gpu: int,
         _join_all(procs)
     finally:
         stop.set()
-    return [p.exitcode for p in procs], interrupted
+    said = []
+    while not errors.empty():
+        said.append(errors.get())
+    return [p.exitcode for p in procs], said, interrupted
 
 
-def _raise_for_exits(codes: list[int | None], interrupted: KeyboardInterrupt | None) -> None:
+def _raise_for_exits(codes: list[int | None], errors: list[str],
+                     interrupted: KeyboardInterrupt | None) -> None:
     if interrupted is not None or any(c in (130, 143) for c in codes):
         raise interrupted or (Terminated() if 143 in codes else KeyboardInterrupt())
+    if errors:
+        raise RnnlabError(errors[0])
     if any(c != 0 for c in codes):
         raise RuntimeError(f"worker processes exited with codes {codes}")
 

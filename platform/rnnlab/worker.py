@@ -172,20 +172,36 @@ class Worker:
 
     def run(self, deadline: float | None = None) -> int:
         """Run trials until the budget is used. While the rest of the budget is held by trials
-        running elsewhere, wait: if their workers died, this one reaps and retries them."""
-        done = 0
+        running elsewhere, wait: if their workers died, this one reaps and retries them.
+
+        Raises:
+            RnnlabError: a trial failed on a user error, or ``max_failures_in_a_row`` did.
+        """
+        done, failed_in_a_row = 0, 0
         while deadline is None or time.time() < deadline:
             trial = claim(self.study, self.storage, self.spec, self.tracker)
             if trial is not None:
-                self.run_trial(trial)
+                reason = self.run_trial(trial)
                 done += 1
+                failed_in_a_row = failed_in_a_row + 1 if reason else 0
+                if failed_in_a_row >= self.spec.study.max_failures_in_a_row:
+                    raise RnnlabError(
+                        f"study {self.spec.study.name!r}: {failed_in_a_row} trials in a row "
+                        f"failed, the last with {reason}; fix the spec (`rnnlab trials "
+                        f"{self.spec.study.name}` lists every reason) and run again to resume")
             elif budget_used(self.study):
                 break
             else:  # soon: the last running trial may end any moment, and then so does this
                 time.sleep(min(self.spec.study.heartbeat_interval, WAIT_POLL_S))
         return done
 
-    def run_trial(self, trial: optuna.Trial) -> None:
+    def run_trial(self, trial: optuna.Trial) -> str | None:
+        """Run one trial to its end. Returns why it failed, or None when it finished.
+
+        Raises:
+            RnnlabError: the trial failed on a user error (failed, not retried: the same spec
+                would fail again).
+        """
         s = self.spec.study
         state: dict[str, Any] = {"run_id": None}
         try:
@@ -198,16 +214,19 @@ class Worker:
             raise
         except Exception as exc:  # noqa: BLE001 - a trial's failure must not stop the sweep
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            log.warning("trial %d failed: %s", trial.number, reason)
             _free_cuda_cache()
             fail_trial(self.study, self.tracker, trial, reason, "FAILED", 0)
-            return
+            if isinstance(exc, RnnlabError):
+                raise
+            log.warning("trial %d failed: %s", trial.number, reason)
+            return reason
         value = _objective_value(result.history, s.metric, s.objective, s.direction)
         if result.status == "completed" and value is not None:
             self._finish(trial, state["run_id"], result, TrialState.COMPLETE, value, None)
         else:  # pruned by the pruner, or diverged: counts as pruned, with its reason
             self._finish(trial, state["run_id"], result, TrialState.PRUNED, None,
                          result.stop_reason or "no finite metric value")
+        return None
 
     def _fit_trial(self, trial: optuna.Trial, state: dict[str, Any]):
         spec, s = self.spec, self.spec.study
@@ -320,14 +339,15 @@ def work(spec: StudySpec, storage: str, *, index: int = 0, device: str | None = 
         The number of trials this worker ran.
 
     Raises:
-        RnnlabError: the storage or tracking store cannot be used.
+        RnnlabError: the storage or tracking store cannot be used, or trials failed on a user
+            error or too many times in a row (the study's run is then KILLED, resumable).
     """
     deadline = time.time() + spec.study.timeout if spec.study.timeout else None
     worker = Worker(spec, storage, index, device)
     worker.tracker.client.update_run(worker.study.user_attrs[ATTR_PARENT], status="RUNNING")
     try:
         done = worker.run(deadline)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RnnlabError):
         settle_parent(worker.study, worker.tracker, interrupted=True)
         raise
     settle_parent(worker.study, worker.tracker)
