@@ -135,6 +135,7 @@ def sweep(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int = 1,
 
 ATTR_WORKERS = "rnnlab:workers_started"
 
+
 def local_workers(spec: StudySpec, per_gpu: int = 1) -> int:
     """Workers that fill this machine: ``per_gpu`` on every GPU (device auto), else one."""
     import torch

@@ -212,7 +212,8 @@ class Worker:
             fail_trial(self.study, self.tracker, trial, f"interrupted ({what})", "KILLED",
                        s.max_retries)
             raise
-        except Exception as exc:  # noqa: BLE001 - a trial's failure must not stop the sweep
+        except Exception as exc:  # noqa: BLE001 - one trial's failure must not stop the sweep
+            # (a user error does: every trial would fail the same way)
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             _free_cuda_cache()
             fail_trial(self.study, self.tracker, trial, reason, "FAILED", 0)
