@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +69,7 @@ class Tracker:
             check_server(self.uri)
         self._client: MlflowClient | None = None
         self._pending: dict[str, list[Callable[[], Any]]] = {}  # per run: waits for its writes
-        self._unsent: dict[str, dict[str, list[Metric]]] = {}  # per run: metrics held
+        self._unsent: dict[str, list[Metric]] = {}  # per run: metrics held
         self._sent_at: dict[str, float] = {}
         self._experiments: dict[str, str] = {}
         self._files: ThreadPoolExecutor | None = None
@@ -145,20 +145,19 @@ class Tracker:
         return log
 
     def _hold(self, run_id: str, metrics: list[Metric]) -> None:
-        held = self._unsent.setdefault(run_id, {"metrics": []})
-        held["metrics"] += metrics
+        self._unsent.setdefault(run_id, []).extend(metrics)
         sent_at = self._sent_at.setdefault(run_id, time.monotonic())
         if time.monotonic() - sent_at >= SEND_EVERY_S:
             self._send(run_id)
 
     def _send(self, run_id: str, tags: list[RunTag] | None = None) -> None:
         """Send what is held for ``run_id``: queued, or with ``tags`` in one synchronous call."""
-        held = self._unsent.pop(run_id, {})
+        held = self._unsent.pop(run_id, [])
         self._sent_at[run_id] = time.monotonic()
         if tags is not None:
-            self.client.log_batch(run_id, tags=tags, **held)
-        elif any(held.values()):
-            self._queue(run_id, **held)
+            self.client.log_batch(run_id, metrics=held, tags=tags)
+        elif held:
+            self._queue(run_id, metrics=held)
 
     def flush(self, run_id: str) -> None:
         """Store everything held or queued for ``run_id`` (params, metrics, files).
@@ -166,7 +165,7 @@ class Tracker:
         Raises:
             Exception: the first write that failed, once all have been waited for.
         """
-        if any(self._unsent.get(run_id, {}).values()):
+        if self._unsent.get(run_id):
             self._send(run_id, [])
         errors = []
         for wait in self._pending.pop(run_id, []):
@@ -187,8 +186,9 @@ class Tracker:
         self._send(run_id)
         self._in_background(run_id, self._write_file, run_id, "checkpoint/checkpoint.pt", ckpt)
 
-    def _write_file(self, run_id: str, path: str, content: bytes | Checkpoint) -> None:
-        """Store ``content`` (bytes, or a checkpoint to serialise) as artifact ``path``.
+    def _write_file(self, run_id: str, path: str, content: Any) -> None:
+        """Store ``content`` as artifact ``path``: bytes as they are, anything else (a
+        checkpoint, a state dict) serialised with ``torch.save``.
 
         Through the run's artifact repository, known from when the run was created: MLflow's
         ``log_artifact`` would read the whole run back first to find it (half the cost).
@@ -199,7 +199,7 @@ class Tracker:
             if isinstance(content, bytes):
                 local.write_bytes(content)
             else:
-                torch.save(asdict(content), local)
+                torch.save(asdict(content) if is_dataclass(content) else content, local)
             if run_id in self._artifact_uris:
                 repo = get_artifact_repository(self._artifact_uris[run_id], tracking_uri=self.uri)
                 repo.log_artifact(str(local), folder or None)
@@ -249,10 +249,8 @@ class Tracker:
             all_tags["rnnlab.diverged_epoch"] = str(result.diverged_epoch)
         self.set_tags(run_id, {**all_tags, **(tags or {})})
         if weights:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "model.pt"
-                torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, path)
-                self.client.log_artifact(run_id, str(path))
+            self._write_file(run_id, "model.pt",
+                             {k: v.cpu() for k, v in result.model.state_dict().items()})
 
     @contextlib.contextmanager
     def closing_on_error(self, run_id: str) -> Iterator[None]:
