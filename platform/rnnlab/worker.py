@@ -123,8 +123,12 @@ def claim(study: optuna.Study, storage: str, spec: StudySpec,
         if not waiting and taken >= study.user_attrs.get(ATTR_BUDGET, spec.study.n_trials):
             return None
         trial = study.ask()
-        study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, time.time())
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        try:
+            study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, time.time())
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        except KeyboardInterrupt as exc:  # never a RUNNING trial that no worker runs
+            fail_trial(study, tracker, trial, _interrupted(exc), "KILLED", spec.study.max_retries)
+            raise
         return trial
 
 
@@ -204,12 +208,18 @@ class Worker:
         """
         s = self.spec.study
         state: dict[str, Any] = {"run_id": None}
-        try:
+        try:  # up to the study's tell: an interrupt anywhere before it fails the trial
             with _Heartbeat(self.study._storage, trial._trial_id, s.heartbeat_interval):
                 result = self._fit_trial(trial, state)
-        except KeyboardInterrupt as exc:
-            what = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-            fail_trial(self.study, self.tracker, trial, f"interrupted ({what})", "KILLED",
+                value = _objective_value(result.history, s.metric, s.objective, s.direction)
+                if result.status == "completed" and value is not None:
+                    self._finish(trial, state["run_id"], result, TrialState.COMPLETE, value,
+                                 None)
+                else:  # pruned by the pruner, or diverged: counts as pruned, with its reason
+                    self._finish(trial, state["run_id"], result, TrialState.PRUNED, None,
+                                 result.stop_reason or "no finite metric value")
+        except KeyboardInterrupt as exc:  # after the tell, fail_trial changes nothing
+            fail_trial(self.study, self.tracker, trial, _interrupted(exc), "KILLED",
                        s.max_retries)
             raise
         except Exception as exc:  # noqa: BLE001 - one trial's failure must not stop the sweep
@@ -221,12 +231,6 @@ class Worker:
                 raise
             log.warning("trial %d failed: %s", trial.number, reason)
             return reason
-        value = _objective_value(result.history, s.metric, s.objective, s.direction)
-        if result.status == "completed" and value is not None:
-            self._finish(trial, state["run_id"], result, TrialState.COMPLETE, value, None)
-        else:  # pruned by the pruner, or diverged: counts as pruned, with its reason
-            self._finish(trial, state["run_id"], result, TrialState.PRUNED, None,
-                         result.stop_reason or "no finite metric value")
         return None
 
     def _fit_trial(self, trial: optuna.Trial, state: dict[str, Any]):
@@ -297,6 +301,10 @@ class _Reporter:
         if self.trial.should_prune():
             return f"pruned at epoch {epoch} ({self.metric}={value:.4f})"
         return None
+
+
+def _interrupted(exc: KeyboardInterrupt) -> str:
+    return f"interrupted ({'SIGTERM' if isinstance(exc, Terminated) else 'Ctrl-C'})"
 
 
 def _objective_value(history, metric, objective, direction) -> float | None:
