@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from rnnlab.spec import StudySpec, load_study_spec
+from rnnlab.core.study_spec import StudySpec, load_study_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -29,7 +29,7 @@ import yaml
 from _common import scratch
 from mlflow.tracking import MlflowClient
 
-from rnnlab.storage import open_storage
+from rnnlab.study.storage import open_storage
 
 
 def start_worker(spec: Path, log: Path) -> subprocess.Popen:

@@ -23,16 +23,26 @@ from pathlib import Path
 import numpy as np
 import optuna
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from rnnlab.spec import RunConfig, apply_overrides, flatten, load_study_spec, validate
-from rnnlab.storage import open_storage
-from rnnlab.tracking import PARENT_TAG, RUN_NAME_TAG, Tracker
+from rnnlab.core.spec import RunConfig, apply_overrides, flatten, validate
+from rnnlab.core.study_spec import load_study_spec
+from rnnlab.study.storage import (
+    ATTR_BUDGET,
+    ATTR_EXPERIMENT,
+    ATTR_PARENT,
+    ATTR_SPEC,
+    TRIAL_CONFIG,
+    TRIAL_REASON,
+    TRIAL_RUN_ID,
+    open_storage,
+)
+from rnnlab.tracking.tracker import PARENT_TAG, RUN_NAME_TAG, Tracker
+from rnnlab.train import EPOCH_METRICS as METRICS
 
 REPO = Path(__file__).resolve().parents[1]
-METRICS = ("train_loss", "l2_penalty", "train_acc", "val_loss", "val_acc", "epoch_time_s",
-           "samples_per_s")
 
 
 def _distributions(spec) -> dict:
@@ -67,15 +77,15 @@ def synthesise(folder: Path, trials: int, epochs: int, seed: int = 0) -> tuple[s
     spec = load_study_spec(REPO / "studies" / "quickstart.yaml",
                            [f"study.name={name}", f"train.epochs={epochs}"], n_trials=trials)
     tracker = Tracker(uri)
-    client = tracker.client
+    client = MlflowClient(uri)  # synthetic runs, written in bulk as no trial would
     exp_id = tracker.experiment_id(name)
     study = optuna.create_study(study_name=name, storage=open_storage(storage),
                                 direction="maximize")
     parent = tracker.start_run(name, name, tags={"rnnlab.kind": "study", "rnnlab.study": name})
-    study.set_user_attr("n_trials", trials)
-    study.set_user_attr("spec", spec.model_dump(mode="json"))
-    study.set_user_attr("mlflow_parent_run_id", parent)
-    study.set_user_attr("mlflow_experiment", name)
+    study.set_user_attr(ATTR_BUDGET, trials)
+    study.set_user_attr(ATTR_SPEC, spec.model_dump(mode="json"))
+    study.set_user_attr(ATTR_PARENT, parent)
+    study.set_user_attr(ATTR_EXPERIMENT, name)
     dists = _distributions(spec)
     rng = np.random.default_rng(seed)
     now = int(time.time() * 1000)
@@ -102,9 +112,9 @@ def synthesise(folder: Path, trials: int, epochs: int, seed: int = 0) -> tuple[s
                      for k in METRICS for i in range(n_epochs)],
             tags=[RunTag("rnnlab.pruned", "true")] if state == TrialState.PRUNED else [])
         client.set_terminated(run_id, "FAILED" if state == TrialState.FAIL else "FINISHED")
-        attrs = {"mlflow_run_id": run_id, "config": flatten(config)}
+        attrs = {TRIAL_RUN_ID: run_id, TRIAL_CONFIG: flatten(config)}
         if state != TrialState.COMPLETE:
-            attrs["reason"] = (f"pruned at epoch {n_epochs}" if state == TrialState.PRUNED
+            attrs[TRIAL_REASON] = (f"pruned at epoch {n_epochs}" if state == TrialState.PRUNED
                                else "RuntimeError: synthetic failure")
         study.add_trial(create_trial(
             params=params, distributions=dists, state=state,
@@ -118,7 +128,7 @@ def synthesise(folder: Path, trials: int, epochs: int, seed: int = 0) -> tuple[s
 def _write(storage: str, name: str, out: Path, uri: str) -> None:
     # Imported here so the timing includes what a fresh `rnnlab dashboard` process imports
     # (MLflow's store, scikit-learn for fANOVA), minus what synthesising already loaded.
-    from rnnlab.dashboards import write_dashboard
+    from rnnlab.dashboards.write import write_dashboard
 
     write_dashboard(storage, name, out, tracking_uri=uri)
 

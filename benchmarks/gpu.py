@@ -37,7 +37,7 @@ SPEC = REPO / "studies" / "full_mnist.yaml"
 
 
 def _spec(data_dir: str | None, overrides: list[str]):
-    from rnnlab.spec import load_study_spec
+    from rnnlab.core.study_spec import load_study_spec
 
     return load_study_spec(SPEC, [*([f"data.dir={data_dir}"] if data_dir else []), *overrides])
 
@@ -45,8 +45,8 @@ def _spec(data_dir: str | None, overrides: list[str]):
 def epoch_times(data_dir: str | None, epochs: int, precisions: list[str],
                 overrides: list[str], device: str = "cuda:0") -> list[dict]:
     """Median epoch time (after the first) of the full-MNIST GRU-128 base config."""
-    from rnnlab.data import load_data
-    from rnnlab.spec import RunConfig, apply_overrides, validate
+    from rnnlab.core.data import load_data
+    from rnnlab.core.spec import RunConfig, apply_overrides, validate
     from rnnlab.train import fit
 
     base = _spec(data_dir, overrides).base
@@ -72,9 +72,10 @@ def trials_per_hour(data_dir: str | None, per_gpu: int, trial_epochs: int,
     """Sweep ``per_gpu`` workers on one GPU through short trials; time them from the storage."""
     import optuna
 
-    from rnnlab.spec import StudySpec, validate
-    from rnnlab.storage import open_storage
-    from rnnlab.study import sweep
+    from rnnlab.core.spec import validate
+    from rnnlab.core.study_spec import StudySpec
+    from rnnlab.study.storage import open_storage
+    from rnnlab.study.sweep import sweep
 
     raw = _spec(data_dir, overrides).model_dump(mode="json")
     raw["train"].update({"epochs": trial_epochs, "device": "auto"})

@@ -25,8 +25,8 @@ import optuna
 import yaml
 from _common import scratch, spec_from
 
-from rnnlab.storage import open_storage
-from rnnlab.study import sweep
+from rnnlab.study.storage import open_storage
+from rnnlab.study.sweep import sweep
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 1.7

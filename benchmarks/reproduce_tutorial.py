@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from rnnlab.spec import load_config
+from rnnlab.core.spec import load_config
 from rnnlab.train import fit
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,8 +19,8 @@ import optuna
 import yaml
 from _common import scratch, spec_from
 
-from rnnlab.storage import open_storage
-from rnnlab.worker import work
+from rnnlab.study.storage import open_storage
+from rnnlab.study.worker import work
 
 REPO = Path(__file__).resolve().parents[1]
 STRATEGIES = {

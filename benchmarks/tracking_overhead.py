@@ -31,9 +31,9 @@ import time
 import yaml
 from _common import REPO, mnist_dir, scratch
 
-from rnnlab.data import load_data
-from rnnlab.spec import RunConfig, flatten
-from rnnlab.tracking import Tracker
+from rnnlab.core.data import load_data
+from rnnlab.core.spec import RunConfig, flatten
+from rnnlab.tracking.tracker import Tracker
 from rnnlab.train import Checkpoint, FitResult, fit
 
 TARGET = 0.02

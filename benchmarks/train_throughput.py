@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnlab.data import load_data
-from rnnlab.spec import load_config
+from rnnlab.core.data import load_data
+from rnnlab.core.spec import load_config
 from rnnlab.train import fit
 
 REPO = Path(__file__).resolve().parents[1]

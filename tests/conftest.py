@@ -1,4 +1,5 @@
-"""Shared fixtures: the real MNIST files, an isolated working folder per test, tiny configs.
+"""Shared fixtures: the real MNIST files, an isolated working folder per test, tiny configs,
+fresh PostgreSQL databases, the tiny real study and its frames, and a headless Chromium.
 
 Every test runs in its own temporary folder (the cwd) with its own MLflow store and download
 cache, and with no data folder in the environment: a test that needs data says where it is.
@@ -13,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import CHROMIUM_ARGS, TinyStudy, chromium_path, tiny_study
 
-from rnnlab.spec import RunConfig, apply_overrides
+from rnnlab.core.spec import RunConfig, apply_overrides
 
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -84,7 +86,6 @@ def tiny(mnist_dir: Path):
     return make
 
 
-
 def _admin():
     psycopg2 = pytest.importorskip("psycopg2")
     try:
@@ -110,3 +111,36 @@ def databases():
             for name in names:
                 cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory) -> TinyStudy:
+    """The tiny real study (see :mod:`support`), built once per session."""
+    return tiny_study(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def frames(study: TinyStudy):
+    """The tiny study's frames, as dashboards and reports read them."""
+    from rnnlab.study.results import study_frames
+
+    return study_frames(study.storage, study.name, tracking_uri=study.uri)
+
+
+@pytest.fixture(scope="module")
+def trials(study: TinyStudy):
+    """The tiny study's Optuna trials by number."""
+    from rnnlab.study.storage import load_study
+
+    return {t.number: t for t in load_study(study.storage, study.name).trials}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A real headless Chromium (Debian's), driven by Playwright; never downloads a browser."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield b
+        b.close()

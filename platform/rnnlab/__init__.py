@@ -1,7 +1,9 @@
 """rnnlab: hyperparameter experiments for recurrent networks on sequential MNIST.
 
-The public API is listed in ``__all__``; heavy modules (torch, Optuna, MLflow) are imported
-only when one of their names is first used, so ``import rnnlab`` and the CLI start fast.
+The package's parts are its subpackages (``core``, ``tracking``, ``study``, ``reports``,
+``dashboards``, ``cli``; docs/ARCHITECTURE.md maps them). The public API is listed in
+``__all__``; heavy modules (torch, Optuna, MLflow) are imported only when one of their names is
+first used, so ``import rnnlab`` and the CLI start fast.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "RnnlabError": "rnnlab.errors",
-    "RunConfig": "rnnlab.spec", "StudySpec": "rnnlab.spec",
-    "load_config": "rnnlab.spec", "load_study_spec": "rnnlab.spec",
-    "load_data": "rnnlab.data", "build_model": "rnnlab.models",
+    "RunConfig": "rnnlab.core.spec", "load_config": "rnnlab.core.spec",
+    "StudySpec": "rnnlab.core.study_spec", "load_study_spec": "rnnlab.core.study_spec",
+    "load_data": "rnnlab.core.data", "build_model": "rnnlab.core.models",
     "fit": "rnnlab.train", "FitResult": "rnnlab.train",
-    "train_run": "rnnlab.runs", "Tracker": "rnnlab.tracking",
-    "sweep": "rnnlab.study", "work": "rnnlab.worker", "study_status": "rnnlab.study",
-    "trials_frame": "rnnlab.results", "curves_frame": "rnnlab.results",
-    "write_dashboard": "rnnlab.dashboards", "report": "rnnlab.report",
+    "train_run": "rnnlab.tracking.runs", "Tracker": "rnnlab.tracking.tracker",
+    "sweep": "rnnlab.study.sweep", "work": "rnnlab.study.worker",
+    "study_status": "rnnlab.study.status",
+    "study_frames": "rnnlab.study.results", "trials_frame": "rnnlab.study.results",
+    "curves_frame": "rnnlab.study.results",
+    "write_dashboard": "rnnlab.dashboards.write", "report": "rnnlab.reports.build",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -1,3 +1,3 @@
-from rnnlab.cli import main
+from rnnlab.cli.app import main
 
 main()

@@ -8,6 +8,7 @@ is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 
@@ -30,3 +31,10 @@ def install_sigterm_handler() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
+
+
+def mask_url(url: str | None) -> str:
+    """Hide the password in a URL: ``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``."""
+    if not url:
+        return ""
+    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)

@@ -12,20 +12,21 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from rnnlab.data import Splits, load_data
+from rnnlab.core.data import Splits, load_data
+from rnnlab.core.models import RecurrentClassifier, build_model
+from rnnlab.core.spec import RunConfig
 from rnnlab.errors import RnnlabError
-from rnnlab.models import RecurrentClassifier, build_model
-from rnnlab.spec import RunConfig
 
 EpochCallback = Callable[[int, dict[str, float]], Any]
-METRICS = ("train_loss", "l2_penalty", "train_acc", "val_loss", "val_acc",
-           "epoch_time_s", "samples_per_s")
+# What ``fit`` reports after every epoch, in this order.
+EPOCH_METRICS = ("train_loss", "l2_penalty", "train_acc", "val_loss", "val_acc",
+                 "epoch_time_s", "samples_per_s")
 
 
 @dataclass
@@ -50,7 +51,6 @@ class FitResult:
     device: str
     stop_reason: str | None = None
     diverged_epoch: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def epochs_run(self) -> int:
@@ -77,6 +77,20 @@ def resolve_device(name: str) -> torch.device:
         if (device.index or 0) >= torch.cuda.device_count():
             raise RnnlabError(f"train.device {name}: only {torch.cuda.device_count()} GPU(s)")
     return device
+
+
+def auto_gpus(device: str) -> int:
+    """How many GPUs workers of a ``train.device`` setting spread over: every visible one for
+    ``auto``, none for an explicit device (its workers all go there)."""
+    if device != "auto" or not torch.cuda.is_available():
+        return 0
+    return torch.cuda.device_count()
+
+
+def free_device_memory() -> None:
+    """Give cached GPU memory back, so that a trial after an out-of-memory one starts clean."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:

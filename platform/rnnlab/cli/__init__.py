@@ -1,0 +1,1 @@
+"""Face: the command line. Parses arguments, calls one library function, renders the result."""

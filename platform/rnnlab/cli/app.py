@@ -1,0 +1,273 @@
+"""The command line: parse, call one library function, render. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from rnnlab.errors import EXIT_USER_ERROR, RnnlabError, Terminated, install_sigterm_handler
+
+
+class _Group(TyperGroup):
+    """Catches the one domain error once: one line on stderr, exit code 2, no traceback.
+
+    Ctrl-C and SIGTERM end in one line too, with exit codes 130 and 143.
+    """
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RnnlabError as exc:
+            typer.echo(f"rnnlab: error: {exc}", err=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except KeyboardInterrupt as exc:
+            what, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
+            typer.echo(f"rnnlab: interrupted ({what}); what was running is closed as "
+                       "interrupted and nothing finished is lost", err=True)
+            raise typer.Exit(code) from None
+
+
+app = typer.Typer(cls=_Group, add_completion=False, pretty_exceptions_enable=False,
+                  no_args_is_help=True, help="Hyperparameter experiments for RNNs on MNIST.")
+err = Console(stderr=True)
+
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a config key: section.key=value (repeatable).")]
+DataDirOpt = Annotated[Path | None, typer.Option(
+    "--data-dir", help="Folder with the four MNIST IDX files (else $RNNLAB_DATA_DIR).")]
+
+
+def _with_data_dir(overrides: list[str] | None, data_dir: Path | None) -> list[str]:
+    return [*(overrides or []), *([f"data.dir={data_dir}"] if data_dir else [])]
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Run config YAML (a study spec works too).")],
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+) -> None:
+    """Train one config and track it as an MLflow run."""
+    from rnnlab.cli.render import epoch_progress, train_summary
+    from rnnlab.core.spec import load_config
+    from rnnlab.tracking.runs import train_run
+
+    cfg = load_config(config, _with_data_dir(set_, data_dir))
+    with epoch_progress(err, cfg.train.epochs) as progress:
+        outcome = train_run(cfg, track=not no_track, callbacks=[progress])
+    summary = train_summary(outcome)
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        Console().print(_summary_table(summary))
+    if outcome.result.status == "diverged":
+        raise typer.Exit(1)
+
+
+def _summary_table(summary: dict) -> Table:
+    table = Table(title="rnnlab train", show_header=False)
+    for key, value in summary.items():
+        if key != "history":
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    return table
+
+
+StorageOpt = Annotated[str | None, typer.Option(
+    "--storage",
+    help="Optuna storage: a journal file path or an RDB URL (default rnnlab.journal).")]
+
+
+def _storage(storage: str | None) -> str:
+    from rnnlab.study.storage import DEFAULT_STORAGE
+
+    return storage or DEFAULT_STORAGE
+
+
+@app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="Study spec YAML (see studies/).")],
+    n_trials: Annotated[int | None, typer.Option(help="Total finished trials wanted.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Local worker processes.")] = 1,
+    trials_per_gpu: Annotated[int, typer.Option(min=1, help="Workers per GPU.")] = 1,
+    storage: StorageOpt = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after S s.")] = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run (or resume) an Optuna study: every trial an MLflow run under the study's run."""
+    from rnnlab.cli.render import StudyProgress, status_table
+    from rnnlab.core.study_spec import load_study_spec
+    from rnnlab.study.launch import start_fork_server
+
+    study_spec = load_study_spec(spec, _with_data_dir(set_, data_dir), n_trials=n_trials,
+                                 timeout=timeout)
+    if workers > 1:
+        start_fork_server()  # the workers' imports run while this process imports its own
+    from rnnlab.study.sweep import sweep as run_sweep
+
+    with StudyProgress(err) as progress:
+        final = run_sweep(study_spec, _storage(storage), workers=workers,
+                          per_gpu=trials_per_gpu, on_progress=progress)
+    Console().print(status_table([final]))
+
+
+@app.command()
+def worker(
+    spec: Annotated[Path, typer.Argument(help="Study spec YAML.")],
+    storage: StorageOpt = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Local worker processes (default: --trials-per-gpu on every GPU, "
+        "else 1).")] = None,
+    trials_per_gpu: Annotated[int, typer.Option(min=1, help="Workers per GPU.")] = 1,
+    device: Annotated[str | None, typer.Option(
+        help="Put every worker here: cpu, cuda:N (default: GPUs round-robin).")] = None,
+) -> None:
+    """Join a study (creating it if needed) and run trials until its budget is used.
+
+    Start it on any number of machines with the same --storage (PostgreSQL) and
+    MLFLOW_TRACKING_URI (an MLflow server): together they finish exactly n_trials.
+    """
+    from rnnlab.cli.render import status_table
+    from rnnlab.core.study_spec import load_study_spec
+    from rnnlab.study.sweep import sweep as run_sweep
+
+    final = run_sweep(load_study_spec(spec, _with_data_dir(set_, data_dir)),
+                      _storage(storage), workers=workers, per_gpu=trials_per_gpu, device=device)
+    err.print(f"worker(s) on this machine ran {final.trials_run} trial(s)")
+    Console().print(status_table([final]))
+
+
+@app.command()
+def status(
+    study: Annotated[str | None, typer.Argument(help="Study name (default: every study).")] = None,
+    storage: StorageOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Counts per trial state, best value and best params of the studies in a storage."""
+    from dataclasses import asdict
+
+    from rnnlab.cli.render import status_table
+    from rnnlab.study.status import study_status
+
+    statuses = study_status(_storage(storage), study)
+    if as_json:
+        typer.echo(json.dumps([asdict(s) for s in statuses], indent=1))
+    else:
+        Console().print(status_table(statuses))
+
+
+@app.command()
+def trials(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet or json.")] = "csv",
+    out: Annotated[Path | None, typer.Option(help="Write to this file (else stdout).")] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Export a study's trials as a table: params and values in columns."""
+    from rnnlab.files import write_frame
+    from rnnlab.study.results import trials_frame
+
+    text = write_frame(trials_frame(_storage(storage), study), fmt, out)
+    if text is not None:
+        typer.echo(text, nl=False)
+
+
+@app.command()
+def dashboard(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOpt = None,
+    out: Annotated[Path | None, typer.Option(
+        help="HTML file to write (default dashboards/<study>.html).")] = None,
+    watch: Annotated[float | None, typer.Option(
+        min=1, help="Rewrite every N s until the study is done (budget reached, nothing "
+                    "running); Ctrl-C stops earlier.")] = None,
+) -> None:
+    """Write a study's Plotly dashboard: one self-contained HTML file that opens offline."""
+    from rnnlab.cli.render import dashboard_line
+    from rnnlab.dashboards.write import watch_dashboard, write_dashboard
+
+    if watch is None:
+        typer.echo(str(write_dashboard(_storage(storage), study, out)))
+        return
+    try:
+        path = watch_dashboard(_storage(storage), study, out, watch,
+                               on_write=lambda p, f: err.print(dashboard_line(p, f),
+                                                               soft_wrap=True, highlight=False))
+    except KeyboardInterrupt:
+        err.print("stopped watching; the last dashboard written stays in place")
+        return
+    typer.echo(str(path))
+
+
+@app.command()
+def report(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="md, html, json or yaml (the best "
+                                                     "config alone).")] = "md",
+    out: Annotated[Path | None, typer.Option(
+        help="File to write (default: stdout; html: reports/<study>.html).")] = None,
+    confirm_seeds: Annotated[int, typer.Option(
+        min=1, help="Seeds to re-train each confirmed config with, scored on the test set.")] = 3,
+) -> None:
+    """Best-config report: validation ranking, then confirmation on the held-out test set."""
+    from rnnlab.reports.build import report as build_report
+
+    text, path = build_report(_storage(storage), study, fmt, out, confirm_seeds=confirm_seeds,
+                              on_progress=lambda line: err.print(line, soft_wrap=True,
+                                                                 highlight=False))
+    if text is not None:
+        typer.echo(text, nl=False)
+    else:
+        err.print(f"wrote {path}", soft_wrap=True, highlight=False)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port for the MLflow UI on 127.0.0.1.")] = 5000,
+    storage: StorageOpt = None,
+    study: Annotated[str | None, typer.Option(
+        help="Print this study's runs table only (default: every study in the storage).")] = None,
+) -> None:
+    """Start the MLflow UI on the store the sweeps used; print where each study's trials are."""
+    from rnnlab.study.ui import open_ui
+
+    def ready(base: str, links: list[tuple[str, str]], started: bool) -> None:
+        typer.echo(f"MLflow UI: {base}/#/experiments" + (" (Ctrl-C to stop)" if started else
+                                                          " (the tracking server)"))
+        for name, url in links:
+            typer.echo(f"study {name} trials: {url}")
+
+    try:
+        open_ui(_storage(storage), study, port, ready)
+    except KeyboardInterrupt:
+        err.print("MLflow UI stopped")
+
+
+@app.command()
+def keys() -> None:
+    """List every config key with its default value."""
+    from rnnlab.core.spec import RunConfig, flatten
+
+    for key, value in flatten(RunConfig()).items():
+        typer.echo(f"{key} = {value}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    install_sigterm_handler()
+    app(prog_name="rnnlab")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Study specs: a base run config plus ``study`` (what to optimise, how) and ``search``.
+
+Every search key and range is checked against the run config before anything runs, so a bad
+spec fails as one line naming the key, never in a trial.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import Field, model_validator
+
+from rnnlab.core.spec import (
+    RunConfig,
+    Section,
+    apply_overrides,
+    config_keys,
+    flatten,
+    parse_overrides,
+    read_yaml,
+    validate,
+)
+from rnnlab.errors import RnnlabError
+
+Metric = Literal["val_acc", "val_loss", "train_acc", "train_loss"]
+# The metrics a study can optimise: the epoch metrics that reports and dashboards read back.
+OBJECTIVE_METRICS: tuple[str, ...] = get_args(Metric)
+
+
+class SamplerConfig(Section):
+    name: Literal["tpe", "random", "gp", "cmaes", "grid"] = "tpe"
+    seed: int | None = 0
+    n_startup_trials: Annotated[int, Field(ge=0)] = 10  # tpe, gp: random trials before modelling
+
+
+class PrunerConfig(Section):
+    name: Literal["none", "median", "percentile", "hyperband", "successive_halving",
+                  "wilcoxon"] = "median"
+    n_startup_trials: Annotated[int, Field(ge=0)] = 5  # median, percentile
+    n_warmup_steps: Annotated[int, Field(ge=0)] = 1  # epochs before a trial may be pruned
+    interval_steps: Annotated[int, Field(ge=1)] = 1
+    percentile: Annotated[float, Field(gt=0, lt=100)] = 25.0
+    min_resource: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"  # hyperband, sha
+    reduction_factor: Annotated[int, Field(ge=2)] = 3
+    p_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.1  # wilcoxon
+
+
+class StudySection(Section):
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    metric: Metric = "val_acc"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    objective: Literal["best", "last"] = "best"
+    n_trials: Annotated[int, Field(ge=1)]
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+    # A running trial stamps a heartbeat every heartbeat_interval s; one silent for
+    # grace_period s (its worker was killed) is failed and retried up to max_retries times,
+    # resuming from its last checkpoint (train.checkpoint_every).
+    heartbeat_interval: Annotated[float, Field(gt=0)] = 10.0
+    grace_period: Annotated[float, Field(gt=0)] = 60.0
+    max_retries: Annotated[int, Field(ge=0)] = 2
+    # A worker whose trials fail this many times in a row (out of memory on every config, say)
+    # stops with the last reason instead of failing trial after trial; the study stays
+    # resumable. A user error in a trial (data missing, a sampled value rejected) stops it at once.
+    max_failures_in_a_row: Annotated[int, Field(ge=1)] = 10
+
+    @model_validator(mode="after")
+    def _grace_after_heartbeat(self) -> StudySection:
+        if self.grace_period <= 2 * self.heartbeat_interval:
+            raise ValueError("grace_period must exceed twice heartbeat_interval, or live "
+                             "trials would be taken for dead ones")
+        return self
+
+
+class Distribution(Section):
+    """One searched key: ``choices`` (categorical) or ``low``/``high`` (int or float).
+
+    ``type`` is inferred when omitted: ``choices`` make it categorical, an integer config key
+    makes it int, anything else float. ``zero_below`` (float only) maps sampled values below it
+    to exactly 0, so a log-uniform L2 range can still switch the penalty off.
+    """
+
+    type: Literal["float", "int", "categorical"] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: Annotated[float, Field(gt=0)] | None = None
+    choices: list[Any] | None = None
+    zero_below: Annotated[float, Field(gt=0)] | None = None
+
+
+class StudySpec(RunConfig):
+    """A study: the base config every trial starts from (the run config's sections), what to
+    optimise, and where to look."""
+
+    study: StudySection
+    search: dict[str, Distribution] = Field(default_factory=dict)
+
+    @property
+    def base(self) -> RunConfig:
+        """The run config every trial starts from (the spec without ``study`` and ``search``)."""
+        return RunConfig(data=self.data, model=self.model, train=self.train)
+
+
+def _config_with(base: RunConfig, key: str, value: Any, origin: str) -> RunConfig:
+    section, _, name = key.partition(".")
+    raw = base.model_dump()
+    raw[section][name] = value
+    return validate(RunConfig, raw, origin)
+
+
+def _check_distribution(base: RunConfig, key: str, dist: Distribution, origin: str) -> None:
+    where = f"{origin}: search.{key}"
+    if key not in config_keys():
+        raise RnnlabError(f"{where}: no such config key; searchable keys are listed by "
+                          "`rnnlab keys`")
+    field_type = type(flatten(base)[key])
+    if dist.type is None:
+        dist.type = ("categorical" if dist.choices is not None
+                     else "int" if field_type is int else "float")
+    if dist.type == "categorical":
+        if not dist.choices:
+            raise RnnlabError(f"{where}: choices must list at least one value")
+        probes = dist.choices
+    else:
+        if dist.low is None or dist.high is None:
+            raise RnnlabError(f"{where}: a {dist.type} range needs low and high")
+        if dist.low > dist.high:
+            raise RnnlabError(f"{where}: low {dist.low} is greater than high {dist.high}")
+        if dist.log and dist.low <= 0:
+            raise RnnlabError(f"{where}: a log range needs low > 0 (got {dist.low})")
+        if dist.log and dist.step is not None:
+            raise RnnlabError(f"{where}: log and step cannot be combined")
+        if dist.type == "int" and not (float(dist.low).is_integer()
+                                       and float(dist.high).is_integer()):
+            raise RnnlabError(f"{where}: an int range needs whole low and high")
+        probes = [dist.low, dist.high] if dist.type == "float" else [int(dist.low),
+                                                                     int(dist.high)]
+    if dist.zero_below is not None and dist.type != "float":
+        raise RnnlabError(f"{where}: zero_below applies to float ranges only")
+    for value in probes:
+        _config_with(base, key, value, f"{origin} (search.{key} value {value!r})")
+
+
+def load_study_spec(path: str | Path, overrides: list[str] | None = None, *,
+                    n_trials: int | None = None, timeout: float | None = None) -> StudySpec:
+    """Load and validate a study spec; every search key and range is checked before anything runs.
+
+    Args:
+        path: the study YAML.
+        overrides: ``section.key=value`` strings (``study.n_trials=20`` works too).
+        n_trials: overrides ``study.n_trials`` when given.
+        timeout: overrides ``study.timeout`` when given.
+
+    Raises:
+        RnnlabError: the spec is malformed, names an unknown key, or has an invalid range.
+    """
+    raw = read_yaml(path)
+    extra = {"study.n_trials": n_trials, "study.timeout": timeout}
+    over = {**parse_overrides(overrides), **{k: v for k, v in extra.items() if v is not None}}
+    raw = apply_overrides(raw, over)
+    if "study" not in raw:
+        raise RnnlabError(f"{path}: no `study` section; a study spec needs study.name and "
+                          "study.n_trials (see studies/quickstart.yaml)")
+    spec = validate(StudySpec, raw, str(path))
+    for key, dist in spec.search.items():
+        _check_distribution(spec.base, key, dist, str(path))
+    if spec.study.sampler.name == "grid":
+        size = 1
+        for key, dist in spec.search.items():
+            if dist.type != "categorical" and not (dist.type == "int" or dist.step):
+                raise RnnlabError(f"{path}: search.{key}: the grid sampler needs choices, an "
+                                  "int range or a float range with step")
+            size *= (len(dist.choices) if dist.type == "categorical"
+                     else int((dist.high - dist.low) / (dist.step or 1) + 1e-9) + 1)
+        if spec.study.n_trials > size:
+            raise RnnlabError(f"{path}: study.n_trials {spec.study.n_trials} exceeds the "
+                              f"{size} points of the grid; lower it")
+    return spec

@@ -1,0 +1,1 @@
+"""Plotly dashboards: one info/plot pair per figure, pages, and writing them."""

@@ -1,0 +1,192 @@
+"""Figures of the searched parameters, each an info/plot pair as in :mod:`.curves`:
+parallel coordinates, importances, normalisation by cell, and learning rate and L2."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from rnnlab.dashboards.style import colour, empty, esc, floats
+from rnnlab.study.results import StudyFrames
+
+
+@dataclass(frozen=True)
+class _Dimension:
+    key: str
+    kind: str  # categorical, log or linear
+    values: tuple
+
+
+@dataclass(frozen=True)
+class _ParallelInfo:
+    metric: str
+    numbers: tuple[int, ...]
+    dimensions: tuple[_Dimension, ...]
+    objective: tuple[float, ...]
+
+
+def _get_parallel_info(frames: StudyFrames) -> _ParallelInfo:
+    t = frames.table(("COMPLETE",))
+    dims = []
+    for key in frames.search:
+        if key not in t:
+            continue
+        values = tuple(t[key])
+        kind = ("categorical" if any(isinstance(v, str | bool) or v is None for v in values)
+                else "log" if key in frames.log_keys else "linear")
+        dims.append(_Dimension(key, kind, values))
+    return _ParallelInfo(frames.metric, tuple(int(n) for n in t["number"]), tuple(dims),
+                         floats(t["value"]))
+
+
+def _log_positions(values: tuple) -> tuple[list[float], list[float], list[str]]:
+    """log10 of each value; zeros (an L2 switched off) sit one decade below the smallest."""
+    positive = [float(v) for v in values if float(v) > 0]
+    floor = math.floor(math.log10(min(positive))) - 1 if positive else 0
+    pos = [math.log10(float(v)) if float(v) > 0 else floor for v in values]
+    ticks = list(range(math.floor(min(pos)), math.ceil(max(pos)) + 1)) if pos else []
+    text = ["0" if (k == floor and any(float(v) <= 0 for v in values)) else f"1e{k}"
+            for k in ticks]
+    return pos, [float(k) for k in ticks], text
+
+
+def _get_parallel_plot(info: _ParallelInfo) -> go.Figure:
+    fig = go.Figure()
+    if not info.numbers:
+        return empty(fig, "Parallel coordinates: no complete trial yet")
+    dims = []
+    for d in info.dimensions:
+        if d.kind == "categorical":
+            labels = sorted({str(v) for v in d.values})
+            dims.append({"label": esc(d.key), "values": [labels.index(str(v)) for v in d.values],
+                         "tickvals": list(range(len(labels))),
+                         "ticktext": [esc(v) for v in labels]})
+        elif d.kind == "log":
+            pos, ticks, text = _log_positions(d.values)
+            dims.append({"label": f"{esc(d.key)} (log)", "values": pos, "tickvals": ticks,
+                         "ticktext": text})
+        else:
+            dims.append({"label": esc(d.key), "values": [float(v) for v in d.values]})
+    dims.append({"label": f"{esc(info.metric)} (validation)", "values": list(info.objective)})
+    fig.add_trace(go.Parcoords(dimensions=dims, line={
+        "color": list(info.objective), "colorscale": "Viridis", "showscale": True,
+        "colorbar": {"title": {"text": esc(info.metric)}}}))
+    fig.update_layout(title="Searched parameters (values trained with) against the objective, "
+                      "complete trials")
+    return fig
+
+
+def plot_parallel(frames: StudyFrames) -> go.Figure:
+    """Parallel coordinates of the searched params against the objective."""
+    return _get_parallel_plot(_get_parallel_info(frames))
+
+
+@dataclass(frozen=True)
+class _ImportancesInfo:
+    params: tuple[str, ...]
+    importances: tuple[float, ...]
+    note: str
+
+
+def _get_importances_info(frames: StudyFrames) -> _ImportancesInfo:
+    imp = frames.importances.sort_values("importance", ascending=False)
+    return _ImportancesInfo(tuple(imp["param"]), floats(imp["importance"]),
+                            frames.importance_note)
+
+
+def _get_importances_plot(info: _ImportancesInfo) -> go.Figure:
+    fig = go.Figure()
+    title = f"Parameter importances ({esc(info.note)})"
+    if not info.params:
+        return empty(fig, title)
+    fig.add_trace(go.Bar(x=list(info.importances)[::-1], y=[esc(p) for p in info.params][::-1],
+                         orientation="h", marker={"color": "#636efa"},
+                         hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="importance (sums to 1)",
+                      height=200 + 40 * len(info.params))
+    return fig
+
+
+def plot_importances(frames: StudyFrames) -> go.Figure:
+    """fANOVA importances of the searched params for the objective."""
+    return _get_importances_plot(_get_importances_info(frames))
+
+
+@dataclass(frozen=True)
+class _PointsInfo:
+    """One point per complete trial with a final validation accuracy: what the normalisation
+    and the learning rate / L2 figures plot."""
+
+    numbers: tuple[int, ...]
+    cells: tuple[str, ...]
+    normalisations: tuple[str, ...]
+    lr: tuple[float, ...]
+    l2: tuple[float, ...]
+    final_val_acc: tuple[float, ...]
+
+
+def _get_points_info(frames: StudyFrames) -> _PointsInfo:
+    t = frames.table(("COMPLETE",))
+    t = t.dropna(subset=["final_val_acc"]) if "final_val_acc" in t else t.iloc[0:0]
+    return _PointsInfo(tuple(int(n) for n in t["number"]),
+                       tuple(str(v) for v in t.get("model.cell", [])),
+                       tuple(str(v) for v in t.get("data.normalisation", [])),
+                       floats(t.get("train.lr", [])), floats(t.get("train.l2", [])),
+                       floats(t.get("final_val_acc", [])))
+
+
+def _get_normalisation_plot(info: _PointsInfo) -> go.Figure:
+    fig = go.Figure()
+    title = "Final validation accuracy by normalisation and cell (complete trials)"
+    if not info.numbers:
+        return empty(fig, title + ": none yet")
+    for cell in sorted(set(info.cells)):
+        idx = [i for i, c in enumerate(info.cells) if c == cell]
+        fig.add_trace(go.Box(
+            x=[esc(info.normalisations[i]) for i in idx], y=[info.final_val_acc[i] for i in idx],
+            customdata=[info.numbers[i] for i in idx], name=esc(cell), boxpoints="all",
+            jitter=0.4, pointpos=0, marker={"color": colour(cell)},
+            hovertemplate="trial %{customdata}<br>%{x}<br>final val_acc %{y:.4f}<extra></extra>"))
+    fig.update_layout(title=title, boxmode="group", xaxis_title="data.normalisation",
+                      yaxis_title="final val_acc (validation)")
+    return fig
+
+
+def plot_normalisation(frames: StudyFrames) -> go.Figure:
+    """Box and points of the final validation accuracy per normalisation, grouped by cell."""
+    return _get_normalisation_plot(_get_points_info(frames))
+
+
+def _get_lr_l2_plot(info: _PointsInfo) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=("learning rate", "L2 (0 = off, at the left edge)"))
+    if not info.numbers:
+        return empty(fig, "Learning rate and L2: no complete trial yet")
+    l2_pos, l2_ticks, l2_text = _log_positions(info.l2)
+    for cell in sorted(set(info.cells)):
+        idx = [i for i, c in enumerate(info.cells) if c == cell]
+        common = {"mode": "markers", "name": esc(cell), "legendgroup": cell,
+                  "marker": {"color": colour(cell), "size": 8},
+                  "customdata": [[info.numbers[i], info.l2[i]] for i in idx],
+                  "y": [info.final_val_acc[i] for i in idx]}
+        fig.add_trace(go.Scatter(x=[info.lr[i] for i in idx], **common, hovertemplate=(
+            "trial %{customdata[0]}<br>lr %{x:.3g}<br>final val_acc %{y:.4f}<extra></extra>")),
+            row=1, col=1)
+        fig.add_trace(go.Scatter(x=[10 ** l2_pos[i] for i in idx], showlegend=False, **common,
+                                 hovertemplate=("trial %{customdata[0]}<br>l2 %{customdata[1]:.3g}"
+                                                "<br>final val_acc %{y:.4f}<extra></extra>")),
+                      row=1, col=2)
+    fig.update_xaxes(type="log", title_text="train.lr", row=1, col=1)
+    fig.update_xaxes(type="log", title_text="train.l2", tickvals=[10 ** k for k in l2_ticks],
+                     ticktext=l2_text, row=1, col=2)
+    fig.update_yaxes(title_text="final val_acc (validation)", row=1, col=1)
+    fig.update_layout(title="Learning rate and L2 against final validation accuracy, by cell")
+    return fig
+
+
+def plot_lr_l2(frames: StudyFrames) -> go.Figure:
+    """Final validation accuracy against learning rate (log) and L2, coloured by cell."""
+    return _get_lr_l2_plot(_get_points_info(frames))

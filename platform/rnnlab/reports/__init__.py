@@ -1,0 +1,1 @@
+"""Best-config reports: records from a study's frames, test-set confirmation, rendering."""

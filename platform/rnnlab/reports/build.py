@@ -1,0 +1,63 @@
+"""Best-config reports: what won on validation, and how it scores on the test set.
+
+The record is gathered from the study's frames (:mod:`rnnlab.reports.info`), confirmed on the
+test set by re-training the best config and each cell's best with K seeds
+(:mod:`rnnlab.reports.confirm`), then drawn (:mod:`rnnlab.reports.render`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from rnnlab.errors import RnnlabError
+from rnnlab.files import atomic_write, check_writable
+from rnnlab.reports.confirm import confirm
+from rnnlab.reports.info import get_report_info
+from rnnlab.reports.render import FORMATS, render
+from rnnlab.study.results import study_frames
+
+
+def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = None, *,
+           confirm_seeds: int = 3, tracking_uri: str | None = None,
+           on_progress: Callable[[str], None] | None = None) -> tuple[str | None, Path | None]:
+    """Build a study's report, confirm it on the test set, and write or return it.
+
+    The ``yaml`` format is the best config alone, so it trains nothing. Without ``out``,
+    ``html`` goes to ``reports/<study>.html`` and the other formats are returned as text.
+
+    Args:
+        storage: the Optuna storage URL or journal path.
+        name: the study.
+        fmt: ``md``, ``html``, ``json`` or ``yaml``.
+        out: the file to write.
+        confirm_seeds: K, the seeds each confirmed config is re-trained with (K >= 1).
+        tracking_uri: the MLflow store (default ``MLFLOW_TRACKING_URI`` or MLflow's default).
+        on_progress: receives one line per confirmation run.
+
+    Returns:
+        ``(text, None)`` when returned as text, ``(None, path)`` when written.
+
+    Raises:
+        RnnlabError: unknown format or study, no complete trial, ``confirm_seeds`` < 1, or an
+            unwritable ``out`` (checked before anything trains).
+    """
+    if fmt not in FORMATS:
+        raise RnnlabError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if confirm_seeds < 1:
+        raise RnnlabError(f"--confirm-seeds {confirm_seeds}: confirm with at least 1 seed")
+    frames = study_frames(storage, name, tracking_uri=tracking_uri)
+    info = get_report_info(frames)
+    if out is None and fmt == "html":
+        Path("reports").mkdir(exist_ok=True)
+        out = Path("reports") / f"{name}.html"
+    if out is not None:
+        check_writable(out)  # before minutes of confirmation training, not after
+    if fmt != "yaml":
+        info = dataclasses.replace(info, confirm_seeds=confirm_seeds, confirmations=confirm(
+            info, frames, confirm_seeds, tracking_uri=tracking_uri, on_progress=on_progress))
+    text = render(info, fmt, frames)
+    if out is None:
+        return text, None
+    return None, atomic_write(out, lambda p: Path(p).write_text(text, encoding="utf-8"))

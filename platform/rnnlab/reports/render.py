@@ -1,0 +1,187 @@
+"""Drawing a :class:`~rnnlab.reports.info.ReportInfo` as Markdown, JSON, YAML (the best config
+alone) or a self-contained HTML page.
+
+Every number says whether it is a validation or a test number. Strings from specs and params
+are escaped: ``|`` and HTML in Markdown tables, everything in HTML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import math
+from typing import Any
+
+from rnnlab.dashboards.curves import plot_learning_curves
+from rnnlab.dashboards.page import figure_div, page
+from rnnlab.dashboards.params import plot_importances, plot_normalisation
+from rnnlab.reports.info import Confirmation, ReportInfo, SpreadRow, TrialRow, native
+from rnnlab.study.results import StudyFrames
+
+FORMATS = ("md", "html", "json", "yaml")
+
+
+def render(info: ReportInfo, fmt: str, frames: StudyFrames | None = None) -> str:
+    """The report in one format (``html`` draws its figures from ``frames`` when given)."""
+    if fmt == "yaml":
+        return info.best_yaml
+    if fmt == "json":
+        return json.dumps(_jsonable(dataclasses.asdict(info) | {
+            "best_yaml": info.best_yaml, "confirmations": [
+                dataclasses.asdict(c) | {"mean_test_acc": c.mean_acc, "std_test_acc": c.std_acc}
+                for c in info.confirmations]}), indent=1) + "\n"
+    if fmt == "md":
+        return markdown(info)
+    return html_page(info, frames)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return native(obj)
+
+
+def _f(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _g(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _md(value: object) -> str:
+    return html.escape(str(value), quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+def _pm(c: Confirmation) -> str:
+    return f"{c.mean_acc:.4f} ± {_f(c.std_acc)}" if c.std_acc is not None else f"{c.mean_acc:.4f}"
+
+
+# --- the tables, as header + rows of plain strings (escaped by each format) -----------------
+
+def _summary(info: ReportInfo) -> str:
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(info.counts.items()))
+    return (f"Study {info.study}: {counts} (budget {info.budget}). Objective: the {info.objective}"
+            f" validation {info.metric} over epochs ({info.direction}). Trials were selected on "
+            "the validation split only; the test set scored only the confirmation runs below.")
+
+
+def _best_lines(info: ReportInfo) -> list[str]:
+    b = info.best
+    return [f"validation {info.metric} (objective, {info.objective} epoch): {b.value:.4f}",
+            f"final validation val_acc: {_f(b.final_val_acc)}; final validation val_loss: "
+            f"{_f(b.final_val_loss)}; epochs: {b.epochs}",
+            "searched values: " + (", ".join(f"{k}={_g(v) if isinstance(v, float) else v}"
+                                             for k, v in b.params.items()) or "none")]
+
+
+def _confirm_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
+    head = ["config", "trial", f"trial's {info.metric} (validation)", "seeds",
+            "test accuracy (mean ± std)", "test loss (mean)", "test accuracy per seed",
+            "runs (reused)"]
+    values = {r.number: r.value for r in (*info.top, *info.per_cell, info.best)}
+    rows = [[", ".join(c.roles), str(c.trial), _f(values.get(c.trial)),
+             ", ".join(map(str, c.seeds)), _pm(c),
+             _f(sum(c.test_loss) / len(c.test_loss)), ", ".join(_f(a) for a in c.test_acc),
+             f"{len(c.run_ids)} ({c.reused})"] for c in info.confirmations]
+    return head, rows
+
+
+def _trial_table(info: ReportInfo, rows: tuple[TrialRow, ...],
+                 first: str | None = None) -> tuple[list[str], list[list[str]]]:
+    head = ([first] if first else []) + [
+        "trial", f"{info.metric} (validation, objective)", "final val_acc (validation)",
+        "final val_loss (validation)", "cell", "normalisation", "lr", "l2", "epochs"]
+    body = []
+    for i, r in enumerate(rows, 1):
+        lead = ([str(i)] if first == "rank" else [r.cell] if first else [])
+        body.append(lead + [str(r.number), _f(r.value), _f(r.final_val_acc),
+                            _f(r.final_val_loss), r.cell, r.normalisation, _g(r.lr), _g(r.l2),
+                            str(r.epochs)])
+    return head, body
+
+
+def _spread_table(spread: tuple[SpreadRow, ...]) -> tuple[list[str], list[list[str]]]:
+    head = ["normalisation", "cell", "complete trials", "mean final val_acc (validation)",
+            "std", "max"]
+    return head, [[s.normalisation, s.cell, str(s.n), _f(s.mean), _f(s.std), _f(s.max)]
+                  for s in spread]
+
+
+def _importance_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
+    return ["param", "importance"], [[p, f"{v:.3f}"] for p, v in info.importances]
+
+
+def _test_set_line(info: ReportInfo) -> str:
+    return (f"Test set: {info.test_set}. Each config was re-trained with {info.confirm_seeds} "
+            "seed(s) (train.seed + i) and scored once on it; the runs are nested under the "
+            f"study's MLflow run {info.parent_run_id} (tag rnnlab.kind=confirm).")
+
+
+# --- Markdown -------------------------------------------------------------------------------
+
+def _md_table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(_md(h) for h in head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(info: ReportInfo) -> str:
+    parts = [f"# rnnlab report: {_md(info.study)}", "", _md(_summary(info)), "",
+             f"## Best config: trial {info.best.number} ({_md(info.best.cell)})", ""]
+    parts += [f"- {_md(line)}" for line in _best_lines(info)]
+    parts += ["", "As YAML that `rnnlab train` accepts unchanged (`rnnlab report "
+              f"{_md(info.study)} --format yaml --out best.yaml`, then `rnnlab train best.yaml`):",
+              "", "```yaml", info.best_yaml.rstrip(), "```", ""]
+    if info.confirmations:
+        parts += ["## Confirmation on the test set", "", _md(_test_set_line(info)), "",
+                  _md_table(*_confirm_table(info)), ""]
+    parts += [f"## Top {len(info.top)} complete trials (validation)", "",
+              _md_table(*_trial_table(info, info.top, "rank")), "",
+              "## Best trial per cell (validation)", "",
+              _md_table(*_trial_table(info, info.per_cell)), "",
+              f"## Parameter importances ({_md(info.importance_note)}; validation objective)", ""]
+    parts += [_md_table(*_importance_table(info)) if info.importances else "None yet.", ""]
+    parts += ["## Normalisation (validation)", "", _md(info.verdict), "",
+              _md_table(*_spread_table(info.spread)), ""]
+    return "\n".join(parts)
+
+
+# --- HTML -----------------------------------------------------------------------------------
+
+def _html_table(head: list[str], rows: list[list[str]]) -> str:
+    e = html.escape
+    return ("<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead>"
+            "<tbody>" + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>"
+                                for row in rows) + "</tbody></table>")
+
+
+def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
+    e = html.escape
+    parts = [f"<h1>rnnlab report: {e(info.study)}</h1>", f"<p>{e(_summary(info))}</p>",
+             f"<h2>Best config: trial {info.best.number} ({e(info.best.cell)})</h2><ul>"
+             + "".join(f"<li>{e(line)}</li>" for line in _best_lines(info)) + "</ul>",
+             "<p>As YAML that <code>rnnlab train</code> accepts unchanged:</p>",
+             f"<pre>{e(info.best_yaml)}</pre>"]
+    if info.confirmations:
+        parts += ["<h2>Confirmation on the test set</h2>", f"<p>{e(_test_set_line(info))}</p>",
+                  _html_table(*_confirm_table(info))]
+    parts += [f"<h2>Top {len(info.top)} complete trials (validation)</h2>",
+              _html_table(*_trial_table(info, info.top, "rank")),
+              "<h2>Best trial per cell (validation)</h2>",
+              _html_table(*_trial_table(info, info.per_cell)),
+              f"<h2>Parameter importances ({e(info.importance_note)}; validation objective)</h2>",
+              _html_table(*_importance_table(info)) if info.importances else "<p>None yet.</p>",
+              "<h2>Normalisation (validation)</h2>", f"<p>{e(info.verdict)}</p>",
+              _html_table(*_spread_table(info.spread))]
+    if frames is not None:
+        for div_id, plot in (("normalisation", plot_normalisation),
+                             ("importances", plot_importances),
+                             ("learning-curves", plot_learning_curves)):
+            parts.append(figure_div(plot(frames), f"fig-{div_id}"))
+    return page(f"rnnlab report: {info.study}", "\n".join(parts))

@@ -1,0 +1,1 @@
+"""Studies: Optuna studies from specs, their workers, launchers, status and results."""

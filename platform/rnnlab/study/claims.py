@@ -1,0 +1,127 @@
+"""Claims, heartbeats and failures of trials: how a study never loses one.
+
+- Budget: a trial is claimed under the study's lock only while finished (complete or pruned)
+  plus running trials leave room, so any number of workers stop at exactly ``n_trials``.
+- Heartbeats: a running trial stamps the time every ``study.heartbeat_interval`` seconds. Any
+  worker that finds a running trial silent for ``study.grace_period`` seconds (its worker was
+  SIGKILLed or its machine lost) fails it, closes its MLflow run as KILLED, and enqueues a retry
+  (up to ``study.max_retries``) that resumes from the trial's last checkpoint.
+- Interrupts: Ctrl-C or SIGTERM fail the running trial as interrupted, close its run KILLED and
+  enqueue its retry, so running the same command again continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from rnnlab.core.study_spec import StudySpec
+from rnnlab.errors import Terminated
+from rnnlab.study.locks import study_lock
+from rnnlab.study.storage import (
+    ATTR_BUDGET,
+    FINISHED,
+    TRIAL_RESUME_RUN,
+    TRIAL_RETRIES,
+    TRIAL_RETRY_OF,
+    TRIAL_RUN_ID,
+    TRIAL_WORKER,
+    fail_running,
+    last_heartbeat,
+    stamp_heartbeat,
+)
+from rnnlab.tracking.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def fail_trial(study: optuna.Study, tracker: Tracker, trial: FrozenTrial | optuna.Trial,
+               reason: str, mlflow_status: str, retries_left: int) -> bool:
+    """Mark a running trial FAIL with its reason, close its run, and enqueue a retry.
+
+    Returns:
+        False when another worker had already finished the trial (nothing was changed).
+    """
+    frozen = fail_running(study, trial, reason)
+    if frozen is None:
+        return False
+    run_id = frozen.user_attrs.get(TRIAL_RUN_ID)
+    if run_id:
+        tracker.set_tags(run_id, {"rnnlab.trial_state": "FAIL", "rnnlab.reason": reason})
+        tracker.end_run(run_id, mlflow_status)
+    retries = frozen.user_attrs.get(TRIAL_RETRIES, 0)
+    if retries < retries_left:
+        study.enqueue_trial(frozen.params, user_attrs={
+            TRIAL_RETRY_OF: frozen.number, TRIAL_RETRIES: retries + 1,
+            TRIAL_RESUME_RUN: run_id or "",
+        })
+    return True
+
+
+def reap_stale(study: optuna.Study, tracker: Tracker, spec: StudySpec) -> int:
+    """Fail (and retry) running trials whose heartbeat stopped longer than the grace period."""
+    now, s, reaped = time.time(), spec.study, 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        beat = last_heartbeat(t)
+        if now - beat > s.grace_period:
+            reaped += fail_trial(study, tracker, t,
+                                 f"worker lost: no heartbeat for {now - beat:.0f} s", "KILLED",
+                                 s.max_retries)
+    return reaped
+
+
+def claim(study: optuna.Study, storage: str, spec: StudySpec,
+          tracker: Tracker) -> optuna.Trial | None:
+    """Ask for a trial only while finished + running trials leave room in the budget."""
+    with study_lock(storage, study.study_name):
+        reap_stale(study, tracker, spec)
+        trials = study.get_trials(deepcopy=False)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        taken = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials)
+        if not waiting and taken >= study.user_attrs.get(ATTR_BUDGET, spec.study.n_trials):
+            return None
+        trial = study.ask()
+        try:
+            stamp_heartbeat(study, trial)
+            trial.set_user_attr(TRIAL_WORKER, f"{socket.gethostname()}:{os.getpid()}")
+        except KeyboardInterrupt as exc:  # never a RUNNING trial that no worker runs
+            fail_trial(study, tracker, trial, interrupted(exc), "KILLED", spec.study.max_retries)
+            raise
+        return trial
+
+
+class Heartbeat(threading.Thread):
+    """Stamps a running trial every ``interval`` seconds until stopped."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: float):
+        super().__init__(daemon=True, name=f"heartbeat-{trial.number}")
+        self.study, self.trial, self.interval = study, trial, interval
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(self.interval):
+            try:
+                stamp_heartbeat(self.study, self.trial)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                return
+            except Exception as exc:  # noqa: BLE001 - a storage hiccup; the next beat retries
+                log.warning("heartbeat for trial %d failed: %s", self.trial.number, exc)
+
+    def __enter__(self) -> Heartbeat:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.halt.set()
+        self.join()
+
+
+def interrupted(exc: KeyboardInterrupt) -> str:
+    return f"interrupted ({'SIGTERM' if isinstance(exc, Terminated) else 'Ctrl-C'})"

@@ -1,0 +1,152 @@
+"""Local worker processes: forked from a server that has already imported what they need.
+
+Every worker needs torch, MLflow's SQL store and torch._dynamo (imported by the first optimizer
+a process makes, through torch.optim's decorators): about 6 s of CPU a process. The fork server
+imports them once; each worker is then forked from it in milliseconds. Unlike a plain fork of
+the calling process, the server holds no threads, open database connections or CUDA context, so
+its children start clean. This module imports nothing heavy at first, so a command can start the
+server and let its imports run while the command imports and opens the study itself.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing import forkserver
+from multiprocessing.context import BaseContext
+
+from rnnlab.errors import EXIT_USER_ERROR, RnnlabError, Terminated
+
+WORKER_PRELOAD = ["rnnlab.study.worker", "torch._dynamo", "mlflow.store.tracking.sqlalchemy_store"]
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
+
+def start_fork_server() -> BaseContext:
+    """Start this process's fork server (once; later calls return at once).
+
+    Returns:
+        The multiprocessing context whose processes are forked from it.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(WORKER_PRELOAD)
+    forkserver.ensure_running()
+    return ctx
+
+
+@dataclass
+class Exits:
+    """How a command's worker processes ended."""
+
+    codes: list[int | None]
+    errors: list[str]  # what those that stopped on a user error said
+    trials_run: int
+    interrupted: KeyboardInterrupt | None  # the interrupt that stopped the wait, if any
+
+    def raise_for_exits(self) -> None:
+        """Re-raise an interrupt, then a worker's user error, then any other failure.
+
+        Raises:
+            KeyboardInterrupt: a worker or this process was interrupted (Terminated: SIGTERM).
+            RnnlabError: a worker stopped on a user error.
+            RuntimeError: a worker crashed.
+        """
+        codes = self.codes
+        if self.interrupted is not None or any(c in (EXIT_INTERRUPTED, EXIT_TERMINATED)
+                                               for c in codes):
+            raise self.interrupted or (Terminated() if EXIT_TERMINATED in codes
+                                       else KeyboardInterrupt())
+        if self.errors:
+            raise RnnlabError(self.errors[0])
+        if any(c != 0 for c in codes):
+            raise RuntimeError(f"worker processes exited with codes {codes}")
+
+
+def _process(target: Callable[..., int], args: tuple, cwd: str, env: dict[str, str],
+             said) -> None:
+    """A worker process's body: ``target(*args)`` returns the trials it ran."""
+    # Forked from the fork server, which kept the folder and environment of the moment it
+    # started: take the caller's (relative storage paths, MLFLOW_TRACKING_URI, ...).
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    _interrupt_once()
+    try:
+        said.put(("ran", target(*args)))
+    except RnnlabError as exc:  # the caller says it, once, as the command's one line
+        said.put(("error", str(exc)))
+        raise SystemExit(EXIT_USER_ERROR) from None
+    except Terminated:
+        raise SystemExit(EXIT_TERMINATED) from None
+    except KeyboardInterrupt:
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def _interrupt_once() -> None:
+    """The first SIGINT or SIGTERM interrupts this worker; later ones are ignored.
+
+    Ctrl-C in a terminal reaches the whole process group, and the command then forwards it to
+    every worker too (a SIGTERM may have reached the command alone). A second signal landing
+    while the worker closes its trial as interrupted would leave the trial RUNNING and its run
+    open. The command still ends a worker that does not stop: it kills it after a grace period,
+    or at once on a second Ctrl-C.
+    """
+
+    def handler(signum, frame):  # noqa: ARG001
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run_workers(target: Callable[..., int], args: list[tuple], names: list[str]) -> Exits:
+    """Run ``target(*args[i])`` in one worker process each, and wait for them all.
+
+    ``target`` must be importable by name (the fork server imports its module) and return the
+    number of trials it ran. Ctrl-C or SIGTERM is forwarded to every worker (SIGTERM may have
+    reached only this process), which closes its trial as interrupted.
+    """
+    ctx = start_fork_server()
+    said = ctx.SimpleQueue()
+    procs = [ctx.Process(target=_process, name=name, args=(target, a, os.getcwd(),
+                                                           dict(os.environ), said))
+             for a, name in zip(args, names, strict=True)]
+    interrupted: KeyboardInterrupt | None = None
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt as exc:
+        interrupted = exc
+        sig = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, sig)
+        _join_all(procs)
+    messages = []
+    while not said.empty():
+        messages.append(said.get())
+    return Exits([p.exitcode for p in procs], [m for kind, m in messages if kind == "error"],
+                 sum(m for kind, m in messages if kind == "ran"), interrupted)
+
+
+def _join_all(procs, grace_s: float = 60.0) -> None:
+    """Wait for interrupted workers to close their trials (they need a moment to mark them
+    interrupted). A worker still alive after ``grace_s``, or a second Ctrl-C, is killed: its
+    trial is then reaped by the heartbeat check of the next run."""
+    deadline = time.monotonic() + grace_s
+    try:
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:
+        pass
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()

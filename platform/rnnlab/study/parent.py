@@ -1,0 +1,105 @@
+"""A study and its own MLflow run: opened (or resumed) from a spec, numbered workers, settled.
+
+Every command that runs trials, on any machine, opens the study here: the first creates the
+Optuna study and its parent MLflow run; later ones resume both. Whoever stops last settles the
+parent run to what the study is.
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from rnnlab.core.spec import flatten
+from rnnlab.core.study_spec import StudySpec
+from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.study.locks import study_lock
+from rnnlab.study.storage import (
+    ATTR_BUDGET,
+    ATTR_EXPERIMENT,
+    ATTR_PARENT,
+    ATTR_SPEC,
+    ATTR_WORKERS,
+    FINISHED,
+    open_storage,
+)
+from rnnlab.tracking.tracker import Tracker
+
+
+def open_study(spec: StudySpec, storage: str, tracker: Tracker, *,
+               sampler: optuna.samplers.BaseSampler | None = None,
+               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+    """Create the study, or load it when the name exists (resume); keep its parent MLflow run.
+
+    The budget stored on the study becomes this spec's ``n_trials``, so a larger ``--n-trials``
+    extends a study and rerunning the same command finishes it.
+
+    Raises:
+        RnnlabError: the study exists with the other direction, or a store cannot be used.
+    """
+    s = spec.study
+    with study_lock(storage, s.name):
+        study = optuna.create_study(
+            study_name=s.name, storage=open_storage(storage), direction=s.direction,
+            load_if_exists=True, sampler=sampler, pruner=pruner,
+        )
+        if study.direction.name.lower() != s.direction:
+            raise RnnlabError(f"study {s.name!r} exists with direction "
+                              f"{study.direction.name.lower()}; the spec says {s.direction}")
+        study.set_user_attr(ATTR_BUDGET, s.n_trials)
+        study.set_user_attr(ATTR_SPEC, spec.model_dump(mode="json"))
+        if ATTR_PARENT not in study.user_attrs:
+            run_id = tracker.start_run(s.name, s.name, tags={
+                "rnnlab.kind": "study", "rnnlab.study": s.name,
+                "rnnlab.storage": mask_url(storage)},
+                extra_params={f"study.{k}": v for k, v in flatten(s).items()} | {
+                    f"search.{k}": v.model_dump(exclude_none=True) for k, v in spec.search.items()})
+            tracker.flush(run_id)  # its params are in the store before any worker reads them
+            study.set_user_attr(ATTR_PARENT, run_id)
+            study.set_user_attr(ATTR_EXPERIMENT, s.name)
+    return study
+
+
+def finished_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def budget_used(study: optuna.Study) -> bool:
+    return finished_count(study) >= study.user_attrs.get(ATTR_BUDGET, 0)
+
+
+def reopen_parent(study: optuna.Study, tracker: Tracker) -> None:
+    """Mark the study's run RUNNING again while trials are to run (a resumed study)."""
+    if not budget_used(study):
+        tracker.mark_running(study.user_attrs[ATTR_PARENT])
+
+
+def settle_parent(study: optuna.Study, tracker: Tracker, *, interrupted: bool = False) -> str:
+    """Set the study's parent run to what the study is: FINISHED once the budget is used,
+    RUNNING while trials run elsewhere, else KILLED (stopped early; a rerun resumes it)."""
+    running = bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    if budget_used(study):
+        status = "FINISHED"
+    elif running and not interrupted:
+        status = "RUNNING"
+    else:
+        status = "KILLED"
+    run_id = study.user_attrs[ATTR_PARENT]
+    if status == "RUNNING":
+        tracker.mark_running(run_id)
+    else:
+        tracker.end_run(run_id, status)
+    return status
+
+
+def reserve_indices(storage: str, study: optuna.Study, n: int) -> int:
+    """Number ``n`` new workers of the study, counting every command on every machine; returns
+    the first number.
+
+    A worker's number offsets its sampler's seed: two machines that both numbered their workers
+    from 0 would draw the same points, and so would a resumed sweep.
+    """
+    with study_lock(storage, study.study_name):
+        first = study.user_attrs.get(ATTR_WORKERS, 0)  # read from the storage, under the lock
+        study.set_user_attr(ATTR_WORKERS, first + n)
+    return first

@@ -1,0 +1,74 @@
+"""A study's state at a glance: what ``rnnlab status`` prints and a sweep returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from rnnlab.study.storage import (
+    ATTR_BUDGET,
+    ATTR_PARENT,
+    ATTR_SPEC,
+    DEFAULT_STORAGE,
+    FINISHED_NAMES,
+    TRIAL_CONFIG,
+    load_study,
+    study_names,
+)
+
+
+@dataclass
+class StudyStatus:
+    """Counts per trial state, the best complete trial, and where the study's run is."""
+
+    name: str
+    budget: int | None
+    counts: dict[str, int]
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_trial: int | None
+    metric: str | None
+    direction: str
+    parent_run_id: str | None = None
+
+    @property
+    def finished(self) -> int:
+        """Trials that count against the budget (complete or pruned)."""
+        return sum(self.counts.get(s, 0) for s in FINISHED_NAMES)
+
+
+def effective_params(trial: optuna.trial.FrozenTrial | None) -> dict[str, Any]:
+    """The values a trial trained with (a sampled L2 below ``zero_below`` is 0, not the draw)."""
+    if trial is None:
+        return {}
+    config = trial.user_attrs.get(TRIAL_CONFIG, {})
+    return {k: config.get(k, v) for k, v in trial.params.items()}
+
+
+def study_status(storage: str = DEFAULT_STORAGE, name: str | None = None) -> list[StudyStatus]:
+    """The status of one study, or of every study in the storage.
+
+    Raises:
+        RnnlabError: the storage cannot be opened or the study does not exist.
+    """
+    return [_status(load_study(storage, n), n)
+            for n in ([name] if name else study_names(storage))]
+
+
+def _status(study: optuna.Study, name: str) -> StudyStatus:
+    trials = study.get_trials(deepcopy=False)
+    counts = {st.name: sum(t.state == st for t in trials) for st in TrialState}
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = None
+    if complete:
+        pick = max if study.direction.name == "MAXIMIZE" else min
+        best = pick(complete, key=lambda t: t.value)
+    spec = study.user_attrs.get(ATTR_SPEC, {})
+    return StudyStatus(
+        name=name, budget=study.user_attrs.get(ATTR_BUDGET), counts=counts,
+        best_value=best.value if best else None, best_params=effective_params(best),
+        best_trial=best.number if best else None, metric=spec.get("study", {}).get("metric"),
+        direction=study.direction.name.lower(), parent_run_id=study.user_attrs.get(ATTR_PARENT))

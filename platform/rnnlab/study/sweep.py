@@ -1,0 +1,134 @@
+"""One study lifecycle, from a spec to a finished (or resumable) study.
+
+What ``rnnlab sweep`` and ``rnnlab worker`` both run, on one machine or on many at once: check
+the data, open the study and its MLflow run (:mod:`rnnlab.study.parent`), run workers
+(:mod:`rnnlab.study.worker`; one in this process, several as processes from
+:mod:`rnnlab.study.launch`), then settle the study's run. A study's budget, ``n_trials``,
+counts finished trials, so any number of commands on any number of machines stop at exactly it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from rnnlab.core import data
+from rnnlab.core.study_spec import StudySpec
+from rnnlab.study.launch import run_workers, start_fork_server
+from rnnlab.study.parent import open_study, reopen_parent, reserve_indices, settle_parent
+from rnnlab.study.status import StudyStatus, study_status
+from rnnlab.study.storage import DEFAULT_STORAGE
+from rnnlab.study.worker import work, work_process
+from rnnlab.tracking.tracker import Tracker
+from rnnlab.train import auto_gpus
+
+_DATA_PLACE = {"data.source", "data.dir", "data.split", "data.train_size", "data.val_size"}
+
+
+@dataclass
+class SweepResult(StudyStatus):
+    """The study's status when this command's workers stopped, and how many trials they ran."""
+
+    trials_run: int = 0
+
+
+def check_data(spec: StudySpec) -> None:
+    """Find (downloading once, if need be) and verify the study's data, and check its split,
+    before any worker starts: a wrong folder, a corrupt file or a split too big ends the
+    command before a study exists (when the search varies where data comes from, each trial
+    checks its own).
+
+    Raises:
+        RnnlabError: the data is missing or corrupt, or the split does not fit.
+    """
+    if not _DATA_PLACE & set(spec.search):
+        data.check(spec.data)
+
+
+def local_workers(spec: StudySpec, per_gpu: int = 1) -> int:
+    """Workers that fill this machine: ``per_gpu`` on every GPU (device auto), else one."""
+    return per_gpu * auto_gpus(spec.train.device) or 1
+
+
+def worker_devices(spec: StudySpec, workers: int, per_gpu: int = 1) -> list[str | None]:
+    """Round-robin GPU placement when CUDA is present and the spec says auto; else None."""
+    n = auto_gpus(spec.train.device)
+    return [f"cuda:{(i // per_gpu) % n}" if n else None for i in range(workers)]
+
+
+def sweep(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int | None = 1,
+          per_gpu: int = 1, device: str | None = None,
+          on_progress: Callable[[StudyStatus], None] | None = None,
+          poll_s: float = 1.0) -> SweepResult:
+    """Run (or join, or resume) a study from this machine until its budget is used.
+
+    One worker runs in this process; several run as processes, with CPU threads divided
+    between them and GPUs used round-robin (``per_gpu`` workers on each) unless ``device``
+    places them all. Ctrl-C or SIGTERM reach every worker: their running trials end as
+    interrupted (retried on the next run) and the interrupt is re-raised here.
+
+    Args:
+        spec: the study spec (the study is created from it when it does not exist).
+        storage: the Optuna storage every machine shares (PostgreSQL for many machines).
+        workers: local workers; None fills this machine (``per_gpu`` on every GPU, else one).
+        per_gpu: workers per GPU.
+        device: put every worker here (``cpu``, ``cuda:N``) instead of round-robin.
+        on_progress: called with the study's status every ``poll_s`` seconds and at the end.
+        poll_s: seconds between progress calls.
+
+    Returns:
+        The study's status when this command's workers stopped, with the trials they ran.
+
+    Raises:
+        RnnlabError: the data, the storage or the tracking store cannot be used, or a worker
+            stopped on a user error in a trial or on too many failures in a row.
+        KeyboardInterrupt: interrupted (:class:`~rnnlab.errors.Terminated` for SIGTERM).
+    """
+    n = workers or (per_gpu if device else local_workers(spec, per_gpu))
+    if n > 1:
+        start_fork_server()  # its imports overlap with opening the study here
+    check_data(spec)
+    tracker = Tracker()  # fails fast on an unreachable tracking server, before the study exists
+    study = open_study(spec, storage, tracker)
+    first = reserve_indices(storage, study, n)
+    devices = [device] * n if device else worker_devices(spec, n, per_gpu)
+    with _polling(storage, spec.study.name, on_progress, poll_s):
+        if n == 1:  # work() opens and settles the study's run itself
+            ran = work(spec, storage, index=first, device=devices[0])
+        else:
+            reopen_parent(study, tracker)
+            threads = max(1, (os.cpu_count() or 1) // n)  # CPU threads divided between them
+            exits = run_workers(work_process, [
+                (spec.model_dump(mode="json"), storage, first + i, d, threads)
+                for i, d in enumerate(devices)], [f"rnnlab-worker-{first + i}" for i in range(n)])
+            settle_parent(study, tracker,
+                          interrupted=exits.interrupted is not None or bool(exits.errors))
+            exits.raise_for_exits()
+            ran = exits.trials_run
+    final = SweepResult(**vars(study_status(storage, spec.study.name)[0]), trials_run=ran)
+    if on_progress:
+        on_progress(final)
+    return final
+
+
+@contextlib.contextmanager
+def _polling(storage: str, name: str, on_progress: Callable[[StudyStatus], None] | None,
+             poll_s: float) -> Iterator[None]:
+    """Call ``on_progress`` with the study's status every ``poll_s`` seconds meanwhile."""
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(poll_s):
+            on_progress(study_status(storage, name)[0])
+
+    thread = threading.Thread(target=poll, daemon=True) if on_progress else None
+    if thread:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+

@@ -1,0 +1,221 @@
+"""One worker of a study: claims trials (see :mod:`rnnlab.study.claims`) until the budget is
+used, and runs each as a ``fit`` reported to Optuna and tracked in MLflow.
+
+A trial's route: claim -> sample its config -> start its MLflow run (nested under the study's)
+-> resume from a retried trial's checkpoint, if any -> ``fit`` with two callbacks (MLflow
+metrics, Optuna report and prune) -> close the run with the outcome -> tell the study.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from rnnlab.core.data import SplitsCache
+from rnnlab.core.spec import flatten
+from rnnlab.core.study_spec import StudySpec
+from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.study.claims import Heartbeat, claim, fail_trial, interrupted
+from rnnlab.study.parent import budget_used, open_study, settle_parent
+from rnnlab.study.parts import make_pruner, make_sampler, sample_config
+from rnnlab.study.storage import (
+    ATTR_PARENT,
+    TRIAL_CONFIG,
+    TRIAL_REASON,
+    TRIAL_RESUME_RUN,
+    TRIAL_RESUMED_FROM,
+    TRIAL_RUN_ID,
+)
+from rnnlab.tracking.tracker import Tracker
+from rnnlab.train import Checkpoint, fit, free_device_memory, resolve_device
+
+WAIT_POLL_S = 1.0  # how often a worker with no trial to claim looks again
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Runs trials of one study until its budget is used (one per process)."""
+
+    def __init__(self, spec: StudySpec, storage: str, index: int = 0, device: str | None = None):
+        self.spec, self.storage, self.device = spec, storage, device
+        self.tracker = Tracker()
+        self.study = open_study(spec, storage, self.tracker,
+                                sampler=make_sampler(spec, seed_offset=index),
+                                pruner=make_pruner(spec.study.pruner))
+        self._data = SplitsCache()
+
+    def run(self, deadline: float | None = None) -> int:
+        """Run trials until the budget is used. While the rest of the budget is held by trials
+        running elsewhere, wait: if their workers died, this one reaps and retries them.
+
+        Raises:
+            RnnlabError: a trial failed on a user error, or ``max_failures_in_a_row`` did.
+        """
+        done, failed_in_a_row = 0, 0
+        while deadline is None or time.time() < deadline:
+            trial = claim(self.study, self.storage, self.spec, self.tracker)
+            if trial is not None:
+                reason = self.run_trial(trial)
+                done += 1
+                failed_in_a_row = failed_in_a_row + 1 if reason else 0
+                if failed_in_a_row >= self.spec.study.max_failures_in_a_row:
+                    raise RnnlabError(
+                        f"study {self.spec.study.name!r}: {failed_in_a_row} trials in a row "
+                        f"failed, the last with {reason}; fix the spec (`rnnlab trials "
+                        f"{self.spec.study.name}` lists every reason) and run again to resume")
+            elif budget_used(self.study):
+                break
+            else:  # soon: the last running trial may end any moment, and then so does this
+                time.sleep(min(self.spec.study.heartbeat_interval, WAIT_POLL_S))
+        return done
+
+    def run_trial(self, trial: optuna.Trial) -> str | None:
+        """Run one trial to its end. Returns why it failed, or None when it finished.
+
+        Raises:
+            RnnlabError: the trial failed on a user error (failed, not retried: the same spec
+                would fail again).
+        """
+        s = self.spec.study
+        state: dict[str, Any] = {"run_id": None}
+        try:  # up to the study's tell: an interrupt anywhere before it fails the trial
+            with Heartbeat(self.study, trial, s.heartbeat_interval):
+                result = self._fit_trial(trial, state)
+                value = _objective_value(result.history, s.metric, s.objective, s.direction)
+                if result.status == "completed" and value is not None:
+                    self._finish(trial, state["run_id"], result, TrialState.COMPLETE, value,
+                                 None)
+                else:  # pruned by the pruner, or diverged: counts as pruned, with its reason
+                    self._finish(trial, state["run_id"], result, TrialState.PRUNED, None,
+                                 result.stop_reason or "no finite metric value")
+        except KeyboardInterrupt as exc:  # after the tell, fail_trial changes nothing
+            fail_trial(self.study, self.tracker, trial, interrupted(exc), "KILLED",
+                       s.max_retries)
+            raise
+        except Exception as exc:  # noqa: BLE001 - one trial's failure must not stop the sweep
+            # (a user error does: every trial would fail the same way)
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            free_device_memory()
+            fail_trial(self.study, self.tracker, trial, reason, "FAILED", 0)
+            if isinstance(exc, RnnlabError):
+                raise
+            log.warning("trial %d failed: %s", trial.number, reason)
+            return reason
+        return None
+
+    def _fit_trial(self, trial: optuna.Trial, state: dict[str, Any]):
+        spec, s = self.spec, self.spec.study
+        config, sampled = sample_config(trial, spec, device=self.device)
+        run_id = self.tracker.start_run(
+            s.name, f"trial-{trial.number}", config=config,
+            parent_run_id=self.study.user_attrs[ATTR_PARENT],
+            extra_params={"rnnlab.sampled_keys": ",".join(sampled)},
+            tags={"rnnlab.kind": "trial", "rnnlab.study": s.name,
+                  "rnnlab.trial_number": str(trial.number),
+                  "rnnlab.storage": mask_url(self.storage)})
+        state["run_id"] = run_id
+        trial.set_user_attr(TRIAL_RUN_ID, run_id)
+        trial.set_user_attr(TRIAL_CONFIG, flatten(config))
+        resume = self._resume_point(trial, run_id)
+        if resume is not None:  # replay the curve so far: one continuous curve in both stores
+            for epoch, metrics in enumerate(resume.history, start=1):
+                self.tracker.epoch_logger(run_id)(epoch, metrics)
+                if math.isfinite(metrics[s.metric]):
+                    trial.report(metrics[s.metric], epoch)
+        result = fit(config, [self.tracker.epoch_logger(run_id), _Reporter(trial, s.metric)],
+                     data=self._data.get(config.data, resolve_device(config.train.device)),
+                     resume=resume,
+                     on_checkpoint=lambda ckpt: self.tracker.log_checkpoint(run_id, ckpt))
+        return result
+
+    def _resume_point(self, trial: optuna.Trial, run_id: str) -> Checkpoint | None:
+        source = trial.user_attrs.get(TRIAL_RESUME_RUN)
+        if not source:
+            return None
+        ckpt = self.tracker.load_checkpoint(source)
+        if ckpt is not None:
+            trial.set_user_attr(TRIAL_RESUMED_FROM, ckpt.epoch)
+            self.tracker.log_checkpoint(run_id, ckpt)  # the next retry needs one hop only
+        return ckpt
+
+    def _finish(self, trial, run_id, result, state, value, reason) -> None:
+        """Close the trial's run with its outcome, then tell the study (a run is never left
+        RUNNING behind a finished trial)."""
+        if reason:
+            trial.set_user_attr(TRIAL_REASON, reason)
+        tags = {"rnnlab.trial_state": state.name}
+        if state == TrialState.PRUNED:
+            tags["rnnlab.pruned"] = "true"
+        if reason:
+            tags["rnnlab.reason"] = reason
+        self.tracker.log_result(run_id, result, weights=False, tags=tags)
+        self.tracker.end_run(run_id, "FINISHED")
+        try:
+            self.study.tell(trial, value, state=state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            log.warning("trial %d was failed by another worker (heartbeat lost) before it "
+                        "finished; its retry carries on", trial.number)
+
+
+class _Reporter:
+    """Reports each epoch's metric to the trial; asks ``fit`` to stop when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, metric: str):
+        self.trial, self.metric = trial, metric
+
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> str | None:
+        value = metrics[self.metric]
+        if not math.isfinite(value):
+            return None  # fit itself stops on divergence
+        self.trial.report(value, epoch)
+        if self.trial.should_prune():
+            return f"pruned at epoch {epoch} ({self.metric}={value:.4f})"
+        return None
+
+
+def _objective_value(history, metric, objective, direction) -> float | None:
+    values = [h[metric] for h in history if math.isfinite(h[metric])]
+    if not values:
+        return None
+    if objective == "last":
+        return history[-1][metric] if math.isfinite(history[-1][metric]) else None
+    return max(values) if direction == "maximize" else min(values)
+
+
+def work(spec: StudySpec, storage: str, *, index: int = 0, device: str | None = None) -> int:
+    """Join the study (creating it if needed) and run trials until its budget is used.
+
+    Returns:
+        The number of trials this worker ran.
+
+    Raises:
+        RnnlabError: the storage or tracking store cannot be used, or trials failed on a user
+            error or too many times in a row (the study's run is then KILLED, resumable).
+    """
+    deadline = time.time() + spec.study.timeout if spec.study.timeout else None
+    worker = Worker(spec, storage, index, device)
+    worker.tracker.mark_running(worker.study.user_attrs[ATTR_PARENT])
+    try:
+        done = worker.run(deadline)
+    except (KeyboardInterrupt, RnnlabError):
+        settle_parent(worker.study, worker.tracker, interrupted=True)
+        raise
+    settle_parent(worker.study, worker.tracker)
+    return done
+
+
+def work_process(spec_json: dict, storage: str, index: int, device: str | None,
+                 threads: int) -> int:
+    """:func:`work` in a worker process of its own (see :mod:`rnnlab.study.launch`), with
+    ``threads`` CPU threads unless the spec sets them."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = StudySpec.model_validate(spec_json)
+    if spec.train.threads is None:
+        spec = spec.model_copy(update={"train": spec.train.model_copy(
+            update={"threads": threads})})
+    return work(spec, storage, index=index, device=device)

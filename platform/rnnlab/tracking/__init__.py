@@ -1,0 +1,1 @@
+"""Tracking: every MLflow write and read of rnnlab, and the MLflow UI server."""

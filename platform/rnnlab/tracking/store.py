@@ -1,0 +1,128 @@
+"""MLflow runs read back into tidy pandas frames: learning curves and confirmation runs.
+
+Everything that reads the tracking store goes through a :class:`RunReader`; the study side of
+the frames (trials, configs, importances) is :mod:`rnnlab.study.results`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.tracking.internals import metric_histories_sql
+from rnnlab.tracking.server import client as make_client
+from rnnlab.tracking.server import tracking_uri
+
+CONFIRM_KIND = "confirm"  # the rnnlab.kind tag of a confirmation run
+CURVE_COLUMNS = ["number", "epoch", "metric", "value"]
+CONFIRM_COLUMNS = ["run_id", "config_hash", "trial", "seed", "test_acc", "test_loss",
+                   "test_set"]
+
+
+class RunReader:
+    """Reads runs from one tracking store; the client is made (a server probed) on first use,
+    so a reader that reads nothing leaves the store untouched."""
+
+    def __init__(self, uri: str | None = None):
+        self.uri = tracking_uri(uri)
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = make_client(self.uri)
+        return self._client
+
+    @property
+    def masked_uri(self) -> str:
+        return mask_url(self.uri)
+
+    def check_run(self, run_id: str, study: str = "") -> Any:
+        """The run, or one line saying it is not in this store (run where the sweep ran).
+
+        Raises:
+            RnnlabError: no such run in the store.
+        """
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException as exc:
+            what = f"study {study!r}'s MLflow run" if study else "MLflow run"
+            raise RnnlabError(
+                f"{what} {run_id} is not in tracking store {self.masked_uri} "
+                f"({str(exc).splitlines()[0][:120]}); run where the sweep ran or set "
+                "MLFLOW_TRACKING_URI") from None
+
+    def experiment_id(self, name: str) -> str | None:
+        found = self.client.get_experiment_by_name(name)
+        return None if found is None else found.experiment_id
+
+    def curves(self, runs: dict[str, int], metrics: Sequence[str]) -> pd.DataFrame:
+        """One row per trial, epoch and metric (``number``, ``epoch``, ``metric``, ``value``)
+        of the runs ``{run_id: trial number}``; a step logged twice (a resumed trial re-logs
+        its epoch) keeps its latest value."""
+        if not runs or not metrics:
+            return pd.DataFrame(columns=CURVE_COLUMNS)
+        raw = metric_histories_sql(self.client, list(runs), metrics)
+        if raw is None:
+            raw = metric_histories(self.client, list(runs), metrics)
+        if raw.empty:
+            return pd.DataFrame(columns=CURVE_COLUMNS)
+        raw = raw.sort_values("timestamp").drop_duplicates(["run_id", "metric", "epoch"],
+                                                          keep="last")
+        raw["number"] = raw["run_id"].map(runs).astype(int)
+        raw["epoch"] = raw["epoch"].astype(int)
+        return raw[CURVE_COLUMNS].sort_values(["number", "metric", "epoch"]).reset_index(
+            drop=True)
+
+    def confirmations(self, parent_run_id: str) -> pd.DataFrame:
+        """Finished confirmation runs nested under a study's run, one row per run: columns
+        :data:`CONFIRM_COLUMNS`, from the runs' ``rnnlab.*`` tags and ``test_*`` metrics.
+
+        Raises:
+            RnnlabError: the study's run is not in the store.
+        """
+        run = self.check_run(parent_run_id)
+        query = (f"tags.`rnnlab.kind` = '{CONFIRM_KIND}' and "
+                 f"tags.`mlflow.parentRunId` = '{parent_run_id}' and "
+                 "attributes.status = 'FINISHED'")
+        rows, token = [], None
+        while True:
+            page = self.client.search_runs([run.info.experiment_id], query, max_results=1000,
+                                           page_token=token)
+            rows += [_confirmation_row(r) for r in page if "test_acc" in r.data.metrics]
+            token = page.token
+            if not token:
+                break
+        return pd.DataFrame(rows, columns=CONFIRM_COLUMNS)
+
+
+def _confirmation_row(r: Any) -> dict[str, Any]:
+    tags, metrics = r.data.tags, r.data.metrics
+    return {"run_id": r.info.run_id, "config_hash": tags.get("rnnlab.config_hash"),
+            "trial": int(tags.get("rnnlab.confirm_trial", -1)),
+            "seed": int(tags.get("rnnlab.confirm_seed", 0)),
+            "test_acc": metrics["test_acc"], "test_loss": metrics.get("test_loss"),
+            "test_set": tags.get("data.test_set", "")}
+
+
+def metric_histories(client: Any, run_ids: list[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Any store, public API: ``get_metric_history`` per run and metric, 8 requests at a time.
+    Columns as :func:`rnnlab.tracking.internals.metric_histories_sql`'s."""
+
+    def one(job: tuple[str, str]) -> list[tuple]:
+        run_id, key = job
+        try:
+            history = client.get_metric_history(run_id, key)
+        except MlflowException:  # a run deleted from the store has no curve
+            return []
+        return [(run_id, key, h.step, h.value, h.timestamp) for h in history]
+
+    jobs = [(r, k) for r in run_ids for k in metrics]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        rows = [row for rows in pool.map(one, jobs) for row in rows]
+    return pd.DataFrame(rows, columns=["run_id", "metric", "epoch", "value", "timestamp"])

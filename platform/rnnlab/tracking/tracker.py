@@ -1,0 +1,286 @@
+"""MLflow writes through ``MlflowClient`` with explicit run ids.
+
+No global active run: several trials in one process, or many worker processes, each hold their
+own run id. Every caller writes through a :class:`Tracker`'s methods and never reaches for its
+client. Which store, and the probe of a tracking server, is :mod:`rnnlab.tracking.server`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.tracking import MlflowClient
+
+from rnnlab import __version__
+from rnnlab.core.spec import RunConfig, flatten, to_yaml
+from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.tracking.internals import close_run
+from rnnlab.tracking.server import check_server, is_server
+from rnnlab.tracking.server import tracking_uri as resolve_uri
+from rnnlab.train import Checkpoint, FitResult
+
+PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+_MLFLOW_STATUS = {"completed": "FINISHED", "stopped": "FINISHED", "diverged": "FAILED"}
+# While a run trains, its metrics reach the store at most this often (and at every
+# checkpoint and at its end): a short trial then writes them once, in the call that records its
+# outcome, instead of competing with its own training for the CPU on every epoch.
+SEND_EVERY_S = 5.0
+
+
+def environment_tags() -> dict[str, str]:
+    return {
+        "rnnlab.version": __version__, "torch.version": torch.__version__,
+        "mlflow.version": mlflow.__version__, "python.version": platform.python_version(),
+        "host.platform": sys.platform,
+    }
+
+
+class Tracker:
+    """One tracking store; every call names its run explicitly."""
+
+    def __init__(self, tracking_uri: str | None = None):
+        """Use ``tracking_uri``, else MLflow's own (``MLFLOW_TRACKING_URI`` or the default).
+
+        Raises:
+            RnnlabError: the URI names a tracking server that does not answer.
+        """
+        self.uri = resolve_uri(tracking_uri)
+        if is_server(self.uri):
+            check_server(self.uri)
+        self._client: MlflowClient | None = None
+        self._pending: dict[str, list[Callable[[], Any]]] = {}  # per run: waits for its writes
+        self._unsent: dict[str, list[Metric]] = {}  # per run: metrics held
+        self._sent_at: dict[str, float] = {}
+        self._experiments: dict[str, str] = {}
+        self._files: ThreadPoolExecutor | None = None
+        self._artifact_uris: dict[str, str] = {}  # of the runs this tracker created
+
+    @property
+    def client(self) -> MlflowClient:
+        """The client, made on first use: a local store is created only when a run needs it,
+        so a command that fails on its input first leaves no ``mlflow.db`` behind."""
+        if self._client is None:
+            self._client = MlflowClient(self.uri)
+        return self._client
+
+    def experiment_id(self, name: str) -> str:
+        """The id of experiment ``name``, created on first use (safe against a racing worker)."""
+        if name not in self._experiments:
+            self._experiments[name] = self._experiment_id(name)
+        return self._experiments[name]
+
+    def _experiment_id(self, name: str) -> str:
+        try:
+            found = self.client.get_experiment_by_name(name)
+            if found is not None:
+                return found.experiment_id
+            try:
+                return self.client.create_experiment(name)
+            except MlflowException:  # another worker created it between our two calls
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+                return found.experiment_id
+        except MlflowException as exc:
+            raise RnnlabError(
+                f"MLflow tracking store {mask_url(self.uri)} is not usable "
+                f"({str(exc).splitlines()[0][:160]}); check MLFLOW_TRACKING_URI"
+            ) from None
+
+    def start_run(self, experiment: str, name: str, *, config: RunConfig | None = None,
+                  tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
+                  extra_params: Mapping[str, Any] | None = None) -> str:
+        """Create a run (nested when ``parent_run_id`` is given) and log its params, and its
+        config as ``config.yaml`` (a run killed mid-way keeps what it was training)."""
+        all_tags = {RUN_NAME_TAG: name, **environment_tags(), **(tags or {})}
+        if parent_run_id:
+            all_tags[PARENT_TAG] = parent_run_id
+        run = self.client.create_run(self.experiment_id(experiment), run_name=name,
+                                     tags=all_tags)
+        run_id = run.info.run_id
+        self._artifact_uris[run_id] = run.info.artifact_uri
+        params = dict(flatten(config)) if config is not None else {}
+        params.update(extra_params or {})
+        if params:  # at once, in the background: a running trial can be found by its params
+            self._queue(run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
+        if config is not None:
+            self._in_background(run_id, self._write_file, run_id, "config.yaml",
+                                to_yaml(config).encode())
+        return run_id
+
+    def epoch_logger(self, run_id: str):
+        """A ``fit`` callback that logs each epoch's metrics with ``step=epoch``.
+
+        Metrics are held and sent every :data:`SEND_EVERY_S` seconds through MLflow's
+        background logger, so the training loop never waits on the store; a checkpoint and
+        the end of the run send what is held (a worker killed outright loses at most the
+        last few seconds of the curve, which a retry replays from its checkpoint).
+        """
+
+        def log(epoch: int, metrics: dict[str, float]) -> None:
+            now = int(time.time() * 1000)
+            self._hold(run_id, [
+                Metric(k, float(v), now, epoch) for k, v in metrics.items()])
+
+        return log
+
+    def _hold(self, run_id: str, metrics: list[Metric]) -> None:
+        self._unsent.setdefault(run_id, []).extend(metrics)
+        sent_at = self._sent_at.setdefault(run_id, time.monotonic())
+        if time.monotonic() - sent_at >= SEND_EVERY_S:
+            self._send(run_id)
+
+    def _send(self, run_id: str, tags: list[RunTag] | None = None) -> None:
+        """Send what is held for ``run_id``: queued, or with ``tags`` in one synchronous call."""
+        held = self._unsent.pop(run_id, [])
+        self._sent_at[run_id] = time.monotonic()
+        if tags is not None:
+            self.client.log_batch(run_id, metrics=held, tags=tags)
+        elif held:
+            self._queue(run_id, metrics=held)
+
+    def flush(self, run_id: str) -> None:
+        """Store everything held or queued for ``run_id`` (params, metrics, files).
+
+        Raises:
+            Exception: the first write that failed, once all have been waited for.
+        """
+        if self._unsent.get(run_id):
+            self._send(run_id, [])
+        errors = []
+        for wait in self._pending.pop(run_id, []):
+            try:
+                wait()
+            except Exception as exc:  # noqa: BLE001 - raised below, after the others
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def log_checkpoint(self, run_id: str, ckpt: Checkpoint) -> None:
+        """Store a training checkpoint as the run's ``checkpoint/checkpoint.pt`` artifact.
+
+        Written in the background: ``ckpt`` must not change afterwards (``fit`` hands over
+        copies). A newer checkpoint replaces it; :meth:`flush` waits for both. The metrics
+        held so far are sent with it, so the stored curve reaches at least the checkpoint.
+        """
+        self._send(run_id)
+        self._in_background(run_id, self._write_file, run_id, "checkpoint/checkpoint.pt", ckpt)
+
+    def _write_file(self, run_id: str, path: str, content: Any) -> None:
+        """Store ``content`` as artifact ``path``: bytes as they are, anything else (a
+        checkpoint, a state dict) serialised with ``torch.save``.
+
+        Through the run's artifact repository, known from when the run was created: MLflow's
+        ``log_artifact`` would read the whole run back first to find it (half the cost).
+        """
+        folder, _, name = path.rpartition("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / name
+            if isinstance(content, bytes):
+                local.write_bytes(content)
+            else:
+                torch.save(asdict(content) if is_dataclass(content) else content, local)
+            if run_id in self._artifact_uris:
+                repo = get_artifact_repository(self._artifact_uris[run_id], tracking_uri=self.uri)
+                repo.log_artifact(str(local), folder or None)
+            else:
+                self.client.log_artifact(run_id, str(local), folder or None)
+
+    def load_checkpoint(self, run_id: str) -> Checkpoint | None:
+        """The run's last checkpoint, or None when it has none. Loaded with weights_only."""
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self.client.download_artifacts(run_id, "checkpoint/checkpoint.pt", tmp)
+            except (MlflowException, OSError):
+                return None
+            return Checkpoint(**torch.load(path, weights_only=True))
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """Set tags now, in one call with the params and metrics held for the run."""
+        # Synchronous: tags come at the end of a run, right before it is closed, and queuing
+        # them would only add a hand-over to the wait.
+        self._send(run_id, [RunTag(k, str(v)) for k, v in tags.items()])
+
+    def _queue(self, run_id: str, **batch: Any) -> None:
+        """Hand a batch to MLflow's background logger: a trial never waits on the store for
+        params, metrics or tags. :meth:`flush` (and so :meth:`end_run`) waits for them."""
+        op = self.client.log_batch(run_id, synchronous=False, **batch)
+        self._pending.setdefault(run_id, []).append(op.wait)
+
+    def _in_background(self, run_id: str, write: Callable[..., Any], *args: Any) -> None:
+        """Run an artifact write on this tracker's file thread, in order; :meth:`flush` waits
+        for it. Training goes on meanwhile instead of waiting on the disk or the server."""
+        if self._files is None:
+            self._files = ThreadPoolExecutor(1, thread_name_prefix="rnnlab-tracking-files")
+        self._pending.setdefault(run_id, []).append(
+            self._files.submit(write, *args).result)
+
+    def log_result(self, run_id: str, result: FitResult, *, weights: bool = True,
+                   tags: Mapping[str, str] | None = None) -> None:
+        """Log the outcome of a finished fit, where it ran, its data and final weights, with
+        ``tags`` in the same call (a trial's state, say)."""
+        all_tags = {"rnnlab.device": result.device, **result.data_info,
+                    "rnnlab.status": result.status}
+        if result.stop_reason:
+            all_tags["rnnlab.stop_reason"] = result.stop_reason
+        if result.diverged_epoch is not None:
+            all_tags["rnnlab.diverged_epoch"] = str(result.diverged_epoch)
+        self.set_tags(run_id, {**all_tags, **(tags or {})})
+        if weights:
+            self._write_file(run_id, "model.pt",
+                             {k: v.cpu() for k, v in result.model.state_dict().items()})
+
+    @contextlib.contextmanager
+    def closing_on_error(self, run_id: str) -> Iterator[None]:
+        """Close the run KILLED on an interrupt and FAILED on an error, never leaving it
+        RUNNING; on success the caller closes it with the status it earned."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.end_run(run_id, "KILLED")
+            raise
+        except BaseException:
+            self.end_run(run_id, "FAILED")
+            raise
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        """Close a run (FINISHED, FAILED or KILLED) once its queued writes are in the store."""
+        try:
+            self.flush(run_id)
+        finally:  # closed even when a write failed: never left RUNNING
+            self._sent_at.pop(run_id, None)
+            self._artifact_uris.pop(run_id, None)
+            close_run(self.client, run_id, status)
+
+    def mark_running(self, run_id: str) -> None:
+        """Open a closed run again (a study's run, when a sweep resumes it)."""
+        self.client.update_run(run_id, status="RUNNING")
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Store ``metrics`` at ``step`` now, with what is held for the run (test scores)."""
+        now = int(time.time() * 1000)
+        self._hold(run_id, [Metric(k, float(v), now, step) for k, v in metrics.items()])
+        self._send(run_id, [])
+
+    @staticmethod
+    def status_for(result: FitResult) -> str:
+        return _MLFLOW_STATUS[result.status]
+
+
+def _param_value(value: Any) -> str:
+    return "None" if value is None else str(value)[:6000]

@@ -1,0 +1,175 @@
+"""Dashboards: the gathered records (no rendering), then the page in a real headless Chromium."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import optuna
+import pytest
+from support import open_html
+from typer.testing import CliRunner
+
+from rnnlab.cli.app import app
+from rnnlab.dashboards import curves, params, style, write
+from rnnlab.dashboards import page as pages
+from rnnlab.errors import RnnlabError
+
+
+def test_learning_curves_info_has_every_trial_with_its_cell_and_state(frames, trials):
+    info = curves._get_learning_curves_info(frames)
+    assert info.reference_val_acc == (0.470, 0.555, 0.595, 0.630, 0.674, 0.680)
+    assert [c.number for c in info.curves] == sorted(trials)
+    for c in info.curves:
+        t = trials[c.number]
+        assert (c.cell, c.state) == (t.user_attrs["config"]["model.cell"], t.state.name)
+        assert c.epochs == tuple(sorted(t.intermediate_values))
+        assert c.val_acc == pytest.approx([t.intermediate_values[e] for e in c.epochs])
+        assert len(c.val_loss) == len(c.epochs)
+
+
+def test_learning_curves_plot_styles_states_and_keeps_the_reference(frames):
+    fig = curves.plot_learning_curves(frames)
+    dashes = {t.name.split(" (")[1].split(",")[0]: t.line.dash for t in fig.data
+              if t.legendgroup != "tutorial"}
+    assert dashes.get("complete") == "solid"
+    if "pruned" in dashes:
+        assert dashes["pruned"] == "dash"
+    reference = [t for t in fig.data if t.legendgroup == "tutorial"]
+    assert len(reference) == 1 and tuple(reference[0].y) == style.TUTORIAL_VAL_ACC
+
+
+def test_history_info_is_the_complete_trials_and_the_running_best(frames, trials):
+    info = curves._get_history_info(frames)
+    complete = [t for t in trials.values() if t.state.name == "COMPLETE"]
+    assert info.numbers == tuple(t.number for t in complete)
+    assert info.values == tuple(t.value for t in complete)
+    assert info.best_so_far == tuple(max(info.values[: i + 1]) for i in range(len(info.values)))
+    assert info.cells == tuple(t.user_attrs["config"]["model.cell"] for t in complete)
+
+
+def test_parallel_info_uses_the_values_trained_with(frames, trials):
+    info = params._get_parallel_info(frames)
+    assert [(x.key, x.kind) for x in info.dimensions] == [
+        ("model.cell", "categorical"), ("train.lr", "log"),
+        ("data.normalisation", "categorical"), ("train.l2", "log")]
+    l2 = dict(zip(info.numbers, info.dimensions[3].values, strict=True))
+    for number, value in l2.items():
+        assert value == trials[number].user_attrs["config"]["train.l2"]  # 0 below zero_below
+    fig = params._get_parallel_plot(info)
+    assert len(fig.data[0].dimensions) == 5  # four params and the objective
+
+
+def test_log_positions_put_zero_a_decade_below_the_smallest():
+    pos, ticks, text = params._log_positions((0.0, 1e-5, 1e-3))
+    assert pos == [-6, -5, -3]
+    assert text[ticks.index(-6)] == "0" and "1e-3" in text
+
+
+def test_importances_normalisation_and_lr_l2_infos(frames):
+    imp = params._get_importances_info(frames)
+    assert set(imp.params) == set(frames.importances["param"])
+    assert list(imp.importances) == sorted(imp.importances, reverse=True)
+    norm = params._get_points_info(frames)
+    finals = frames.finals.set_index("number")["final_val_acc"]
+    assert norm.final_val_acc == tuple(finals[n] for n in norm.numbers)
+    assert set(norm.normalisations) <= {"none", "per_pixel"}
+    lr = params._get_points_info(frames)
+    configs = frames.configs.set_index("number")
+    assert lr.lr == tuple(configs.loc[n, "train.lr"] for n in lr.numbers)
+    assert lr.l2 == tuple(configs.loc[n, "train.l2"] for n in lr.numbers)
+
+
+def test_strings_from_specs_are_escaped(frames):
+    evil = "<img src=x onerror=alert(1)>"
+    page = pages.dashboard_html(dataclasses.replace(frames, name=evil, experiment=evil))
+    assert evil not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    info = curves._HistoryInfo("val_acc", "maximize", (0,), (0.5,), (evil,))
+    names = [t.name for t in curves._get_history_plot(info).data]
+    assert evil not in names and html_escaped(evil) in names
+
+
+def test_a_study_that_has_just_started_still_draws(frames):
+    """--watch starts with the sweep: no complete trial, no epoch logged yet."""
+    running = frames.trials.assign(state="RUNNING", value=None)
+    started = dataclasses.replace(frames, trials=running, curves=frames.curves.iloc[0:0],
+                                  finals=frames.finals.iloc[0:0],
+                                  importances=frames.importances.iloc[0:0])
+    assert curves._get_learning_curves_info(started).curves == ()
+    assert curves._get_history_info(started).numbers == ()
+    assert params._get_points_info(started).numbers == ()
+    assert "Study" in pages.dashboard_html(started)
+    assert not started.done()
+
+
+def html_escaped(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def test_dashboard_page_in_chromium_loads_offline_with_every_trace(study, browser, tmp_path,  # noqa: F811
+                                                                  monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", study.uri)
+    result = CliRunner().invoke(app, ["dashboard", study.name, "--storage", study.storage])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "dashboards" / f"{study.name}.html"
+    assert result.stdout.strip() == str(path.relative_to(tmp_path))
+    size = path.stat().st_size
+    assert size < 10e6
+    assert not re.search(r"<script[^>]+src=", path.read_text())  # plotly.js is inline
+    check = open_html(browser, path)
+    assert check.errors == []
+    assert [u for u in check.requests if not u.startswith(("file:", "data:", "blob:"))] == []
+    assert len(check.traces) == len(pages.FIGURES)
+    assert all(n > 0 for n in check.traces), check.traces
+    assert f"Study {study.name}" in check.text
+
+
+def test_watch_on_a_finished_study_writes_once_and_exits(study, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", study.uri)
+    result = CliRunner().invoke(app, ["dashboard", study.name, "--storage", study.storage,
+                                      "--watch", "1", "--out", "w.html"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "w.html" and result.stderr.count(" wrote w.html: ") == 1
+    assert (tmp_path / "w.html").is_file()
+
+
+def test_watch_stops_when_the_study_is_done_and_refreshes_while_it_runs(study, tmp_path):
+    sleeps = []
+    out = tmp_path / "w.html"
+    write.watch_dashboard(study.storage, study.name, out, 5, tracking_uri=study.uri,
+                      sleep=sleeps.append)
+    assert sleeps == [] and 'http-equiv="refresh"' not in out.read_text()
+    # The same study with a larger budget is not done: the page asks the browser to reload.
+    bigger = tmp_path / "bigger.journal"
+    bigger.write_bytes(open(study.storage, "rb").read())
+    optuna.load_study(study_name=study.name, storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(bigger)))).set_user_attr("n_trials", 99)
+
+    def stop(seconds):
+        sleeps.append(seconds)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write.watch_dashboard(str(bigger), study.name, out, 7, tracking_uri=study.uri, sleep=stop)
+    assert sleeps == [7] and '<meta http-equiv="refresh" content="7">' in out.read_text()
+
+
+def test_bad_input_is_one_line_exit_2_and_no_file(study, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", study.uri)
+    for args, message in (
+        (["dashboard", "nope", "--storage", study.storage], "no study named 'nope'"),
+        (["dashboard", study.name, "--storage", study.storage, "--out",
+          str(tmp_path / "missing" / "d.html")], "does not exist"),
+        (["dashboard", study.name, "--storage", study.storage, "--out", str(tmp_path)],
+         "is a folder"),
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("rnnlab: error: "), result.stderr
+        assert message in lines[0] and "Traceback" not in result.output
+        assert result.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RnnlabError):
+        write.write_dashboard(study.storage, study.name, tmp_path / "no" / "x.html",
+                          tracking_uri=study.uri)

@@ -1,0 +1,137 @@
+"""Best-config reports: the gathered record, the YAML round trip through `rnnlab train`, the
+confirmation runs on the test set (tracked, then reused), the offline HTML, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
+from support import TinyStudy, open_html
+from typer.testing import CliRunner
+
+from rnnlab.cli.app import app
+from rnnlab.core.spec import RunConfig, apply_overrides, load_config
+from rnnlab.reports.info import candidates, config_hash, get_report_info, trial_config
+from rnnlab.study.storage import load_study, open_storage
+
+TEST_SET = "1000 images held out of mnist-5k (fixed)"
+
+
+@pytest.fixture
+def env(study, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", study.uri)
+    return study
+
+
+def confirm_runs(study: TinyStudy) -> list:
+    client = MlflowClient(study.uri)
+    exp = client.get_experiment_by_name(study.name)
+    return client.search_runs([exp.experiment_id], "tags.`rnnlab.kind` = 'confirm'")
+
+
+def test_report_info_ranks_on_validation_and_picks_each_cells_best(frames, study):
+    optuna_study = load_study(study.storage, study.name)
+    info = get_report_info(frames)
+    assert info.best.number == optuna_study.best_trial.number
+    assert info.best.value == optuna_study.best_value
+    values = [r.value for r in info.top]
+    assert values == sorted(values, reverse=True)
+    complete = [t for t in optuna_study.trials if t.state == TrialState.COMPLETE]
+    for row in info.per_cell:
+        same = [t for t in complete if t.user_attrs["config"]["model.cell"] == row.cell]
+        assert row.value == max(t.value for t in same)
+    assert sum(r.n for r in info.spread if r.cell == "all") == len(complete)
+    assert info.verdict.startswith(("On validation", "Not enough evidence"))
+    roles = dict((n, r) for r, n in candidates(info))
+    assert roles[info.best.number][0] == "best overall"
+    assert len(roles) == len({r.cell for r in info.per_cell})
+
+
+def test_yaml_report_is_the_best_config_and_trains_unchanged(env, frames, tmp_path):
+    before = len(confirm_runs(env))
+    result = CliRunner().invoke(app, ["report", env.name, "--storage", env.storage,
+                                      "--format", "yaml", "--out", "best.yaml"])
+    assert result.exit_code == 0, result.output
+    best = load_study(env.storage, env.name).best_trial
+    nested = apply_overrides({}, best.user_attrs["config"])
+    assert load_config(tmp_path / "best.yaml") == RunConfig.model_validate(nested)
+    assert len(confirm_runs(env)) == before  # the yaml format alone never trains
+    result = CliRunner().invoke(app, ["train", "best.yaml", "--no-track", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["epochs"] == best.user_attrs["config"]["train.epochs"]
+
+
+def test_confirmation_is_tracked_on_the_test_set_and_reused(env, frames, tmp_path):
+    runner = CliRunner()
+    first = runner.invoke(app, ["report", env.name, "--storage", env.storage,
+                                "--format", "md", "--confirm-seeds", "2"])
+    assert first.exit_code == 0, first.output
+    info = get_report_info(frames)
+    wanted = {(n, trial_config(frames, n).train.seed + i) for _, n in candidates(info)
+              for i in range(2)}
+    runs = confirm_runs(env)
+    seen = {(int(r.data.tags["rnnlab.confirm_trial"]), int(r.data.tags["rnnlab.confirm_seed"]))
+            for r in runs}
+    assert wanted <= seen
+    parent = load_study(env.storage, env.name).user_attrs["mlflow_parent_run_id"]
+    for r in runs:
+        assert r.data.tags["mlflow.parentRunId"] == parent
+        assert r.data.tags["data.test_set"] == TEST_SET
+        assert 0 <= r.data.metrics["test_acc"] <= 1
+        n, seed = int(r.data.tags["rnnlab.confirm_trial"]), int(r.data.tags["rnnlab.confirm_seed"])
+        config = trial_config(frames, n)
+        config = config.model_copy(update={"train": config.train.model_copy(
+            update={"seed": seed})})
+        assert r.data.tags["rnnlab.config_hash"] == config_hash(config)
+    md = first.stdout
+    assert f"Test set: {TEST_SET}" in md and "(validation" in md
+    assert "test accuracy (mean ± std)" in md and "```yaml" in md
+    # A second report trains nothing: every confirmation run is found by its config hash.
+    second = runner.invoke(app, ["report", env.name, "--storage", env.storage,
+                                 "--format", "json", "--confirm-seeds", "2", "--out", "r.json"])
+    assert second.exit_code == 0, second.output
+    assert len(confirm_runs(env)) == len(runs)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [c["reused"] for c in data["confirmations"]] == [2] * len(candidates(info))
+    assert all(c["test_set"] == TEST_SET for c in data["confirmations"])
+    assert data["best"]["number"] == info.best.number
+
+
+def test_html_report_embeds_its_figures_and_opens_offline(env, browser, tmp_path):  # noqa: F811
+    result = CliRunner().invoke(app, ["report", env.name, "--storage", env.storage,
+                                      "--format", "html", "--confirm-seeds", "1"])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "reports" / f"{env.name}.html"
+    check = open_html(browser, path)
+    assert check.errors == []
+    assert [u for u in check.requests if not u.startswith(("file:", "data:", "blob:"))] == []
+    assert len(check.traces) == 3 and all(n > 0 for n in check.traces)
+    assert "Confirmation on the test set" in check.text and TEST_SET in check.text
+
+
+def test_bad_input_is_one_line_exit_2_before_any_training(env, tmp_path):
+    empty = tmp_path / "empty.journal"
+    s = optuna.create_study(study_name="empty", storage=open_storage(str(empty)))
+    s.add_trial(create_trial(params={"model.cell": "rnn"}, state=TrialState.FAIL,
+                             distributions={"model.cell": CategoricalDistribution(["rnn"])}))
+    before = len(confirm_runs(env))
+    for args, message in (
+        (["report", "nope", "--storage", env.storage], "no study named 'nope'"),
+        (["report", "empty", "--storage", str(empty)], "has no complete trial"),
+        (["report", env.name, "--storage", env.storage, "--out",
+          str(tmp_path / "missing" / "r.md")], "does not exist"),
+        (["report", env.name, "--storage", env.storage, "--format", "pdf"],
+         "unknown report format 'pdf'"),
+        (["report", "nope", "--storage", env.storage, "--format", "html"], "no study named"),
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and message in lines[0], result.stderr
+        assert "Traceback" not in result.output and result.stdout == ""
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "reports").exists()
+    assert len(confirm_runs(env)) == before

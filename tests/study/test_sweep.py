@@ -1,0 +1,233 @@
+"""Sweeps on real stores: an Optuna journal file and MLflow's default SQLite store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from rnnlab.cli.app import app
+from rnnlab.core.study_spec import load_study_spec
+from rnnlab.errors import RnnlabError
+from rnnlab.study.parent import open_study
+from rnnlab.study.status import study_status
+from rnnlab.study.storage import ATTR_PARENT, open_storage
+from rnnlab.study.sweep import sweep
+from rnnlab.study.worker import work
+from rnnlab.tracking.tracker import Tracker
+
+TINY = {
+    "data": {"source": "mnist-5k", "train_size": 200, "val_size": 100, "patch": 28},
+    "model": {"hidden": 8},
+    "train": {"epochs": 3, "lr": 3e-3},
+}
+
+
+def write_spec(path: Path, name: str, n_trials: int, search=None, **study) -> Path:
+    spec = dict(TINY)
+    spec["study"] = {"name": name, "n_trials": n_trials,
+                     "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
+                     **study}
+    spec["search"] = search if search is not None else {
+        "model.cell": {"choices": ["rnn", "gru"]},
+        "train.lr": {"low": 1e-3, "high": 1e-2, "log": True},
+        "train.l2": {"low": 1e-7, "high": 1e-3, "log": True, "zero_below": 1e-6},
+    }
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture
+def here(tmp_path, mlflow_db):
+    """An empty folder (the cwd) with a ready MLflow store in it (see conftest)."""
+    return tmp_path
+
+
+def child_runs(study_name: str):
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(study_name)
+    return client, [r for r in client.search_runs([exp.experiment_id])
+                    if r.data.tags.get("rnnlab.kind") == "trial"]
+
+
+def test_two_workers_share_the_budget_and_nest_every_trial(here):
+    spec = load_study_spec(write_spec(here / "s.yaml", "two", 5))
+    final = sweep(spec, "rnnlab.journal", workers=2)
+    assert final.finished == 5 and final.counts["RUNNING"] == 0
+    study = optuna.load_study(study_name="two", storage=open_storage("rnnlab.journal"))
+    trials = study.get_trials()
+    assert len(trials) == 5  # the lock keeps two workers from overshooting
+    workers = {t.user_attrs["worker"] for t in trials}  # host:pid of the process that ran it
+    assert len(workers) == 2 and f"{socket.gethostname()}:{os.getpid()}" not in workers
+    client, runs = child_runs("two")
+    parent = study.user_attrs[ATTR_PARENT]
+    assert client.get_run(parent).info.status == "FINISHED"
+    by_id = {r.info.run_id: r for r in runs}
+    for t in trials:
+        run = by_id[t.user_attrs["mlflow_run_id"]]
+        assert run.info.run_name == f"trial-{t.number}"
+        assert run.data.tags["mlflow.parentRunId"] == parent
+        assert run.data.tags["rnnlab.trial_state"] == t.state.name
+        assert set(run.data.params["rnnlab.sampled_keys"].split(",")) == set(t.params)
+        assert run.data.params["model.cell"] == t.params["model.cell"]
+        assert run.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
+        assert sorted(steps) == [1, 2, 3]
+        # a draw below zero_below trains with exactly no penalty
+        if t.params["train.l2"] < 1e-6:
+            assert float(run.data.params["train.l2"]) == 0.0
+
+
+def test_workers_use_the_folder_and_environment_of_their_sweep(tmp_path, _mlflow_template,
+                                                               monkeypatch):
+    # Worker processes are forked from a server started once per process (rnnlab.launch):
+    # each sweep's workers must still use that sweep's folder and tracking store.
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        folder.mkdir()
+        shutil.copy(_mlflow_template, folder / "mlflow.db")
+        monkeypatch.chdir(folder)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
+        spec = load_study_spec(write_spec(folder / "s.yaml", name, 2))
+        assert sweep(spec, "rnnlab.journal", workers=2).finished == 2
+        assert study_status(str(folder / "rnnlab.journal"))[0].name == name
+        _, runs = child_runs(name)
+        assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert not (tmp_path / "rnnlab.journal").exists()
+
+
+def test_resume_adds_trials_to_the_same_study_and_parent_run(here):
+    path = write_spec(here / "s.yaml", "resumed", 2)
+    first = sweep(load_study_spec(path), "rnnlab.journal")
+    again = sweep(load_study_spec(path), "rnnlab.journal")  # budget used: runs nothing
+    assert again.finished == 2
+    more = sweep(load_study_spec(path, n_trials=4), "rnnlab.journal")
+    assert more.finished == 4 and more.parent_run_id == first.parent_run_id
+    assert len(study_status("rnnlab.journal", "resumed")) == 1
+    _, runs = child_runs("resumed")
+    assert len(runs) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {first.parent_run_id}
+
+
+def test_pruning_prunes_a_hopeless_trial(here):
+    spec = load_study_spec(write_spec(
+        here / "s.yaml", "pruned", 3, search={"train.lr": {"choices": [1e-2, 1e-9]}},
+        pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 1}))
+    study = open_study(spec, "rnnlab.journal", Tracker())
+    for lr in (1e-2, 1e-2, 1e-9):  # two good trials first, so the median has a bar to clear
+        study.enqueue_trial({"train.lr": lr})
+    work(spec, "rnnlab.journal")
+    states = [t.state.name for t in study.get_trials()]
+    assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
+    pruned = study.get_trials()[2]
+    assert pruned.user_attrs["reason"].startswith("pruned at epoch ")
+    client, runs = child_runs("pruned")
+    run = next(r for r in runs if r.info.run_id == pruned.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["rnnlab.pruned"] == "true"
+
+
+def test_a_diverging_trial_is_pruned_with_its_reason_and_the_sweep_goes_on(here):
+    spec = load_study_spec(write_spec(
+        here / "s.yaml", "diverge", 2,
+        search={"train.lr": {"choices": [1e38, 3e-3]}, "train.optimizer": {"choices": ["sgd"]}}))
+    study = open_study(spec, "rnnlab.journal", Tracker())
+    study.enqueue_trial({"train.lr": 1e38, "train.optimizer": "sgd"})
+    study.enqueue_trial({"train.lr": 3e-3, "train.optimizer": "sgd"})
+    work(spec, "rnnlab.journal")
+    first, second = study.get_trials()
+    assert first.state.name == "PRUNED"
+    assert "non-finite training loss at epoch 1" in first.user_attrs["reason"]
+    assert second.state.name == "COMPLETE"
+
+
+def test_status_and_trials_report_the_study(here):
+    path = write_spec(here / "s.yaml", "reported", 3)
+    runner = CliRunner()
+    result = runner.invoke(app, ["sweep", str(path)])
+    assert result.exit_code == 0, result.output
+    status = runner.invoke(app, ["status", "reported", "--json"])
+    [entry] = json.loads(status.stdout)
+    assert entry["counts"]["COMPLETE"] == 3 and entry["budget"] == 3
+    assert set(entry["best_params"]) == {"model.cell", "train.lr", "train.l2"}
+    csv = runner.invoke(app, ["trials", "reported", "--format", "csv"])
+    header = csv.stdout.splitlines()[0].split(",")
+    assert {"number", "value", "state", "params_model.cell", "mlflow_run_id"} <= set(header)
+    assert len(csv.stdout.splitlines()) == 4
+    out = here / "t.parquet"
+    assert runner.invoke(app, ["trials", "reported", "--format", "parquet",
+                               "--out", str(out)]).exit_code == 0
+    import pandas as pd
+
+    assert len(pd.read_parquet(out)) == 3
+
+
+@pytest.mark.parametrize("search, study, needle", [
+    ({"model.nope": {"choices": [1]}}, {}, "search.model.nope: no such config key"),
+    ({"train.lr": {"low": 1e-2, "high": 1e-4}}, {}, "low 0.01 is greater than high"),
+    ({"model.cell": {"choices": []}}, {}, "choices must list at least one value"),
+    ({"model.cell": {"choices": ["rnn", "transformer"]}}, {}, "model.cell"),
+    ({"train.lr": {"low": 0, "high": 1, "log": True}}, {}, "a log range needs low > 0"),
+    ({}, {"n_trials": 0}, "study.n_trials"),
+    ({}, {"n_trials": -3}, "study.n_trials"),
+    ({}, {"sampler": {"name": "bayes"}}, "study.sampler.name"),
+    ({"model.cell": {"choices": ["rnn"]}}, {"sampler": {"name": "grid"}, "n_trials": 2},
+     "exceeds the 1 points of the grid"),
+])
+def test_bad_specs_end_in_one_line_and_create_nothing(tmp_path, search, study, needle):
+    here = tmp_path  # the cwd, with no MLflow store made in advance: none may appear
+    path = write_spec(here / "bad.yaml", "bad", 3, search=search or None)
+    raw = yaml.safe_load(path.read_text())
+    raw["study"].update(study)
+    if search:
+        raw["search"] = search
+    path.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["sweep", str(path)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rnnlab: error:") and needle in lines[0]
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in here.iterdir()) == ["bad.yaml"]  # no study, no MLflow store
+
+
+def test_unknown_study_is_one_line(here):
+    write_spec(here / "s.yaml", "x", 1)
+    with pytest.raises(RnnlabError, match="no study named 'ghost'"):
+        study_status("rnnlab.journal", "ghost")
+
+
+def test_a_user_error_in_a_trial_stops_the_sweep_with_its_one_line(here):
+    # data.train_size is searched, so it is only checked as each trial builds its data
+    spec = load_study_spec(write_spec(here / "s.yaml", "toobig", 4,
+                                      search={"data.train_size": {"choices": [4500]}}))
+    with pytest.raises(RnnlabError, match="exceeds the 4000 images"):
+        sweep(spec, "rnnlab.journal", workers=2)
+    status = study_status("rnnlab.journal", "toobig")[0]
+    assert status.counts["FAIL"] in (1, 2) and status.counts["RUNNING"] == 0  # not retried
+    failed = optuna.load_study(study_name="toobig",
+                               storage=open_storage("rnnlab.journal")).get_trials()
+    assert all("exceeds the 4000 images" in t.user_attrs["reason"] for t in failed)
+    client = MlflowClient()
+    assert client.get_run(status.parent_run_id).info.status == "KILLED"  # resumable
+    assert {r.info.status for r in child_runs("toobig")[1]} == {"FAILED"}
+
+
+def test_a_worker_stops_after_max_failures_in_a_row(here):
+    # A real out-of-memory error on every trial: 2e6 hidden units want 16 TB of weights.
+    path = write_spec(here / "s.yaml", "oom", 10, max_failures_in_a_row=3)
+    raw = yaml.safe_load(path.read_text())
+    raw["model"]["hidden"] = 2_000_000
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(RnnlabError, match="3 trials in a row failed, the last with "
+                                          "RuntimeError: .*can't allocate memory"):
+        work(load_study_spec(path), "rnnlab.journal")
+    status = study_status("rnnlab.journal", "oom")[0]
+    assert status.counts["FAIL"] == 3 and status.finished == 0
+    assert MlflowClient().get_run(status.parent_run_id).info.status == "KILLED"

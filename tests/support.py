@@ -1,0 +1,102 @@
+"""Helpers the tests import: one tiny real study, and pages opened in a real browser.
+
+The study is built once per test session (see :func:`tiny_study`, wrapped by the ``study``
+fixture in conftest.py) with the library itself: an Optuna journal file and an MLflow SQLite
+store in a temporary folder, six trials of a 2-epoch, 8-unit network on 200 mnist-5k images
+(offline), searched over cell, learning rate, normalisation and L2, with a median pruner that
+prunes from the first epoch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+NAME = "tiny"
+SPEC = {
+    "data": {"source": "mnist-5k", "train_size": 200, "val_size": 100, "patch": 28},
+    "model": {"hidden": 8},
+    "train": {"epochs": 2, "lr": 3e-3, "threads": 1, "device": "cpu"},
+    "study": {"name": NAME, "n_trials": 6, "sampler": {"name": "random", "seed": 4},
+              "pruner": {"name": "median", "n_startup_trials": 4, "n_warmup_steps": 0}},
+    "search": {
+        "model.cell": {"choices": ["rnn", "gru"]},
+        "train.lr": {"low": 3e-3, "high": 3e-2, "log": True},
+        "data.normalisation": {"choices": ["none", "per_pixel"]},
+        "train.l2": {"low": 1e-7, "high": 1e-3, "log": True, "zero_below": 1e-6},
+    },
+}
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@dataclass(frozen=True)
+class TinyStudy:
+    folder: Path
+    storage: str  # the journal file
+    uri: str  # the MLflow store
+    name: str = NAME
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "MLFLOW_TRACKING_URI": self.uri}
+
+
+_BUILT: dict[str, TinyStudy] = {}
+
+
+def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> TinyStudy:
+    """Build the shared study on first use; later calls return the same one."""
+    if "study" not in _BUILT:
+        _BUILT["study"] = build_study(tmp_path_factory.mktemp("tiny-study"), SPEC)
+    return _BUILT["study"]
+
+
+def build_study(folder: Path, raw: dict) -> TinyStudy:
+    """Run a whole study in this process (no worker processes): the fastest real sweep."""
+    from rnnlab.core.study_spec import load_study_spec
+    from rnnlab.study.worker import work
+
+    (folder / "spec.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    study = TinyStudy(folder, str(folder / "rnnlab.journal"), f"sqlite:///{folder}/mlflow.db",
+                      raw["study"]["name"])
+    with pytest.MonkeyPatch.context() as mp:  # only while building: tests set their own
+        mp.chdir(folder)
+        mp.setenv("MLFLOW_TRACKING_URI", study.uri)
+        work(load_study_spec(folder / "spec.yaml"), study.storage)
+    return study
+
+
+def chromium_path() -> str:
+    path = os.environ.get("RNNLAB_CHROMIUM", "/usr/bin/chromium")
+    if not Path(path).is_file():
+        pytest.fail(f"no Chromium at {path}: apt-get install chromium (or set RNNLAB_CHROMIUM)")
+    return path
+
+
+@dataclass
+class PageCheck:
+    errors: list[str]
+    requests: list[str]
+    traces: list[int]  # per .js-plotly-plot div, its number of traces
+    text: str
+
+
+def open_html(browser, path: Path) -> PageCheck:
+    """Load a local HTML file; collect JS errors, every request, and each plot's trace count."""
+    page = browser.new_page()
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(path.resolve().as_uri(), wait_until="load", timeout=120_000)
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length > 0",
+                           timeout=60_000)
+    traces = page.evaluate("Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                           ".map(d => (d.data || []).length)")
+    check = PageCheck(errors, requests, traces, page.inner_text("body"))
+    page.close()
+    return check

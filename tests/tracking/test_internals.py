@@ -1,0 +1,41 @@
+"""The private MLflow fast paths agree with the public API they stand in for."""
+
+from __future__ import annotations
+
+import time
+
+from mlflow.tracking import MlflowClient
+
+from rnnlab.study.storage import TRIAL_RUN_ID, load_study
+from rnnlab.tracking.internals import close_run, metric_histories_sql
+from rnnlab.tracking.store import metric_histories
+from rnnlab.tracking.tracker import Tracker
+
+
+def test_sql_fast_path_and_public_api_agree(study):
+    client = MlflowClient(study.uri)
+    trials = load_study(study.storage, study.name).trials
+    runs = [t.user_attrs[TRIAL_RUN_ID] for t in trials]
+    fast = metric_histories_sql(client, runs, ("val_acc", "train_loss"))
+    slow = metric_histories(client, runs, ("val_acc", "train_loss"))
+    assert fast is not None and len(fast) == len(slow) > 0
+    key = ["run_id", "metric", "epoch"]
+    fast, slow = fast.sort_values(key).reset_index(), slow.sort_values(key).reset_index()
+    assert fast[key].equals(slow[key])
+    assert (fast["value"] - slow["value"]).abs().max() == 0
+
+
+def test_closing_a_run_directly_matches_set_terminated(mlflow_db):
+    tracker, client = Tracker(), MlflowClient(mlflow_db)
+    before = int(time.time() * 1000)
+    for status in ("FINISHED", "FAILED", "KILLED"):
+        fast, public = (tracker.start_run("exp", f"{status}-{how}") for how in ("fast", "api"))
+        tracker.flush(fast)
+        tracker.flush(public)
+        close_run(tracker.client, fast, status)
+        close_run(tracker.client, public, status, fast=False)  # MlflowClient.set_terminated
+        runs = [client.get_run(r).info for r in (fast, public)]
+        assert [r.status for r in runs] == [status, status]
+        assert all(r.end_time is not None and r.end_time >= before for r in runs)
+        assert all(r.run_name == f"{status}-{how}" for r, how in zip(runs, ("fast", "api"),
+                                                                       strict=True))

@@ -1,0 +1,101 @@
+"""The MLflow tracker: explicit run ids, nesting, parameters, and URLs with secrets masked."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from rnnlab.core.spec import RunConfig
+from rnnlab.errors import mask_url
+from rnnlab.tracking.tracker import PARENT_TAG, Tracker
+
+
+@pytest.mark.parametrize(("url", "masked"), [
+    ("postgresql://user:s3cret@db.example:5432/optuna", "postgresql://user:***@db.example:5432/optuna"),
+    ("postgresql+psycopg2://u:p%40ss@h/db", "postgresql+psycopg2://u:***@h/db"),
+    ("http://admin:pw@127.0.0.1:5000", "http://admin:***@127.0.0.1:5000"),
+    ("postgresql://user@host/db", "postgresql://user@host/db"),
+    ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
+    ("rnnlab.journal", "rnnlab.journal"),
+    (None, ""),
+])
+def test_mask_url_hides_only_the_password(url, masked):
+    assert mask_url(url) == masked
+
+
+def test_runs_nest_by_explicit_ids_with_the_config_as_params(mlflow_db):
+    tracker = Tracker()
+    assert tracker.uri == os.environ["MLFLOW_TRACKING_URI"]
+    assert tracker.experiment_id("exp") == tracker.experiment_id("exp")  # created once
+    parent = tracker.start_run("exp", "study")
+    child = tracker.start_run("exp", "trial-0", config=RunConfig(), parent_run_id=parent,
+                              extra_params={"trial.number": 0})
+    tracker.epoch_logger(child)(1, {"val_acc": 0.5})
+    tracker.end_run(child)
+    tracker.end_run(parent)
+
+    client = MlflowClient(tracker.uri)
+    run = client.get_run(child)
+    assert run.data.tags[PARENT_TAG] == parent and run.data.tags["mlflow.runName"] == "trial-0"
+    assert run.data.params["data.dir"] == "None" and run.data.params["train.lr"] == "0.0002"
+    assert run.data.params["trial.number"] == "0"
+    assert [(m.step, m.value) for m in client.get_metric_history(child, "val_acc")] == [(1, 0.5)]
+    assert client.get_run(parent).info.status == run.info.status == "FINISHED"
+
+
+def _history(client: MlflowClient, run_id: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, "val_acc"))
+
+
+def test_metrics_are_held_until_a_send_interval_a_checkpoint_or_the_end(mlflow_db, tiny,
+                                                                         monkeypatch):
+    from rnnlab.tracking import tracker as tracking
+    from rnnlab.train import fit
+
+    tracker, client = Tracker(), MlflowClient()
+    run_id = tracker.start_run("exp", "held", config=RunConfig())
+    log = tracker.epoch_logger(run_id)
+    log(1, {"val_acc": 0.1})
+    log(2, {"val_acc": 0.2})
+    tracker.flush(run_id)  # params and config.yaml are stored at once, in the background
+    assert _history(client, run_id) == [(1, 0.1), (2, 0.2)]
+    assert "train.lr" in client.get_run(run_id).data.params
+    assert [a.path for a in client.list_artifacts(run_id)] == ["config.yaml"]
+
+    log(3, {"val_acc": 0.3})  # held: the last send was just now
+    assert _history(client, run_id) == [(1, 0.1), (2, 0.2)]
+    # a checkpoint takes the held metrics with it: the stored curve reaches the checkpoint
+    result = fit(tiny({"train.epochs": 1, "train.checkpoint_every": 1}),
+                 on_checkpoint=lambda ckpt: tracker.log_checkpoint(run_id, ckpt))
+    tracker.flush(run_id)
+    assert _history(client, run_id) == [(1, 0.1), (2, 0.2), (3, 0.3)]
+    assert tracker.load_checkpoint(run_id).epoch == 1
+
+    monkeypatch.setattr(tracking, "SEND_EVERY_S", 0.0)  # every epoch is sent, in the background
+    log(4, {"val_acc": 0.4})
+    tracker._pending[run_id][-1]()  # wait for that one send only
+    assert _history(client, run_id)[-1] == (4, 0.4)
+    monkeypatch.setattr(tracking, "SEND_EVERY_S", 3600.0)
+    log(5, {"val_acc": 0.5})  # held, then sent with the outcome tags
+    tracker.log_result(run_id, result, weights=False, tags={"rnnlab.trial_state": "COMPLETE"})
+    tracker.end_run(run_id)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["rnnlab.trial_state"] == "COMPLETE"
+    assert run.data.tags["rnnlab.status"] == "completed"
+    assert _history(client, run_id)[-1] == (5, 0.5)
+
+
+def test_a_run_whose_background_write_failed_is_still_closed(mlflow_db, tmp_path):
+    tracker = Tracker()
+    run_id = tracker.start_run("exp", "broken")
+    tracker.flush(run_id)
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    tracker._in_background(run_id, fail)
+    with pytest.raises(OSError, match="disk full"):
+        tracker.end_run(run_id, "FINISHED")
+    assert MlflowClient().get_run(run_id).info.status == "FINISHED"
