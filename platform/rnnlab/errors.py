@@ -9,8 +9,6 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 import re
-import signal
-import threading
 
 EXIT_USER_ERROR = 2
 
@@ -21,16 +19,6 @@ class RnnlabError(Exception):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C (trials end as interrupted) but exiting with code 143."""
-
-
-def install_sigterm_handler() -> None:
-    """Turn SIGTERM into :class:`Terminated` in this process's main thread."""
-
-    def handler(signum, frame):  # noqa: ARG001
-        raise Terminated()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
 
 
 def mask_url(url: str | None) -> str:

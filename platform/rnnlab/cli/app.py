@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from rnnlab.errors import EXIT_USER_ERROR, RnnlabError, Terminated, install_sigterm_handler
+from rnnlab.errors import EXIT_USER_ERROR, RnnlabError, Terminated
+from rnnlab.interrupts import install_handlers
 
 
 class _Group(TyperGroup):
@@ -265,7 +266,7 @@ def keys() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    install_sigterm_handler()
+    install_handlers()
     app(prog_name="rnnlab")
 
 

@@ -20,6 +20,7 @@ from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
 
 from rnnlab.errors import EXIT_USER_ERROR, RnnlabError, Terminated
+from rnnlab.interrupts import install_handlers
 
 WORKER_PRELOAD = ["rnnlab.study.worker", "torch._dynamo", "mlflow.store.tracking.sqlalchemy_store"]
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -73,7 +74,11 @@ def _process(target: Callable[..., int], args: tuple, cwd: str, env: dict[str, s
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
-    _interrupt_once()
+    # Ctrl-C in a terminal reaches the whole process group, and the command then forwards it
+    # to every worker too (a SIGTERM may have reached the command alone). A second signal
+    # landing while the worker closes its trial as interrupted would leave the trial RUNNING
+    # and its run open: the first one counts, the command kills a worker that does not stop.
+    install_handlers(once=True)
     try:
         said.put(("ran", target(*args)))
     except RnnlabError as exc:  # the caller says it, once, as the command's one line
@@ -83,25 +88,6 @@ def _process(target: Callable[..., int], args: tuple, cwd: str, env: dict[str, s
         raise SystemExit(EXIT_TERMINATED) from None
     except KeyboardInterrupt:
         raise SystemExit(EXIT_INTERRUPTED) from None
-
-
-def _interrupt_once() -> None:
-    """The first SIGINT or SIGTERM interrupts this worker; later ones are ignored.
-
-    Ctrl-C in a terminal reaches the whole process group, and the command then forwards it to
-    every worker too (a SIGTERM may have reached the command alone). A second signal landing
-    while the worker closes its trial as interrupted would leave the trial RUNNING and its run
-    open. The command still ends a worker that does not stop: it kills it after a grace period,
-    or at once on a second Ctrl-C.
-    """
-
-    def handler(signum, frame):  # noqa: ARG001
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
 
 
 def run_workers(target: Callable[..., int], args: list[tuple], names: list[str]) -> Exits:

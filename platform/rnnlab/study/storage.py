@@ -30,6 +30,7 @@ from optuna.storages.journal._file import BaseJournalFileLock
 from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.interrupts import whole
 
 DEFAULT_STORAGE = "rnnlab.journal"
 
@@ -187,6 +188,7 @@ def last_heartbeat(trial: FrozenTrial) -> float:
     return trial.system_attrs.get(HEARTBEAT) or trial.datetime_start.timestamp()
 
 
+@whole
 def fail_running(study: optuna.Study, trial: optuna.Trial | FrozenTrial,
                  reason: str) -> FrozenTrial | None:
     """Mark a running trial FAIL with ``reason``.

@@ -2,7 +2,8 @@
 
 No global active run: several trials in one process, or many worker processes, each hold their
 own run id. Every caller writes through a :class:`Tracker`'s methods and never reaches for its
-client. Which store, and the probe of a tracking server, is :mod:`rnnlab.tracking.server`.
+client. A method that writes runs whole: Ctrl-C waits for it (:mod:`rnnlab.interrupts`). Which
+store, and the probe of a tracking server, is :mod:`rnnlab.tracking.server`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mlflow.tracking import MlflowClient
 from rnnlab import __version__
 from rnnlab.core.spec import RunConfig, flatten, to_yaml
 from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.interrupts import whole
 from rnnlab.tracking.internals import close_run
 from rnnlab.tracking.server import check_server, is_server
 from rnnlab.tracking.server import tracking_uri as resolve_uri
@@ -78,6 +80,7 @@ class Tracker:
             self._client = MlflowClient(self.uri)
         return self._client
 
+    @whole
     def experiment_id(self, name: str) -> str:
         """The id of experiment ``name``, created on first use (safe against a racing worker)."""
         if name not in self._experiments:
@@ -102,6 +105,7 @@ class Tracker:
                 f"({str(exc).splitlines()[0][:160]}); check MLFLOW_TRACKING_URI"
             ) from None
 
+    @whole
     def start_run(self, experiment: str, name: str, *, config: RunConfig | None = None,
                   tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
                   extra_params: Mapping[str, Any] | None = None) -> str:
@@ -145,6 +149,7 @@ class Tracker:
         if time.monotonic() - sent_at >= SEND_EVERY_S:
             self._send(run_id)
 
+    @whole
     def _send(self, run_id: str, tags: list[RunTag] | None = None) -> None:
         """Send what is held for ``run_id``: queued, or with ``tags`` in one synchronous call."""
         held = self._unsent.pop(run_id, [])
@@ -154,6 +159,7 @@ class Tracker:
         elif held:
             self._queue(run_id, metrics=held)
 
+    @whole
     def flush(self, run_id: str) -> None:
         """Store everything held or queued for ``run_id`` (params, metrics, files).
 
@@ -181,6 +187,7 @@ class Tracker:
         self._send(run_id)
         self._in_background(run_id, self._write_file, run_id, "checkpoint/checkpoint.pt", ckpt)
 
+    @whole
     def _write_file(self, run_id: str, path: str, content: Any) -> None:
         """Store ``content`` as artifact ``path``: bytes as they are, anything else (a
         checkpoint, a state dict) serialised with ``torch.save``.
@@ -216,6 +223,7 @@ class Tracker:
         # them would only add a hand-over to the wait.
         self._send(run_id, [RunTag(k, str(v)) for k, v in tags.items()])
 
+    @whole
     def _queue(self, run_id: str, **batch: Any) -> None:
         """Hand a batch to MLflow's background logger: a trial never waits on the store for
         params, metrics or tags. :meth:`flush` (and so :meth:`end_run`) waits for them."""
@@ -258,6 +266,7 @@ class Tracker:
             self.end_run(run_id, "FAILED")
             raise
 
+    @whole
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         """Close a run (FINISHED, FAILED or KILLED) once its queued writes are in the store."""
         try:
@@ -267,6 +276,7 @@ class Tracker:
             self._artifact_uris.pop(run_id, None)
             close_run(self.client, run_id, status)
 
+    @whole
     def mark_running(self, run_id: str) -> None:
         """Open a closed run again (a study's run, when a sweep resumes it)."""
         self.client.update_run(run_id, status="RUNNING")

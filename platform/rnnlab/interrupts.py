@@ -1,0 +1,77 @@
+"""Ctrl-C and SIGTERM: where they may interrupt rnnlab, and where they wait.
+
+An interrupt raises :class:`KeyboardInterrupt` (SIGTERM: :class:`~rnnlab.errors.Terminated`) in
+the main thread, as Python's own Ctrl-C does, except inside :func:`uninterrupted`: a write to a
+store waits for the block to end, so it is never cut in half (a transaction left open in an
+SQLite store would lock it for every other worker, whose own cleanup then fails). A second
+signal while the first is held raises at once, so a hung store cannot make Ctrl-C useless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from rnnlab.errors import Terminated
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Held:
+    depth = 0  # nested uninterrupted() blocks of the main thread
+    pending: KeyboardInterrupt | None = None
+
+
+def install_handlers(*, once: bool = False) -> None:
+    """Raise Ctrl-C and SIGTERM as exceptions in this process's main thread (see above).
+
+    Args:
+        once: ignore every signal after the first (a worker process: the command that started
+            it forwards signals to it, and kills it if it does not stop).
+    """
+
+    def handler(signum, frame):  # noqa: ARG001
+        exc = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        if once:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if _Held.depth and _Held.pending is None:
+            _Held.pending = exc  # raised when the write ends
+            return
+        raise exc
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold an interrupt of the main thread back until the block ends (other threads never
+    receive signals, so there it does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _Held.depth += 1
+    try:
+        yield
+    finally:
+        _Held.depth -= 1
+        if not _Held.depth and _Held.pending is not None:
+            exc, _Held.pending = _Held.pending, None
+            raise exc
+
+
+def whole(fn: F) -> F:
+    """Run ``fn`` as a whole: :func:`uninterrupted` around every call."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with uninterrupted():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

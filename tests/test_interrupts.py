@@ -1,0 +1,58 @@
+"""Ctrl-C and SIGTERM wait for a store write to end, and a second one does not (each case runs
+in a fresh Python process, which signals itself)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+import os, signal, sys
+from rnnlab.interrupts import install_handlers, uninterrupted, whole
+install_handlers(once={once})
+steps = []
+
+@whole
+def write():
+    os.kill(os.getpid(), signal.{sig})
+    steps.append("after first")
+    if {twice}:
+        try:
+            os.kill(os.getpid(), signal.{sig})
+            steps.append("after second")
+        except KeyboardInterrupt as exc:
+            steps.append("second raised " + type(exc).__name__)
+            raise
+    steps.append("write done")
+
+try:
+    write()
+except KeyboardInterrupt as exc:
+    steps.append("raised " + type(exc).__name__)
+print(",".join(steps))
+"""
+
+
+def run(sig: str = "SIGINT", *, once: bool = False, twice: bool = False) -> str:
+    code = SCRIPT.format(sig=sig, once=once, twice=twice)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("sig, name", [("SIGINT", "KeyboardInterrupt"),
+                                       ("SIGTERM", "Terminated")])
+def test_an_interrupt_waits_for_the_write_then_raises(sig, name):
+    assert run(sig) == f"after first,write done,raised {name}"
+
+
+def test_a_second_ctrl_c_raises_at_once():
+    assert run(twice=True) == ("after first,second raised KeyboardInterrupt,"
+                               "raised KeyboardInterrupt")
+
+
+def test_a_worker_process_takes_the_first_signal_and_ignores_the_next():
+    assert run(once=True, twice=True) == "after first,after second,write done,raised " \
+                                         "KeyboardInterrupt"
