@@ -53,6 +53,9 @@ def busy_worker(folder: Path, workers: list[subprocess.Popen], rng: random.Rando
             busy = [i for i, w in enumerate(workers) if w.pid in pids]
             if busy:
                 return rng.choice(busy)
+        if all(w.poll() is not None for w in workers):  # else this would wait forever
+            raise SystemExit("the workers finished the study before every kill landed; give "
+                             "more --trials or --epochs")
         time.sleep(0.2)
 
 
