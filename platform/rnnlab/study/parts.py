@@ -8,11 +8,12 @@ import numpy as np
 import optuna
 
 from rnnlab.core.spec import RunConfig, apply_overrides, validate
-from rnnlab.core.study_spec import Distribution, PrunerConfig, StudySpec
+from rnnlab.core.study_spec import Distribution, StudySpec
 
 
 def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The spec's sampler. Each worker offsets the seed, so workers never draw the same points."""
+    """The spec's sampler. Each worker offsets the seed, so workers never draw the same points;
+    a grid keeps the spec's seed, since its points are numbered by their shuffled order."""
     cfg = spec.study.sampler
     seed = None if cfg.seed is None else cfg.seed + seed_offset
     if cfg.name == "random":
@@ -21,8 +22,10 @@ def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseS
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
     if cfg.name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    if cfg.name == "grid":
-        return optuna.samplers.GridSampler(grid_space(spec), seed=seed)
+    if cfg.name == "grid":  # every worker shuffles alike, or grid ids name different points
+        return optuna.samplers.GridSampler(grid_space(spec), seed=cfg.seed or 0)
+    # Optuna 5's TPE always models the keys jointly (multivariate) and, by default, lets parallel
+    # workers avoid the points others are training (constant liar).
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
 
 
@@ -39,8 +42,10 @@ def grid_space(spec: StudySpec) -> dict[str, list[Any]]:
     return space
 
 
-def make_pruner(cfg: PrunerConfig) -> optuna.pruners.BasePruner:
-    p = optuna.pruners
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    """The spec's pruner. Hyperband's largest budget is the trial's epochs (unless searched)."""
+    cfg, p = spec.study.pruner, optuna.pruners
+    max_resource = "auto" if "train.epochs" in spec.search else spec.train.epochs
     if cfg.name == "none":
         return p.NopPruner()
     if cfg.name == "median":
@@ -51,7 +56,7 @@ def make_pruner(cfg: PrunerConfig) -> optuna.pruners.BasePruner:
                                   n_warmup_steps=cfg.n_warmup_steps,
                                   interval_steps=cfg.interval_steps)
     if cfg.name == "hyperband":
-        return p.HyperbandPruner(min_resource=cfg.min_resource,
+        return p.HyperbandPruner(min_resource=cfg.min_resource, max_resource=max_resource,
                                  reduction_factor=cfg.reduction_factor)
     if cfg.name == "successive_halving":
         return p.SuccessiveHalvingPruner(min_resource=cfg.min_resource,
