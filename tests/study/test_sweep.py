@@ -128,10 +128,33 @@ def test_pruning_prunes_a_hopeless_trial(here):
     states = [t.state.name for t in study.get_trials()]
     assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
     pruned = study.get_trials()[2]
-    assert pruned.user_attrs["reason"].startswith("pruned at epoch ")
+    assert pruned.user_attrs["reason"].startswith(("pruned at epoch 1 ", "pruned at epoch 2 "))
+    assert max(pruned.intermediate_values) < 3  # never at the last of its 3 epochs
     client, runs = child_runs("pruned")
     run = next(r for r in runs if r.info.run_id == pruned.user_attrs["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.tags["rnnlab.pruned"] == "true"
+
+
+@pytest.mark.parametrize("pruner", [
+    {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+    {"name": "percentile", "percentile": 90.0, "n_startup_trials": 1, "n_warmup_steps": 0},
+    {"name": "successive_halving", "min_resource": 1, "reduction_factor": 2},
+    {"name": "hyperband", "min_resource": 1, "reduction_factor": 2}])
+def test_a_trial_that_reached_its_last_epoch_completes_and_counts(here, pruner):
+    """A 1-epoch hopeless trial would be pruned at epoch 1 by each pruner, but its training is
+    paid for: it completes, with the value it reached."""
+    spec = load_study_spec(write_spec(
+        here / "s.yaml", "last", 3, search={"train.lr": {"choices": [1e-2, 1e-9]}},
+        pruner=pruner))
+    spec = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": 1})})
+    study = open_study(spec, "rnnlab.journal", Tracker())
+    for lr in (1e-2, 1e-2, 1e-9):
+        study.enqueue_trial({"train.lr": lr})
+    work(spec, "rnnlab.journal")
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert trials[2].value == trials[2].intermediate_values[1] < trials[0].value
+    assert "reason" not in trials[2].user_attrs
 
 
 def test_a_diverging_trial_is_pruned_with_its_reason_and_the_sweep_goes_on(here):

@@ -46,7 +46,7 @@ class Worker:
         self.tracker = Tracker()
         self.study = open_study(spec, storage, self.tracker,
                                 sampler=make_sampler(spec, seed_offset=index),
-                                pruner=make_pruner(spec.study.pruner))
+                                pruner=make_pruner(spec))
         self._data = SplitsCache()
 
     def run(self, deadline: float | None = None) -> int:
@@ -127,7 +127,8 @@ class Worker:
                 self.tracker.epoch_logger(run_id)(epoch, metrics)
                 if math.isfinite(metrics[s.metric]):
                     trial.report(metrics[s.metric], epoch)
-        result = fit(config, [self.tracker.epoch_logger(run_id), _Reporter(trial, s.metric)],
+        reporter = _Reporter(trial, s.metric, config.train.epochs)
+        result = fit(config, [self.tracker.epoch_logger(run_id), reporter],
                      data=self._data.get(config.data, resolve_device(config.train.device)),
                      resume=resume,
                      on_checkpoint=lambda ckpt: self.tracker.log_checkpoint(run_id, ckpt))
@@ -163,17 +164,18 @@ class Worker:
 
 
 class _Reporter:
-    """Reports each epoch's metric to the trial; asks ``fit`` to stop when the pruner says so."""
+    """Reports each epoch's metric to the trial; asks ``fit`` to stop when the pruner says so,
+    except at the last epoch: its training is paid for, so the trial completes and counts."""
 
-    def __init__(self, trial: optuna.Trial, metric: str):
-        self.trial, self.metric = trial, metric
+    def __init__(self, trial: optuna.Trial, metric: str, epochs: int):
+        self.trial, self.metric, self.epochs = trial, metric, epochs
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> str | None:
         value = metrics[self.metric]
         if not math.isfinite(value):
             return None  # fit itself stops on divergence
         self.trial.report(value, epoch)
-        if self.trial.should_prune():
+        if epoch < self.epochs and self.trial.should_prune():
             return f"pruned at epoch {epoch} ({self.metric}={value:.4f})"
         return None
 
