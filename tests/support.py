@@ -100,3 +100,26 @@ def open_html(browser, path: Path) -> PageCheck:
     check = PageCheck(errors, requests, traces, page.inner_text("body"))
     page.close()
     return check
+
+
+def synthetic_frames(rows: list[dict], search: dict, direction: str = "maximize"):
+    """StudyFrames of made-up trials (a row: dotted config keys, ``value``, optional ``state``),
+    for checking what is concluded from known data; no curves."""
+    import pandas as pd
+
+    from rnnlab.study.results import StudyFrames
+
+    spec = {"study": {"name": "synthetic", "n_trials": len(rows), "metric": "val_acc",
+                      "direction": direction}, "search": search}
+    trials = pd.DataFrame([{"number": i, "state": r.get("state", "COMPLETE"),
+                            "value": r.get("value"), "duration_s": 1.0}
+                           for i, r in enumerate(rows)])
+    configs = pd.DataFrame([{"number": i, **{k: v for k, v in r.items() if "." in k}}
+                            for i, r in enumerate(rows)])
+    return StudyFrames(
+        name="synthetic", metric="val_acc", direction=direction, budget=len(rows),
+        search=tuple(search), log_keys=tuple(k for k, d in search.items() if d.get("log")),
+        parent_run_id=None, experiment=None, spec=spec, trials=trials, configs=configs,
+        curves=pd.DataFrame(columns=["number", "epoch", "metric", "value"]),
+        finals=pd.DataFrame({"number": pd.Series(dtype=int)}),
+        importances=pd.DataFrame(columns=["param", "importance"]))

@@ -70,11 +70,17 @@ def test_importances_normalisation_and_lr_l2_infos(frames):
     imp = params._get_importances_info(frames)
     assert set(imp.params) == set(frames.importances["param"])
     assert list(imp.importances) == sorted(imp.importances, reverse=True)
-    norm = params._get_points_info(frames)
-    finals = frames.finals.set_index("number")["final_val_acc"]
-    assert norm.final_val_acc == tuple(finals[n] for n in norm.numbers)
-    assert set(norm.normalisations) <= {"none", "per_pixel"}
+    assert all(lo <= m <= hi + 1e-9 for lo, m, hi in zip(imp.low, imp.importances, imp.high,
+                                                          strict=True))
+    norm = params.plot_normalisation(frames)  # the report's record, one box per cell
+    values = frames.trials.set_index("number")["value"]
+    assert [t.name for t in norm.data] == ["model.cell=rnn", "model.cell=gru"]
+    for trace in norm.data:
+        assert set(trace.x) <= {"none", "per_pixel"}
+        assert list(trace.y) == [values[n] for n in trace.customdata]
     lr = params._get_points_info(frames)
+    finals = frames.finals.set_index("number")["final_val_acc"]
+    assert lr.final_val_acc == tuple(finals[n] for n in lr.numbers)
     configs = frames.configs.set_index("number")
     assert lr.lr == tuple(configs.loc[n, "train.lr"] for n in lr.numbers)
     assert lr.l2 == tuple(configs.loc[n, "train.l2"] for n in lr.numbers)

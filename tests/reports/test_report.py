@@ -44,8 +44,12 @@ def test_report_info_ranks_on_validation_and_picks_each_cells_best(frames, study
     for row in info.per_cell:
         same = [t for t in complete if t.user_attrs["config"]["model.cell"] == row.cell]
         assert row.value == max(t.value for t in same)
-    assert sum(r.n for r in info.spread if r.cell == "all") == len(complete)
-    assert info.verdict.startswith(("On validation", "Not enough evidence"))
+    effects = {e.key: e for e in info.effects}
+    assert set(effects) == {"model.cell", "train.lr", "data.normalisation", "train.l2"}
+    norm = effects["data.normalisation"]  # within each cell, never pooled over cells
+    assert [dict(s.within) for s in norm.strata] == [{"model.cell": "rnn"}, {"model.cell": "gru"}]
+    assert sum(lv.n for s in norm.strata for lv in s.levels) == len(complete)
+    assert norm.support == "none"  # a random search varies lr with it: no verdict possible
     roles = dict((n, r) for r, n in candidates(info))
     assert roles[info.best.number][0] == "best overall"
     assert len(roles) == len({r.cell for r in info.per_cell})
@@ -99,6 +103,16 @@ def test_confirmation_is_tracked_on_the_test_set_and_reused(env, frames, tmp_pat
     assert [c["reused"] for c in data["confirmations"]] == [2] * len(candidates(info))
     assert all(c["test_set"] == TEST_SET for c in data["confirmations"])
     assert data["best"]["number"] == info.best.number
+    # md and json draw the same effect records; two cells were confirmed on the test set
+    assert [e["verdict"] for e in data["effects"]] == [e.verdict for e in info.effects]
+    assert all(html_free(e.verdict) in md.replace("\\|", "|") for e in info.effects)
+    gaps = data["cell_gaps_test"]
+    assert len(gaps) == 1 and gaps[0]["n"] == 2 and gaps[0]["low"] <= gaps[0]["diff"]
+    assert "Cells on the test set" in md
+
+
+def html_free(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def test_html_report_embeds_its_figures_and_opens_offline(env, browser, tmp_path):  # noqa: F811
@@ -111,6 +125,7 @@ def test_html_report_embeds_its_figures_and_opens_offline(env, browser, tmp_path
     assert [u for u in check.requests if not u.startswith(("file:", "data:", "blob:"))] == []
     assert len(check.traces) == 3 and all(n > 0 for n in check.traces)
     assert "Confirmation on the test set" in check.text and TEST_SET in check.text
+    assert "Effects of the searched factors" in check.text and "No verdict" in check.text
 
 
 def test_bad_input_is_one_line_exit_2_before_any_training(env, tmp_path):

@@ -10,6 +10,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from rnnlab.dashboards.style import colour, empty, esc, floats
+from rnnlab.study.effects import effects
+from rnnlab.study.levels import Effect
 from rnnlab.study.results import StudyFrames
 
 
@@ -87,14 +89,17 @@ def plot_parallel(frames: StudyFrames) -> go.Figure:
 @dataclass(frozen=True)
 class _ImportancesInfo:
     params: tuple[str, ...]
-    importances: tuple[float, ...]
+    importances: tuple[float, ...]  # mean over bootstrap resamples
+    low: tuple[float, ...]  # the 90% interval
+    high: tuple[float, ...]
     note: str
 
 
 def _get_importances_info(frames: StudyFrames) -> _ImportancesInfo:
     imp = frames.importances.sort_values("importance", ascending=False)
     return _ImportancesInfo(tuple(imp["param"]), floats(imp["importance"]),
-                            frames.importance_note)
+                            floats(imp.get("low", imp["importance"])),
+                            floats(imp.get("high", imp["importance"])), frames.importance_note)
 
 
 def _get_importances_plot(info: _ImportancesInfo) -> go.Figure:
@@ -102,11 +107,19 @@ def _get_importances_plot(info: _ImportancesInfo) -> go.Figure:
     title = f"Parameter importances ({esc(info.note)})"
     if not info.params:
         return empty(fig, title)
-    fig.add_trace(go.Bar(x=list(info.importances)[::-1], y=[esc(p) for p in info.params][::-1],
-                         orientation="h", marker={"color": "#636efa"},
-                         hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="importance (sums to 1)",
-                      height=200 + 40 * len(info.params))
+    mean = list(info.importances)[::-1]
+    fig.add_trace(go.Bar(
+        x=mean, y=[esc(p) for p in info.params][::-1], orientation="h",
+        marker={"color": "#636efa"}, error_x={
+            "type": "data", "symmetric": False,
+            "array": [h - m for h, m in zip(info.high[::-1], mean, strict=True)],
+            "arrayminus": [m - lo for lo, m in zip(info.low[::-1], mean, strict=True)]},
+        customdata=list(zip(info.low[::-1], info.high[::-1], strict=True)),
+        hovertemplate=("%{y}: %{x:.3f} (90% interval %{customdata[0]:.3f} to "
+                       "%{customdata[1]:.3f})<extra></extra>")))
+    fig.update_layout(title={"text": title, "font": {"size": 13}},
+                      xaxis_title="importance (mean over resamples; bars: 90% interval)",
+                      height=220 + 40 * len(info.params))
     return fig
 
 
@@ -117,12 +130,11 @@ def plot_importances(frames: StudyFrames) -> go.Figure:
 
 @dataclass(frozen=True)
 class _PointsInfo:
-    """One point per complete trial with a final validation accuracy: what the normalisation
-    and the learning rate / L2 figures plot."""
+    """One point per complete trial with a final validation accuracy: what the learning rate
+    and L2 figure plots."""
 
     numbers: tuple[int, ...]
     cells: tuple[str, ...]
-    normalisations: tuple[str, ...]
     lr: tuple[float, ...]
     l2: tuple[float, ...]
     final_val_acc: tuple[float, ...]
@@ -133,31 +145,39 @@ def _get_points_info(frames: StudyFrames) -> _PointsInfo:
     t = t.dropna(subset=["final_val_acc"]) if "final_val_acc" in t else t.iloc[0:0]
     return _PointsInfo(tuple(int(n) for n in t["number"]),
                        tuple(str(v) for v in t.get("model.cell", [])),
-                       tuple(str(v) for v in t.get("data.normalisation", [])),
                        floats(t.get("train.lr", [])), floats(t.get("train.l2", [])),
                        floats(t.get("final_val_acc", [])))
 
 
-def _get_normalisation_plot(info: _PointsInfo) -> go.Figure:
+def _get_normalisation_plot(effect: Effect | None, metric: str) -> go.Figure:
+    """The report's record of ``data.normalisation``: each stratum's trials per level."""
     fig = go.Figure()
-    title = "Final validation accuracy by normalisation and cell (complete trials)"
-    if not info.numbers:
-        return empty(fig, title + ": none yet")
-    for cell in sorted(set(info.cells)):
-        idx = [i for i, c in enumerate(info.cells) if c == cell]
+    title = f"Validation {esc(metric)} (objective) by normalisation, within each stratum"
+    if effect is None or not any(lv.n for s in effect.strata for lv in s.levels):
+        return empty(fig, title + ": " + ("not searched" if effect is None else "none yet"))
+    order = [lv.level for lv in effect.strata[0].levels]
+    for s in effect.strata:
+        cell = dict(s.within).get("model.cell", "")
+        xs = [esc(lv.level) for lv in s.levels for _ in lv.values]
         fig.add_trace(go.Box(
-            x=[esc(info.normalisations[i]) for i in idx], y=[info.final_val_acc[i] for i in idx],
-            customdata=[info.numbers[i] for i in idx], name=esc(cell), boxpoints="all",
-            jitter=0.4, pointpos=0, marker={"color": colour(cell)},
-            hovertemplate="trial %{customdata}<br>%{x}<br>final val_acc %{y:.4f}<extra></extra>"))
-    fig.update_layout(title=title, boxmode="group", xaxis_title="data.normalisation",
-                      yaxis_title="final val_acc (validation)")
+            x=xs, y=[v for lv in s.levels for v in lv.values], name=esc(s.name),
+            customdata=[n for lv in s.levels for n in lv.numbers], boxpoints="all",
+            jitter=0.4, pointpos=0, marker={"color": colour(cell)} if cell else {},
+            hovertemplate="trial %{customdata}<br>%{x}<br>%{y:.4f}<extra></extra>"))
+    fig.update_layout(title={"text": f"{title}<br><sub>{esc(effect.support)}: see the report's "
+                             "verdict; an empty slot is a level with no complete trial</sub>"},
+                      boxmode="group", xaxis={"title": {"text": "data.normalisation"},
+                                              "categoryorder": "array",
+                                              "categoryarray": [esc(v) for v in order]},
+                      yaxis_title=f"{esc(metric)} (validation, objective)")
     return fig
 
 
 def plot_normalisation(frames: StudyFrames) -> go.Figure:
-    """Box and points of the final validation accuracy per normalisation, grouped by cell."""
-    return _get_normalisation_plot(_get_points_info(frames))
+    """Box and points of the objective per normalisation within each stratum (each cell), from
+    the same record as the report's verdict (:func:`rnnlab.study.effects.effects`)."""
+    found = [e for e in effects(frames) if e.key == "data.normalisation"]
+    return _get_normalisation_plot(found[0] if found else None, frames.metric)
 
 
 def _get_lr_l2_plot(info: _PointsInfo) -> go.Figure:

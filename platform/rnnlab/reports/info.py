@@ -14,10 +14,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
 from rnnlab.core.spec import RunConfig, apply_overrides, to_yaml, validate
 from rnnlab.errors import RnnlabError
+from rnnlab.study.effects import effects
+from rnnlab.study.intervals import std, welch_interval
+from rnnlab.study.levels import Effect, Gap
 from rnnlab.study.results import StudyFrames
 
 TOP_K = 10
@@ -43,15 +44,14 @@ class TrialRow:
 
 
 @dataclass(frozen=True)
-class SpreadRow:
-    """Final validation accuracy of the complete trials of one normalisation (and cell)."""
+class Importance:
+    """One param's fANOVA importance: mean over bootstrap resamples, std, 90% interval."""
 
-    normalisation: str
-    cell: str  # "all" for every cell together
-    n: int
-    mean: float
-    std: float | None  # None for a single trial
-    max: float
+    param: str
+    importance: float
+    std: float | None
+    low: float | None
+    high: float | None
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Confirmation:
 
     @property
     def std_acc(self) -> float | None:
-        return _std(self.test_acc)
+        return std(self.test_acc)
 
 
 @dataclass(frozen=True)
@@ -89,15 +89,19 @@ class ReportInfo:
     best_config: dict[str, Any]
     top: tuple[TrialRow, ...]
     per_cell: tuple[TrialRow, ...]
-    importances: tuple[tuple[str, float], ...]
+    importances: tuple[Importance, ...]
     importance_note: str
-    spread: tuple[SpreadRow, ...]
-    verdict: str
+    effects: tuple[Effect, ...]
     experiment: str | None
     parent_run_id: str | None
     tracking_uri: str
     confirm_seeds: int = 0
     confirmations: tuple[Confirmation, ...] = ()
+
+    @property
+    def cell_gaps(self) -> tuple[Gap, ...]:
+        """The confirmed cells against the best of them, on the test set."""
+        return cell_gaps(self.confirmations)
 
     @property
     def best_yaml(self) -> str:
@@ -109,7 +113,8 @@ class ReportInfo:
 
 
 def get_report_info(frames: StudyFrames, top_k: int = TOP_K) -> ReportInfo:
-    """The report's record of a study: ranking, per-cell bests, spread and verdict (validation).
+    """The report's record of a study: ranking, per-cell bests, importances and the effect of
+    each searched factor within comparable trials (validation).
 
     Raises:
         RnnlabError: the study has no complete trial.
@@ -125,7 +130,6 @@ def get_report_info(frames: StudyFrames, top_k: int = TOP_K) -> ReportInfo:
     per_cell = {}
     for row in rows:  # ranked best first: the first row of each cell is its best
         per_cell.setdefault(row.cell, row)
-    spread = _spread(table)
     spec = frames.spec
     return ReportInfo(
         study=frames.name, metric=frames.metric, direction=frames.direction,
@@ -133,10 +137,11 @@ def get_report_info(frames: StudyFrames, top_k: int = TOP_K) -> ReportInfo:
         counts=frames.counts(), best=rows[0],
         best_config=trial_config(frames, rows[0].number).model_dump(mode="json"),
         top=tuple(rows[:top_k]), per_cell=tuple(per_cell.values()),
-        importances=tuple((str(p), float(v)) for p, v in zip(
-            frames.importances["param"], frames.importances["importance"], strict=True)),
-        importance_note=frames.importance_note, spread=spread,
-        verdict=_verdict(spread, frames), experiment=frames.experiment,
+        importances=tuple(Importance(str(r["param"]), float(r["importance"]),
+                                     *(native(r.get(k)) for k in ("std", "low", "high")))
+                          for r in frames.importances.to_dict("records")),
+        importance_note=frames.importance_note, effects=effects(frames),
+        experiment=frames.experiment,
         parent_run_id=frames.parent_run_id, tracking_uri=frames.tracking_uri)
 
 
@@ -178,50 +183,26 @@ def _row(r: dict[str, Any], search: tuple[str, ...]) -> TrialRow:
         params={k: native(r.get(k)) for k in search})
 
 
-def _spread(table: pd.DataFrame) -> tuple[SpreadRow, ...]:
-    if "final_val_acc" not in table:
+def cell_gaps(confirmations: tuple[Confirmation, ...]) -> tuple[Gap, ...]:
+    """Each cell's confirmed best against the best of them on the test set: Welch's interval
+    over the seeds (test accuracy; ``diff`` > 0 means the leader is better)."""
+    cells = {}
+    for c in confirmations:
+        for role in c.roles:
+            if role.startswith("best ") and role != "best overall":
+                cells[role.removeprefix("best ")] = c
+    if len(cells) < 2:
         return ()
-    t = table.dropna(subset=["final_val_acc"])
-    rows = []
-    for keys, cell in ((["data.normalisation"], "all"),
-                       (["data.normalisation", "model.cell"], None)):
-        for group, g in t.groupby(keys, sort=True):
-            group = group if isinstance(group, tuple) else (group,)
-            acc = [float(v) for v in g["final_val_acc"]]
-            rows.append(SpreadRow(str(group[0]), cell or str(group[1]), len(acc),
-                                  sum(acc) / len(acc), _std(acc), max(acc)))
-    return tuple(rows)
-
-
-def _verdict(spread: tuple[SpreadRow, ...], frames: StudyFrames) -> str:
-    overall = sorted((r for r in spread if r.cell == "all"), key=lambda r: -r.mean)
-    if "data.normalisation" not in frames.search:
-        used = overall[0].normalisation if overall else "the base config's"
-        return f"Normalisation was not searched: every trial used {used}."
-    if len(overall) < 2:
-        return ("Not enough evidence: complete trials cover "
-                f"{len(overall)} normalisation(s); run more trials to compare.")
-    best, worst = overall[0], overall[-1]
-    imp = dict(zip(frames.importances["param"], frames.importances["importance"], strict=True))
-    order = sorted(imp, key=imp.get, reverse=True)
-    rank = (f" The fANOVA importance of data.normalisation is {imp['data.normalisation']:.2f} "
-            f"(rank {order.index('data.normalisation') + 1} of {len(imp)})."
-            if "data.normalisation" in imp else "")
-    thin = min(r.n for r in overall) < 3
-    return (f"On validation, {best.normalisation} has the highest mean final accuracy "
-            f"({best.mean:.4f} over {best.n} trial(s), best {best.max:.4f}) and "
-            f"{worst.normalisation} the lowest ({worst.mean:.4f} over {worst.n}); the gap "
-            f"between means is {best.mean - worst.mean:.4f}.{rank}"
-            + (" Some normalisations have fewer than 3 complete trials, so treat this as a "
-               "hint, not a verdict." if thin else ""))
-
-
-def _std(values) -> float | None:
-    values = list(values)
-    if len(values) < 2:
-        return None
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    order = sorted(cells, key=lambda k: -cells[k].mean_acc)
+    lead = cells[order[0]]
+    out = []
+    for cell in order[1:]:
+        c = cells[cell]
+        low, high = welch_interval(list(lead.test_acc), list(c.test_acc))
+        out.append(Gap(order[0], cell, lead.mean_acc - c.mean_acc,
+                       min(len(lead.test_acc), len(c.test_acc)),
+                       "Welch over seeds" if low is not None else "", low, high))
+    return tuple(out)
 
 
 def native(value: Any) -> Any:

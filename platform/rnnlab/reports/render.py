@@ -16,7 +16,9 @@ from typing import Any
 from rnnlab.dashboards.curves import plot_learning_curves
 from rnnlab.dashboards.page import figure_div, page
 from rnnlab.dashboards.params import plot_importances, plot_normalisation
-from rnnlab.reports.info import Confirmation, ReportInfo, SpreadRow, TrialRow, native
+from rnnlab.reports.info import Confirmation, ReportInfo, TrialRow, native
+from rnnlab.study.intervals import CONFIDENCE
+from rnnlab.study.levels import Effect, Gap
 from rnnlab.study.results import StudyFrames
 
 FORMATS = ("md", "html", "json", "yaml")
@@ -28,7 +30,10 @@ def render(info: ReportInfo, fmt: str, frames: StudyFrames | None = None) -> str
         return info.best_yaml
     if fmt == "json":
         return json.dumps(_jsonable(dataclasses.asdict(info) | {
-            "best_yaml": info.best_yaml, "confirmations": [
+            "best_yaml": info.best_yaml,
+            "cell_gaps_test": [dataclasses.asdict(g) | {"separated": g.separated}
+                               for g in info.cell_gaps],
+            "confirmations": [
                 dataclasses.asdict(c) | {"mean_test_acc": c.mean_acc, "std_test_acc": c.std_acc}
                 for c in info.confirmations]}), indent=1) + "\n"
     if fmt == "md":
@@ -106,15 +111,56 @@ def _trial_table(info: ReportInfo, rows: tuple[TrialRow, ...],
     return head, body
 
 
-def _spread_table(spread: tuple[SpreadRow, ...]) -> tuple[list[str], list[list[str]]]:
-    head = ["normalisation", "cell", "complete trials", "mean final val_acc (validation)",
-            "std", "max"]
-    return head, [[s.normalisation, s.cell, str(s.n), _f(s.mean), _f(s.std), _f(s.max)]
-                  for s in spread]
+SUPPORT = {"verdict": "Verdict (intervals within matched trials)",
+           "hint": "A hint, not a verdict", "none": "No verdict"}
+
+
+def _effect_lines(e: Effect) -> list[str]:
+    lines = [f"{SUPPORT[e.support]}: {e.verdict}"]
+    if e.missing:
+        lines.append("Levels with no complete trial: " + "; ".join(e.missing) + ".")
+    return lines
+
+
+def _effect_table(e: Effect) -> tuple[list[str], list[list[str]]]:
+    head = ["within", e.key if e.kind == "categorical" else f"{e.key} range", "complete",
+            "mean (validation)", "std", "best", "pruned or failed",
+            f"gap to the stratum's best ({CONFIDENCE:.0%} CI)"]
+    rows = []
+    for s in e.strata:
+        gaps = {g.other: g for g in s.gaps}
+        for lv in s.levels:
+            rows.append([s.name, lv.level, str(lv.n), _f(lv.mean), _f(lv.std), _f(lv.best),
+                         str(lv.unfinished), _gap(gaps.get(lv.level))])
+    return head, rows
+
+
+def _gap(g: Gap | None) -> str:
+    if g is None:
+        return ""
+    if g.low is None:
+        return f"{g.diff:.4f} (no interval, n={g.n})"
+    return (f"{g.diff:.4f} [{g.low:+.4f}, {g.high:+.4f}] {g.test}, n={g.n}"
+            + (" *" if g.separated else ""))
+
+
+def _cells_on_test(info: ReportInfo) -> str:
+    gaps = info.cell_gaps
+    if not gaps:
+        return ""
+    parts = [f"{g.best} ahead of {g.other} by {g.diff:.4f} "
+             + (f"[{g.low:+.4f}, {g.high:+.4f}], {g.test} (n={g.n}): "
+                + ("beyond seed noise" if g.separated else "within seed noise")
+                if g.low is not None else f"(no interval: n={g.n})") for g in gaps]
+    return (f"Cells on the test set (each cell's best config, {CONFIDENCE:.0%} intervals): "
+            + "; ".join(parts) + ".")
 
 
 def _importance_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
-    return ["param", "importance"], [[p, f"{v:.3f}"] for p, v in info.importances]
+    return (["param", "importance (mean)", "std", "90% interval"],
+            [[i.param, f"{i.importance:.3f}", _f(i.std, 3),
+              "-" if i.low is None else f"{i.low:.3f} to {i.high:.3f}"]
+             for i in info.importances])
 
 
 def _test_set_line(info: ReportInfo) -> str:
@@ -141,14 +187,22 @@ def markdown(info: ReportInfo) -> str:
     if info.confirmations:
         parts += ["## Confirmation on the test set", "", _md(_test_set_line(info)), "",
                   _md_table(*_confirm_table(info)), ""]
+        if _cells_on_test(info):
+            parts += [_md(_cells_on_test(info)), ""]
     parts += [f"## Top {len(info.top)} complete trials (validation)", "",
               _md_table(*_trial_table(info, info.top, "rank")), "",
               "## Best trial per cell (validation)", "",
               _md_table(*_trial_table(info, info.per_cell)), "",
-              f"## Parameter importances ({_md(info.importance_note)}; validation objective)", ""]
+              "## Parameter importances (validation objective)", "",
+              _md(info.importance_note) + ".", ""]
     parts += [_md_table(*_importance_table(info)) if info.importances else "None yet.", ""]
-    parts += ["## Normalisation (validation)", "", _md(info.verdict), "",
-              _md_table(*_spread_table(info.spread)), ""]
+    parts += ["## Effects of the searched factors (validation)", "",
+              "Each factor within comparable trials; * marks a gap beyond seed noise.", ""]
+    for e in info.effects:
+        lines = _effect_lines(e)
+        parts += [f"### {_md(e.key)}", "", f"**{_md(lines[0].split(': ', 1)[0])}**: "
+                  + _md(lines[0].split(": ", 1)[1])] + [f"\n{_md(x)}" for x in lines[1:]]
+        parts += ["", _md_table(*_effect_table(e)), ""]
     return "\n".join(parts)
 
 
@@ -170,15 +224,19 @@ def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
              f"<pre>{e(info.best_yaml)}</pre>"]
     if info.confirmations:
         parts += ["<h2>Confirmation on the test set</h2>", f"<p>{e(_test_set_line(info))}</p>",
-                  _html_table(*_confirm_table(info))]
+                  _html_table(*_confirm_table(info)), f"<p>{e(_cells_on_test(info))}</p>"]
     parts += [f"<h2>Top {len(info.top)} complete trials (validation)</h2>",
               _html_table(*_trial_table(info, info.top, "rank")),
               "<h2>Best trial per cell (validation)</h2>",
               _html_table(*_trial_table(info, info.per_cell)),
-              f"<h2>Parameter importances ({e(info.importance_note)}; validation objective)</h2>",
+              "<h2>Parameter importances (validation objective)</h2>",
+              f"<p>{e(info.importance_note)}.</p>",
               _html_table(*_importance_table(info)) if info.importances else "<p>None yet.</p>",
-              "<h2>Normalisation (validation)</h2>", f"<p>{e(info.verdict)}</p>",
-              _html_table(*_spread_table(info.spread))]
+              "<h2>Effects of the searched factors (validation)</h2>",
+              "<p>Each factor within comparable trials; * marks a gap beyond seed noise.</p>"]
+    for eff in info.effects:
+        parts += [f"<h3>{e(eff.key)}</h3>"] + [f"<p>{e(line)}</p>" for line in _effect_lines(eff)]
+        parts.append(_html_table(*_effect_table(eff)))
     if frames is not None:
         for div_id, plot in (("normalisation", plot_normalisation),
                              ("importances", plot_importances),

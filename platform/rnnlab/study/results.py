@@ -13,9 +13,9 @@ from typing import Any
 
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
 
 from rnnlab.core.study_spec import OBJECTIVE_METRICS, StudySpec
+from rnnlab.study.importances import importances as param_importances
 from rnnlab.study.storage import (
     ATTR_BUDGET,
     ATTR_EXPERIMENT,
@@ -39,8 +39,9 @@ class StudyFrames:
     ``trials`` is :func:`trials_frame`; ``configs`` has one row per trial that got a config
     (``number`` and every dotted config key, the values trained with); ``curves`` is
     :func:`curves_frame`; ``finals`` has one row per trial with curves (``number``, ``epochs``
-    and ``final_<metric>``, the last epoch's value); ``importances`` has ``param`` and
-    ``importance`` (empty with fewer than two complete trials, see ``importance_note``).
+    and ``final_<metric>``, the last epoch's value); ``importances`` is
+    :func:`rnnlab.study.importances.importances` (``param``, mean ``importance``, ``std``,
+    ``low``, ``high``; empty with fewer than two complete trials, see ``importance_note``).
     """
 
     name: str
@@ -139,7 +140,7 @@ def study_frames(storage: str, name: str, *, tracking_uri: str | None = None,
     if parent and runs:
         reader.check_run(parent, name)
     curves = reader.curves(runs, metrics)
-    importances, note = _importances(study, trials)
+    importances, note = param_importances(study, trials)
     return StudyFrames(
         name=name, metric=spec.get("study", {}).get("metric", "value"),
         direction=study.direction.name.lower(), budget=study.user_attrs.get(ATTR_BUDGET),
@@ -170,19 +171,3 @@ def _finals(curves: pd.DataFrame) -> pd.DataFrame:
     wide.columns.name = None
     wide.insert(0, "epochs", curves.groupby("number")["epoch"].max())
     return wide.reset_index()
-
-
-def _importances(study: optuna.Study,
-                 trials: list[optuna.trial.FrozenTrial]) -> tuple[pd.DataFrame, str]:
-    """fANOVA importances over complete trials (32 trees, fixed seed: about 1 s for 200)."""
-    empty = pd.DataFrame(columns=["param", "importance"])
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if len(complete) < 2:
-        return empty, f"needs at least 2 complete trials (has {len(complete)})"
-    searched = {k for t in complete for k, d in t.distributions.items() if not d.single()}
-    if not searched:
-        return empty, "no searched parameter varies across the complete trials"
-    evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=32, seed=0)
-    scores = optuna.importance.get_param_importances(study, evaluator=evaluator)
-    rows = [{"param": k, "importance": float(v)} for k, v in scores.items()]
-    return pd.DataFrame(rows, columns=["param", "importance"]), "fANOVA over complete trials"

@@ -1,0 +1,96 @@
+"""The records of :mod:`rnnlab.study.effects`: levels, gaps, strata and effects, and the
+helpers that group a study's trials into them."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import pandas as pd
+
+from rnnlab.study.intervals import mean, std
+
+
+@dataclass(frozen=True)
+class Level:
+    """The complete trials of one level (or one bin of a continuous factor) in a stratum."""
+
+    level: str
+    n: int
+    mean: float | None
+    std: float | None
+    best: float | None
+    numbers: tuple[int, ...]
+    values: tuple[float, ...]  # the objective (validation) of each trial in ``numbers``
+    unfinished: int  # trials at this level that were pruned or failed
+
+
+@dataclass(frozen=True)
+class Gap:
+    """The best level against another: ``diff`` > 0 means the best is better."""
+
+    best: str
+    other: str
+    diff: float
+    n: int  # seed pairs (paired) or trials of the smaller level (Welch)
+    test: str  # "paired over seeds", "Welch", or "" when no interval is possible
+    low: float | None
+    high: float | None
+
+    @property
+    def separated(self) -> bool:
+        """The interval excludes zero: the gap is beyond seed noise."""
+        return self.low is not None and self.low > 0
+
+
+@dataclass(frozen=True)
+class Stratum:
+    within: tuple[tuple[str, str], ...]  # the other factors' values held fixed
+    levels: tuple[Level, ...]
+    gaps: tuple[Gap, ...]
+    confounders: tuple[str, ...]  # searched keys that vary among the stratum's trials
+    top: tuple[float, float] | None  # continuous: the factor's range among the best trials
+    text: str
+
+    @property
+    def name(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.within) or "all trials"
+
+
+@dataclass(frozen=True)
+class Effect:
+    key: str
+    kind: str  # categorical or continuous
+    strata: tuple[Stratum, ...]
+    missing: tuple[str, ...]
+    support: str  # verdict (intervals within matched trials), hint, or none
+    verdict: str
+
+
+def label(value: object) -> str:
+    """A level as text: floats to 3 significant digits (1e-3, not 0.0010000)."""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def strata(table: pd.DataFrame, others: list[str], choices: dict):
+    for combo in itertools.product(*(choices[k] for k in others)):
+        mask = pd.Series(True, index=table.index)
+        for k, v in zip(others, combo, strict=True):
+            mask &= table[k].map(label) == v
+        yield tuple(zip(others, combo, strict=True)), table[mask]
+
+
+def level_of(name: str, rows: pd.DataFrame, sign: float) -> Level:
+    done = rows[rows["state"] == "COMPLETE"].dropna(subset=["value"])
+    values = tuple(float(v) for v in done["value"])
+    return Level(name, len(values), mean(values), std(values),
+                 max(values, key=lambda v: sign * v) if values else None,
+                 tuple(int(n) for n in done["number"]), values,
+                 int((rows["state"] != "COMPLETE").sum()))
+
+
+def ranked(levels, sign: float) -> list[Level]:
+    """The levels with a complete trial, best mean first."""
+    return sorted((lv for lv in levels if lv.n), key=lambda lv: -sign * lv.mean)
