@@ -61,7 +61,8 @@ def test_a_grid_with_seeds_gets_paired_intervals_and_a_verdict():
     found = by_key(synthetic_frames(rows, search))
     norm = found["data.normalisation"]
     assert norm.support == "verdict"
-    assert "none trail the best beyond seed noise in every stratum" in norm.verdict
+    assert norm.verdict.endswith("in every stratum, global, per_pixel cannot be told apart "
+                                 "(within seed noise); none trail beyond seed noise.")
     for s in norm.strata:
         gaps = {g.other: g for g in s.gaps}
         assert gaps["none"].separated and gaps["none"].test == "paired over seeds"
@@ -73,8 +74,20 @@ def test_a_grid_with_seeds_gets_paired_intervals_and_a_verdict():
             ci.high)
         assert gaps["none"].n == 3
     cell = found["model.cell"]  # no cell effect was put in: nothing is separable
-    assert cell.support == "verdict" and "no level is separable from the best" in cell.verdict
+    assert cell.support == "verdict"
+    assert "in every stratum, lstm, rnn cannot be told apart (within seed noise)." in cell.verdict
     assert "train.seed" not in found  # the seed is the pairing key, not a factor
+
+
+def test_a_grid_not_yet_finished_says_so_and_judges_only_what_it_can():
+    rows = grid({"none": -0.05, "global": 0.0, "per_pixel": 0.001})
+    done = [r for r in rows if not (r["data.normalisation"] == "global" and r["train.seed"])]
+    search = {"model.cell": {"choices": ["rnn", "lstm"]}, **NORMS, **SEEDS}
+    norm = by_key(synthetic_frames(done, search))["data.normalisation"]
+    assert "too few seed pairs to judge global" in norm.verdict
+    assert "none trail beyond seed noise" in norm.verdict
+    first = by_key(synthetic_frames(done[:1] + done[3:4], search))["data.normalisation"]
+    assert first.support == "none" and "finish the study" in first.verdict
 
 
 def test_one_trial_per_level_cannot_tell_a_gap_from_noise():

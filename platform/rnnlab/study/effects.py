@@ -71,7 +71,8 @@ def _categorical(frames, table, key, others, choices, kinds, sign) -> Effect:
                        " (never tried)") for lv in levels if lv.n == 0]
         found.append(Stratum(within, tuple(levels), gaps, confounders, None,
                               _categorical_text(levels, gaps, confounders, sign)))
-    support, verdict = _categorical_verdict(key, others, found, frames.metric, sign)
+    support, verdict = _categorical_verdict(key, others, found, frames.metric, sign,
+                                            SEED_KEY in frames.search)
     return Effect(key, "categorical", tuple(found), tuple(missing), support, verdict)
 
 
@@ -119,7 +120,7 @@ def _categorical_text(levels, gaps, confounders, sign) -> str:
     return head + "; " + "; ".join(parts)
 
 
-def _categorical_verdict(key, others, found, metric, sign) -> tuple[str, str]:
+def _categorical_verdict(key, others, found, metric, sign, seeded) -> tuple[str, str]:
     tried = [s for s in found if any(lv.n for lv in s.levels)]
     if not tried:
         return "none", f"{key}: no complete trial yet."
@@ -135,35 +136,37 @@ def _categorical_verdict(key, others, found, metric, sign) -> tuple[str, str]:
             f"{SEED_KEY} choices [0, 1, 2] (as studies/normalisation_ablation.yaml does). "
             f"Best mean{where}, as a hint only: {_per_stratum(tried, leader)}.")
     if not any(g.low is not None for s in tried for g in s.gaps):
-        return "none", (
-            f"{key}: the data cannot support a verdict: no level has replicates{where}, so "
-            f"a gap cannot be told from seed noise; add {SEED_KEY}: {{choices: [0, 1, 2]}} "
-            f"to the search. Best{where}: {_per_stratum(tried, leader)}.")
+        fix = (f"finish the study: no level has two seeds done{where} yet" if seeded else
+               f"no level has replicates{where}; add {SEED_KEY}: {{choices: [0, 1, 2]}} to the "
+               "search")
+        return "none", (f"{key}: the data cannot support a verdict: a gap cannot be told from "
+                        f"seed noise ({fix}). Best{where}: {_per_stratum(tried, leader)}.")
     groups = {}
     for s in tried:
-        top = [leader[s.within]] + [g.other for g in s.gaps if not g.separated]
+        top = [leader[s.within]] + [g.other for g in s.gaps
+                                    if g.low is not None and not g.separated]
         groups[s.name] = (top, [g.other for g in s.gaps if g.separated],
                           [g.other for g in s.gaps if g.low is None])
     head = f"{key} (validation {metric}, {CONFIDENCE:.0%} intervals{where}): "
-    if len({repr((sorted(t), sorted(b))) for t, b, _ in groups.values()}) == 1:
-        top, beaten, _ = next(iter(groups.values()))
-        every = "in every stratum" if len(tried) > 1 else "here"
-        if not beaten:
-            body = (f"no level is separable from the best ({every}): the gaps between "
-                    f"{', '.join(top)} are within seed noise")
-        elif len(top) == 1:
-            body = f"{top[0]} is best {every}, beyond seed noise against every other level"
-        else:
-            body = (f"{', '.join(beaten)} trail the best beyond seed noise {every}; "
-                    f"{', '.join(top)} cannot be told apart")
+    said = {name: _say(*g) for name, g in groups.items()}
+    if len(set(said.values())) == 1:
+        body = ("in every stratum, " if len(said) > 1 else "") + next(iter(said.values()))
     else:
-        body = "; ".join(
-            f"{name}: {', '.join(top)} " + ("cannot be told apart" if len(top) > 1 else "is best")
-            + (f", ahead of {', '.join(beaten)} beyond seed noise" if beaten else "")
-            for name, (top, beaten, _) in groups.items())
-    untested = sorted({f"{o} ({name})" for name, (_, _, u) in groups.items() for o in u})
-    return "verdict", head + body + "." + (
-        f" No interval for {', '.join(untested)}: too few seed pairs." if untested else "")
+        body = "; ".join(f"{name}: {text}" for name, text in said.items())
+    return "verdict", head + body + "."
+
+
+def _say(top: list[str], beaten: list[str], untested: list[str]) -> str:
+    """One stratum: the levels the best cannot be told from, those it beats, the rest."""
+    if len(top) == 1 and not untested:
+        return f"{top[0]} is best, beyond seed noise against every other level"
+    parts = [f"{', '.join(sorted(top))} cannot be told apart (within seed noise)" if len(top) > 1
+             else f"{top[0]} leads"]
+    if beaten:
+        parts.append(f"{', '.join(sorted(beaten))} trail beyond seed noise")
+    if untested:
+        parts.append(f"too few seed pairs to judge {', '.join(sorted(untested))}")
+    return "; ".join(parts)
 
 
 def _per_stratum(found, leader) -> str:
