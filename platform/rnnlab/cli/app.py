@@ -42,6 +42,9 @@ SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a config key: section.key=value (repeatable).")]
 DataDirOpt = Annotated[Path | None, typer.Option(
     "--data-dir", help="Folder with the four MNIST IDX files (else $RNNLAB_DATA_DIR).")]
+AllowChangeOpt = Annotated[bool, typer.Option(
+    "--allow-spec-change", help="Resume a study whose spec changed only keys that cannot alter "
+    "results (timeout, heartbeats, retries, train.device, train.threads, data.dir).")]
 
 
 def _with_data_dir(overrides: list[str] | None, data_dir: Path | None) -> list[str]:
@@ -102,8 +105,12 @@ def sweep(
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after S s.")] = None,
     set_: SetOpt = None,
     data_dir: DataDirOpt = None,
+    allow_spec_change: AllowChangeOpt = False,
 ) -> None:
-    """Run (or resume) an Optuna study: every trial an MLflow run under the study's run."""
+    """Run (or resume) an Optuna study: every trial an MLflow run under the study's run.
+
+    A study resumes only with the spec it was made with; --n-trials extends its budget.
+    """
     from rnnlab.cli.render import StudyProgress, status_table
     from rnnlab.core.study_spec import load_study_spec
     from rnnlab.study.launch import start_fork_server
@@ -116,7 +123,8 @@ def sweep(
 
     with StudyProgress(err) as progress:
         final = run_sweep(study_spec, _storage(storage), workers=workers,
-                          per_gpu=trials_per_gpu, on_progress=progress)
+                          per_gpu=trials_per_gpu, on_progress=progress,
+                          allow_spec_change=allow_spec_change)
     Console().print(status_table([final]))
 
 
@@ -132,6 +140,7 @@ def worker(
     trials_per_gpu: Annotated[int, typer.Option(min=1, help="Workers per GPU.")] = 1,
     device: Annotated[str | None, typer.Option(
         help="Put every worker here: cpu, cuda:N (default: GPUs round-robin).")] = None,
+    allow_spec_change: AllowChangeOpt = False,
 ) -> None:
     """Join a study (creating it if needed) and run trials until its budget is used.
 
@@ -143,7 +152,8 @@ def worker(
     from rnnlab.study.sweep import sweep as run_sweep
 
     final = run_sweep(load_study_spec(spec, _with_data_dir(set_, data_dir)),
-                      _storage(storage), workers=workers, per_gpu=trials_per_gpu, device=device)
+                      _storage(storage), workers=workers, per_gpu=trials_per_gpu, device=device,
+                      allow_spec_change=allow_spec_change)
     err.print(f"worker(s) on this machine ran {final.trials_run} trial(s)")
     Console().print(status_table([final]))
 

@@ -14,6 +14,7 @@ from rnnlab.core.spec import flatten
 from rnnlab.core.study_spec import StudySpec
 from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.study.locks import study_lock
+from rnnlab.study.spec_change import check_resume
 from rnnlab.study.storage import (
     ATTR_BUDGET,
     ATTR_EXPERIMENT,
@@ -28,26 +29,39 @@ from rnnlab.tracking.tracker import Tracker
 
 def open_study(spec: StudySpec, storage: str, tracker: Tracker, *,
                sampler: optuna.samplers.BaseSampler | None = None,
-               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+               pruner: optuna.pruners.BasePruner | None = None,
+               allow_spec_change: bool = False) -> optuna.Study:
     """Create the study, or load it when the name exists (resume); keep its parent MLflow run.
 
-    The budget stored on the study becomes this spec's ``n_trials``, so a larger ``--n-trials``
+    A study resumes only with the spec it was made with (:mod:`rnnlab.study.spec_change`):
+    a change that could alter results is refused before anything is written, and so is any
+    other change unless ``allow_spec_change``; the stored spec then becomes this one. The
+    budget stored on the study becomes this spec's ``n_trials``, so a larger ``--n-trials``
     extends a study and rerunning the same command finishes it.
 
     Raises:
-        RnnlabError: the study exists with the other direction, or a store cannot be used.
+        RnnlabError: the study exists with another spec (or, made outside rnnlab, with the
+            other direction), or a store cannot be used.
     """
     s = spec.study
     with study_lock(storage, s.name):
-        study = optuna.create_study(
-            study_name=s.name, storage=open_storage(storage), direction=s.direction,
-            load_if_exists=True, sampler=sampler, pruner=pruner,
-        )
+        try:  # loaded first: resuming writes nothing until the spec is accepted
+            study = optuna.load_study(study_name=s.name, storage=open_storage(storage),
+                                      sampler=sampler, pruner=pruner)
+        except KeyError:
+            study = optuna.create_study(
+                study_name=s.name, storage=open_storage(storage), direction=s.direction,
+                load_if_exists=True, sampler=sampler, pruner=pruner)
+        else:
+            check_resume(s.name, study.user_attrs.get(ATTR_SPEC), spec,
+                         allow_spec_change=allow_spec_change)
         if study.direction.name.lower() != s.direction:
             raise RnnlabError(f"study {s.name!r} exists with direction "
                               f"{study.direction.name.lower()}; the spec says {s.direction}")
-        study.set_user_attr(ATTR_BUDGET, s.n_trials)
-        study.set_user_attr(ATTR_SPEC, spec.model_dump(mode="json"))
+        if study.user_attrs.get(ATTR_BUDGET) != s.n_trials:
+            study.set_user_attr(ATTR_BUDGET, s.n_trials)
+        if study.user_attrs.get(ATTR_SPEC) != (as_json := spec.model_dump(mode="json")):
+            study.set_user_attr(ATTR_SPEC, as_json)
         if ATTR_PARENT not in study.user_attrs:
             run_id = tracker.start_run(s.name, s.name, tags={
                 "rnnlab.kind": "study", "rnnlab.study": s.name,

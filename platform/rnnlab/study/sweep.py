@@ -62,7 +62,7 @@ def worker_devices(spec: StudySpec, workers: int, per_gpu: int = 1) -> list[str 
 def sweep(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int | None = 1,
           per_gpu: int = 1, device: str | None = None,
           on_progress: Callable[[StudyStatus], None] | None = None,
-          poll_s: float = 1.0) -> SweepResult:
+          poll_s: float = 1.0, allow_spec_change: bool = False) -> SweepResult:
     """Run (or join, or resume) a study from this machine until its budget is used.
 
     One worker runs in this process; several run as processes, with CPU threads divided
@@ -78,13 +78,16 @@ def sweep(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int | Non
         device: put every worker here (``cpu``, ``cuda:N``) instead of round-robin.
         on_progress: called with the study's status every ``poll_s`` seconds and at the end.
         poll_s: seconds between progress calls.
+        allow_spec_change: resume a study whose spec changed keys that cannot alter results
+            (:data:`~rnnlab.study.spec_change.ALLOWED`); other changes are refused regardless.
 
     Returns:
         The study's status when this command's workers stopped, with the trials they ran.
 
     Raises:
-        RnnlabError: the data, the storage or the tracking store cannot be used, or a worker
-            stopped on a user error in a trial or on too many failures in a row.
+        RnnlabError: the study exists with another spec (before anything is written), the
+            data, the storage or the tracking store cannot be used, or a worker stopped on a
+            user error in a trial or on too many failures in a row.
         KeyboardInterrupt: interrupted (:class:`~rnnlab.errors.Terminated` for SIGTERM).
     """
     n = workers or (per_gpu if device else local_workers(spec, per_gpu))
@@ -92,17 +95,18 @@ def sweep(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int | Non
         start_fork_server()  # its imports overlap with opening the study here
     check_data(spec)
     tracker = Tracker()  # fails fast on an unreachable tracking server, before the study exists
-    study = open_study(spec, storage, tracker)
+    study = open_study(spec, storage, tracker, allow_spec_change=allow_spec_change)
     first = reserve_indices(storage, study, n)
     devices = [device] * n if device else worker_devices(spec, n, per_gpu)
     with _polling(storage, spec.study.name, on_progress, poll_s):
         if n == 1:  # work() opens and settles the study's run itself
-            ran = work(spec, storage, index=first, device=devices[0])
+            ran = work(spec, storage, index=first, device=devices[0],
+                       allow_spec_change=allow_spec_change)
         else:
             reopen_parent(study, tracker)
             threads = max(1, (os.cpu_count() or 1) // n)  # CPU threads divided between them
             exits = run_workers(work_process, [
-                (spec.model_dump(mode="json"), storage, first + i, d, threads)
+                (spec.model_dump(mode="json"), storage, first + i, d, threads, allow_spec_change)
                 for i, d in enumerate(devices)], [f"rnnlab-worker-{first + i}" for i in range(n)])
             settle_parent(study, tracker,
                           interrupted=exits.interrupted is not None or bool(exits.errors))

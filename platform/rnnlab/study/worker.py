@@ -41,12 +41,17 @@ log = logging.getLogger(__name__)
 class Worker:
     """Runs trials of one study until its budget is used (one per process)."""
 
-    def __init__(self, spec: StudySpec, storage: str, index: int = 0, device: str | None = None):
-        self.spec, self.storage, self.device = spec, storage, device
+    def __init__(self, spec: StudySpec, storage: str, index: int = 0, device: str | None = None,
+                 threads: int | None = None, allow_spec_change: bool = False):
+        self.storage, self.device = storage, device
         self.tracker = Tracker()
         self.study = open_study(spec, storage, self.tracker,
                                 sampler=make_sampler(spec, seed_offset=index),
-                                pruner=make_pruner(spec))
+                                pruner=make_pruner(spec), allow_spec_change=allow_spec_change)
+        if threads and spec.train.threads is None:  # this process's placement, not the study's
+            spec = spec.model_copy(update={"train": spec.train.model_copy(
+                update={"threads": threads})})
+        self.spec = spec
         self._data = SplitsCache()
 
     def run(self, deadline: float | None = None) -> int:
@@ -66,8 +71,9 @@ class Worker:
                 if failed_in_a_row >= self.spec.study.max_failures_in_a_row:
                     raise RnnlabError(
                         f"study {self.spec.study.name!r}: {failed_in_a_row} trials in a row "
-                        f"failed, the last with {reason}; fix the spec (`rnnlab trials "
-                        f"{self.spec.study.name}` lists every reason) and run again to resume")
+                        f"failed, the last with {reason}; fix the cause (`rnnlab trials "
+                        f"{self.spec.study.name}` lists every reason) and run again to resume "
+                        "(a spec fix that alters results needs a new study.name)")
             elif budget_used(self.study):
                 break
             else:  # soon: the last running trial may end any moment, and then so does this
@@ -189,18 +195,21 @@ def _objective_value(history, metric, objective, direction) -> float | None:
     return max(values) if direction == "maximize" else min(values)
 
 
-def work(spec: StudySpec, storage: str, *, index: int = 0, device: str | None = None) -> int:
-    """Join the study (creating it if needed) and run trials until its budget is used.
+def work(spec: StudySpec, storage: str, *, index: int = 0, device: str | None = None,
+         threads: int | None = None, allow_spec_change: bool = False) -> int:
+    """Join the study (creating it if needed) and run trials until its budget is used, on
+    ``device`` and ``threads`` CPU threads where the spec leaves them open.
 
     Returns:
         The number of trials this worker ran.
 
     Raises:
-        RnnlabError: the storage or tracking store cannot be used, or trials failed on a user
-            error or too many times in a row (the study's run is then KILLED, resumable).
+        RnnlabError: the study exists with another spec (see :mod:`rnnlab.study.spec_change`),
+            the storage or tracking store cannot be used, or trials failed on a user error or
+            too many times in a row (the study's run is then KILLED, resumable).
     """
     deadline = time.time() + spec.study.timeout if spec.study.timeout else None
-    worker = Worker(spec, storage, index, device)
+    worker = Worker(spec, storage, index, device, threads, allow_spec_change)
     worker.tracker.mark_running(worker.study.user_attrs[ATTR_PARENT])
     try:
         done = worker.run(deadline)
@@ -212,12 +221,9 @@ def work(spec: StudySpec, storage: str, *, index: int = 0, device: str | None = 
 
 
 def work_process(spec_json: dict, storage: str, index: int, device: str | None,
-                 threads: int) -> int:
+                 threads: int, allow_spec_change: bool = False) -> int:
     """:func:`work` in a worker process of its own (see :mod:`rnnlab.study.launch`), with
     ``threads`` CPU threads unless the spec sets them."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spec = StudySpec.model_validate(spec_json)
-    if spec.train.threads is None:
-        spec = spec.model_copy(update={"train": spec.train.model_copy(
-            update={"threads": threads})})
-    return work(spec, storage, index=index, device=device)
+    return work(StudySpec.model_validate(spec_json), storage, index=index, device=device,
+                threads=threads, allow_spec_change=allow_spec_change)
