@@ -69,6 +69,21 @@ def test_yaml_report_is_the_best_config_and_trains_unchanged(env, frames, tmp_pa
     assert json.loads(result.stdout)["epochs"] == best.user_attrs["config"]["train.epochs"]
 
 
+def test_yaml_of_each_cells_best_config(env, frames, tmp_path):
+    info = get_report_info(frames)
+    runner = CliRunner()
+    for row in info.per_cell:
+        result = runner.invoke(app, ["report", env.name, "--storage", env.storage, "--format",
+                                     "yaml", "--cell", row.cell, "--out", f"{row.cell}.yaml"])
+        assert result.exit_code == 0, result.output
+        assert load_config(tmp_path / f"{row.cell}.yaml") == trial_config(frames, row.number)
+    missing = runner.invoke(app, ["report", env.name, "--storage", env.storage, "--format",
+                                  "yaml", "--cell", "lstm"])
+    assert missing.exit_code == 2 and "--cell lstm: no complete trial of that cell" in (
+        missing.output)
+    assert not (tmp_path / "lstm.yaml").exists()
+
+
 def test_confirmation_is_tracked_on_the_test_set_and_reused(env, frames, tmp_path):
     runner = CliRunner()
     first = runner.invoke(app, ["report", env.name, "--storage", env.storage,

@@ -230,12 +230,15 @@ def report(
         help="File to write (default: stdout; html: reports/<study>.html).")] = None,
     confirm_seeds: Annotated[int, typer.Option(
         min=1, help="Seeds to re-train each confirmed config with, scored on the test set.")] = 3,
+    cell: Annotated[str | None, typer.Option(
+        help="With --format yaml: the best config of this cell instead of the best overall.")
+    ] = None,
 ) -> None:
     """Best-config report: validation ranking, then confirmation on the held-out test set."""
     from rnnlab.reports.build import report as build_report
 
     text, path = build_report(_storage(storage), study, fmt, out, confirm_seeds=confirm_seeds,
-                              on_progress=lambda line: err.print(line, soft_wrap=True,
+                              cell=cell, on_progress=lambda line: err.print(line, soft_wrap=True,
                                                                  highlight=False))
     if text is not None:
         typer.echo(text, nl=False)

@@ -14,13 +14,13 @@ from pathlib import Path
 from rnnlab.errors import RnnlabError
 from rnnlab.files import atomic_write, check_writable
 from rnnlab.reports.confirm import confirm
-from rnnlab.reports.info import get_report_info
+from rnnlab.reports.info import get_report_info, with_best_of
 from rnnlab.reports.render import FORMATS, render
 from rnnlab.study.results import study_frames
 
 
 def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = None, *,
-           confirm_seeds: int = 3, tracking_uri: str | None = None,
+           confirm_seeds: int = 3, tracking_uri: str | None = None, cell: str | None = None,
            on_progress: Callable[[str], None] | None = None) -> tuple[str | None, Path | None]:
     """Build a study's report, confirm it on the test set, and write or return it.
 
@@ -34,21 +34,28 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
         out: the file to write.
         confirm_seeds: K, the seeds each confirmed config is re-trained with (K >= 1).
         tracking_uri: the MLflow store (default ``MLFLOW_TRACKING_URI`` or MLflow's default).
+        cell: with ``yaml``, the best config of this cell (validation) instead of the best.
         on_progress: receives one line per confirmation run.
 
     Returns:
         ``(text, None)`` when returned as text, ``(None, path)`` when written.
 
     Raises:
-        RnnlabError: unknown format or study, no complete trial, ``confirm_seeds`` < 1, or an
-            unwritable ``out`` (checked before anything trains).
+        RnnlabError: unknown format or study, no complete trial, ``confirm_seeds`` < 1, a
+            ``cell`` with no complete trial (or without ``yaml``), or an unwritable ``out``
+            (checked before anything trains).
     """
     if fmt not in FORMATS:
         raise RnnlabError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
     if confirm_seeds < 1:
         raise RnnlabError(f"--confirm-seeds {confirm_seeds}: confirm with at least 1 seed")
+    if cell is not None and fmt != "yaml":
+        raise RnnlabError(f"--cell {cell} picks the config --format yaml exports; drop it "
+                          f"for --format {fmt}")
     frames = study_frames(storage, name, tracking_uri=tracking_uri)
     info = get_report_info(frames)
+    if cell is not None:
+        info = with_best_of(info, frames, cell)
     if out is None and fmt == "html":
         Path("reports").mkdir(exist_ok=True)
         out = Path("reports") / f"{name}.html"

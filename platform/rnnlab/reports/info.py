@@ -8,6 +8,7 @@ is touched only by the confirmation runs (:mod:`rnnlab.reports.confirm`). As in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -143,6 +144,21 @@ def get_report_info(frames: StudyFrames, top_k: int = TOP_K) -> ReportInfo:
         importance_note=frames.importance_note, effects=effects(frames),
         experiment=frames.experiment,
         parent_run_id=frames.parent_run_id, tracking_uri=frames.tracking_uri)
+
+
+def with_best_of(info: ReportInfo, frames: StudyFrames, cell: str) -> ReportInfo:
+    """The record with ``cell``'s best trial (validation) as its best config.
+
+    Raises:
+        RnnlabError: the cell has no complete trial.
+    """
+    found = [r for r in info.per_cell if r.cell == cell]
+    if not found:
+        cells = ", ".join(r.cell for r in info.per_cell)
+        raise RnnlabError(f"--cell {cell}: no complete trial of that cell in study "
+                          f"{info.study!r}; cells with one: {cells}")
+    return dataclasses.replace(info, best=found[0], best_config=trial_config(
+        frames, found[0].number).model_dump(mode="json"))
 
 
 def trial_config(frames: StudyFrames, number: int) -> RunConfig:
