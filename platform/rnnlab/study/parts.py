@@ -23,10 +23,19 @@ def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseS
     if cfg.name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if cfg.name == "grid":  # every worker shuffles alike, or grid ids name different points
-        return optuna.samplers.GridSampler(grid_space(spec), seed=cfg.seed or 0)
+        return _Grid(grid_space(spec), seed=cfg.seed or 0)
     # Optuna 5's TPE always models the keys jointly (multivariate) and, by default, lets parallel
     # workers avoid the points others are training (constant liar).
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
+
+
+class _Grid(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``study.stop()`` after the last point: outside
+    ``optimize()`` (workers ask and tell) that raises from ``tell``, after the trial was told,
+    and the study's budget ends the workers anyway."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
 
 
 def grid_space(spec: StudySpec) -> dict[str, list[Any]]:
