@@ -147,7 +147,9 @@ def _categorical_verdict(key, others, found, metric, sign, seeded) -> tuple[str,
                                     if g.low is not None and not g.separated]
         groups[s.name] = (top, [g.other for g in s.gaps if g.separated],
                           [g.other for g in s.gaps if g.low is None])
-    head = f"{key} (validation {metric}, {CONFIDENCE:.0%} intervals{where}): "
+    tests = sum(g.low is not None for s in tried for g in s.gaps)
+    head = (f"{key} (validation {metric}, {CONFIDENCE:.0%} intervals{where}; {tests} "
+            "comparisons, not corrected for multiplicity): ")
     said = {name: _say(*g) for name, g in groups.items()}
     if len(set(said.values())) == 1:
         body = ("in every stratum, " if len(said) > 1 else "") + next(iter(said.values()))
