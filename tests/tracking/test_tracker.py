@@ -50,7 +50,7 @@ def _history(client: MlflowClient, run_id: str) -> list[tuple[int, float]]:
 
 
 def test_metrics_are_held_until_a_send_interval_a_checkpoint_or_the_end(mlflow_db, tiny,
-                                                                         monkeypatch):
+                                                                         monkeypatch, capfd):
     from rnnlab.tracking import tracker as tracking
     from rnnlab.train import fit
 
@@ -71,7 +71,9 @@ def test_metrics_are_held_until_a_send_interval_a_checkpoint_or_the_end(mlflow_d
                  on_checkpoint=lambda ckpt: tracker.log_checkpoint(run_id, ckpt))
     tracker.flush(run_id)
     assert _history(client, run_id) == [(1, 0.1), (2, 0.2), (3, 0.3)]
+    capfd.readouterr()
     assert tracker.load_checkpoint(run_id).epoch == 1
+    assert "Downloading artifacts" not in capfd.readouterr().err  # a resumed retry prints none
 
     monkeypatch.setattr(tracking, "SEND_EVERY_S", 0.0)  # every epoch is sent, in the background
     log(4, {"val_acc": 0.4})

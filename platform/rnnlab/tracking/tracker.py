@@ -9,6 +9,7 @@ store, and the probe of a tracking server, is :mod:`rnnlab.tracking.server`.
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from typing import Any
 import mlflow
 import torch
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
@@ -35,6 +37,8 @@ from rnnlab.tracking.server import check_server, is_server
 from rnnlab.tracking.server import tracking_uri as resolve_uri
 from rnnlab.train import Checkpoint, FitResult
 
+# No artifact progress bars in a sweep's output (a resumed retry printed three), unless asked.
+os.environ.setdefault(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, "false")
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 _MLFLOW_STATUS = {"completed": "FINISHED", "stopped": "FINISHED", "diverged": "FAILED"}
