@@ -1,4 +1,5 @@
-"""Files rnnlab writes for users (trial tables, dashboards, reports): whole or not at all.
+"""Files rnnlab writes for users (trial tables, dashboards, reports): whole or not at all; and a
+look, without changing it, at a SQLite file a store lives in.
 
 A write goes to a temporary file beside the target and is renamed over it, so a failure (a full
 disk, Ctrl-C) never leaves a partial file under the name asked for.
@@ -7,6 +8,7 @@ disk, Ctrl-C) never leaves a partial file under the name asked for.
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FORMATS = ("csv", "parquet", "json")
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def write_frame(df: pd.DataFrame, fmt: str, out: str | Path | None) -> str | None:
@@ -86,3 +89,72 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a ``sqlite:///`` URL names; None for other URLs and in-memory databases."""
+    if not url.startswith("sqlite:///"):
+        return None
+    name = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if name in ("", ":memory:") else Path(name).expanduser()
+
+
+def sqlite_damage(path: Path) -> str | None:
+    """What is wrong with a SQLite file, read without changing it: not SQLite, cut short, or
+    a schema that cannot be read. None when it is sound, missing or empty (SQLite starts a new
+    database in an empty file)."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(0)
+            head = fh.read(100)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if size == 0:
+        return None
+    if not head.startswith(SQLITE_MAGIC):
+        return "is not a SQLite database"
+    if len(head) < 100:
+        return f"is cut short ({size} bytes, not even a SQLite header)"
+    page = int.from_bytes(head[16:18], "big")
+    expected = (65536 if page == 1 else page) * int.from_bytes(head[28:32], "big")
+    # The header's page count is valid when its two change counters agree; a WAL file may
+    # still hold pages the main file lacks.
+    if (head[24:28] == head[92:96] and size < expected
+            and not Path(f"{path}-wal").exists()):
+        return f"is cut short ({size} of its {expected} bytes)"
+    try:
+        sqlite_tables(path)
+    except sqlite3.OperationalError:  # locked by a writer, say: no sign of damage
+        return None
+    except sqlite3.DatabaseError as exc:  # not a database, malformed
+        return f"is damaged ({exc})"
+    return None
+
+
+def sqlite_tables(path: Path) -> set[str]:
+    """The tables of a SQLite file, opened read-only.
+
+    Raises:
+        sqlite3.DatabaseError: the file is not a readable SQLite database.
+    """
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        return {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
+
+
+def sqlite_foreign(path: Path, expected: set[str]) -> list[str]:
+    """The tables of a sound SQLite file that holds tables but not all of ``expected``: another
+    application's database (empty when it is not)."""
+    if not path.is_file() or not path.stat().st_size:
+        return []
+    try:
+        tables = sqlite_tables(path)
+    except sqlite3.OperationalError:  # locked past the timeout: the store itself will say
+        return []
+    return [] if not tables or expected <= tables else sorted(tables)

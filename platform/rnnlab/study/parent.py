@@ -22,6 +22,7 @@ from rnnlab.study.storage import (
     ATTR_SPEC,
     ATTR_WORKERS,
     FINISHED,
+    check_appendable,
     open_storage,
 )
 from rnnlab.tracking.tracker import Tracker
@@ -41,9 +42,11 @@ def open_study(spec: StudySpec, storage: str, tracker: Tracker, *,
 
     Raises:
         RnnlabError: the study exists with another spec (or, made outside rnnlab, with the
-            other direction), or a store cannot be used.
+            other direction), or a store cannot be used (a journal that ends in an incomplete
+            record is not written to).
     """
     s = spec.study
+    check_appendable(storage)  # before the study's lock file or anything else is written
     with study_lock(storage, s.name):
         try:  # loaded first: resuming writes nothing until the spec is accepted
             study = optuna.load_study(study_name=s.name, storage=open_storage(storage),

@@ -10,19 +10,25 @@ A storage is named by one string:
 - a file path (default ``rnnlab.journal`` in the working directory): Optuna's journal file
   storage, which many local worker processes share safely (no "database is locked");
 - any Optuna RDB URL: ``postgresql://user:pass@host/db``, ``sqlite:///study.db``, ``mysql://...``.
+
+A store that is damaged or another tool's ends in one line naming it (:mod:`rnnlab.study.journal`
+says what is wrong with a journal): reading one writes nothing, and a database without Optuna's
+schema holds no study until a sweep creates it there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
-import hashlib
+import logging
+import shlex
 import threading
 import time
 from pathlib import Path
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 # Private in Optuna, but the documented extension point for journal file locks.
@@ -31,6 +37,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.interrupts import whole
+from rnnlab.study import journal
+from rnnlab.study.rdb import FIX, has_schema, open_rdb
 
 DEFAULT_STORAGE = "rnnlab.journal"
 
@@ -55,6 +63,7 @@ HEARTBEAT = "rnnlab:heartbeat"
 # A study's budget counts finished trials: complete or pruned (failed ones are retried).
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 FINISHED_NAMES = tuple(s.name for s in FINISHED)
+log = logging.getLogger(__name__)
 
 
 class FlockLock(BaseJournalFileLock):
@@ -104,58 +113,99 @@ def open_storage(url: str = DEFAULT_STORAGE) -> BaseStorage:
 @functools.lru_cache(maxsize=8)
 def _open(url: str) -> BaseStorage:
     if not is_rdb(url):
-        path = Path(url).expanduser()
-        if not path.parent.is_dir():
-            raise RnnlabError(f"storage {url!r}: folder {str(path.parent)!r} does not exist")
-        try:
-            backend = JournalFileBackend(str(path), lock_obj=FlockLock(str(path)))
-        except OSError as exc:
-            raise RnnlabError(f"storage {url!r}: cannot open ({exc.strerror})") from None
-        return JournalStorage(backend)
+        return _journal_storage(Path(url).expanduser())
+    return open_rdb(url)
+
+
+def _journal_storage(path: Path) -> JournalStorage:
+    """The journal at ``path`` (created when missing), replayed; refused in one line when it is
+    another tool's file or holds a record Optuna cannot replay."""
+    if not path.parent.is_dir():
+        raise RnnlabError(f"storage {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    if path.is_file() and (why := journal.foreign(path)):
+        raise RnnlabError(f"storage {str(path)!r} {why}")
     try:
-        return _rdb_storage(url)
-    except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors of every kind
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        backend = JournalFileBackend(str(path), lock_obj=FlockLock(str(path)))
+    except OSError as exc:
+        raise RnnlabError(f"storage {str(path)!r}: cannot open ({exc.strerror})") from None
+    try:
+        return JournalStorage(backend)  # replays the whole journal
+    except (ValueError, KeyError, TypeError):  # a record that is not JSON, or not Optuna's
+        found = journal.bad_record(path)
+        if found is None:
+            raise
         raise RnnlabError(
-            f"cannot open storage {mask_url(url)}: {reason}; check the URL and that the "
-            "database server is running"
-        ) from None
-
-
-def _rdb_storage(url: str) -> RDBStorage:
-    """Optuna's RDB storage; on PostgreSQL its schema is created under an advisory lock.
-
-    Workers that start together on an empty database (``docker-compose up --scale worker=N``)
-    otherwise race in CREATE TABLE, and all but one fail on a duplicate ``pg_type`` row.
-    """
-    kwargs = {"engine_kwargs": {"pool_pre_ping": True}}
-    if not url.startswith("postgresql"):
-        return RDBStorage(url, **kwargs)
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
-            try:
-                return RDBStorage(url, **kwargs)
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK_KEY})
-    finally:
-        engine.dispose()
-
-
-_SCHEMA_LOCK_KEY = int.from_bytes(hashlib.sha1(b"rnnlab:optuna-schema").digest()[:8], "big",
-                                  signed=True)
+            f"journal {str(path)!r} is damaged: record {found[0]} (at byte {found[1]}) is not "
+            f"an Optuna operation, so the study cannot be replayed; {FIX}") from None
 
 
 def study_names(url: str) -> list[str]:
-    """The studies a storage holds; a journal file that does not exist holds none (and reading
-    it does not create it)."""
+    """The studies a storage holds. A journal file that does not exist, or a database without
+    Optuna's tables, holds none (and reading it creates nothing). A journal whose last record
+    is incomplete is read up to it, with a note saying so (once).
+
+    Raises:
+        RnnlabError: the storage cannot be opened, or is damaged or another tool's.
+    """
     if not is_rdb(url) and not Path(url).expanduser().exists():
         return []
-    return [s.study_name for s in open_storage(url).get_all_studies()]
+    if is_rdb(url) and not has_schema(url):
+        return []
+    storage = open_storage(url)
+    if not is_rdb(url):
+        _note_incomplete(str(Path(url).expanduser().absolute()), storage)
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+_NOTED: set[str] = set()  # journals whose end has been looked at in this process
+
+
+def _note_incomplete(path: str, storage: BaseStorage) -> None:
+    if path in _NOTED:
+        return
+    _NOTED.add(path)
+    with _append_lock(Path(path)):
+        cut = journal.incomplete_tail(Path(path))
+    if cut is not None:  # Optuna skipped it; how many it read is its replay's count
+        read = getattr(getattr(storage, "_replay_result", None), "log_number_read", None)
+        log.warning("rnnlab: note: journal %r ends in an incomplete record (a crash "
+                    "mid-write?), which is skipped; the %srecords before it are read", path,
+                    "" if read is None else f"{read} ")
+
+
+def check_appendable(url: str) -> None:
+    """Before writing to a journal: refuse one whose last record is incomplete, since the next
+    record appended would be glued to it and the journal would no longer load.
+
+    Raises:
+        RnnlabError: the journal ends in an incomplete record (or cannot be opened).
+    """
+    if is_rdb(url) or not (path := Path(url).expanduser().absolute()).is_file():
+        return
+    open_storage(url)  # damaged or another tool's: refused here, as one line
+    with _append_lock(path):
+        cut = journal.incomplete_tail(path)
+    if cut is not None:
+        raise RnnlabError(
+            f"journal {str(path)!r} ends in an incomplete record (a crash mid-write?), and "
+            "writing after it would make the journal unreadable; keep a copy, cut it to its "
+            f"complete records (truncate -s {cut} {shlex.quote(str(path))}) and run again")
+
+
+@contextlib.contextmanager
+def _append_lock(path: Path):
+    """Hold the journal's append lock while its end is read, so a record being appended by a
+    running worker is not taken for a cut one; only when a lock file exists (nothing is
+    created)."""
+    if not Path(f"{path}.lock").exists():
+        yield
+        return
+    lock = FlockLock(str(path))
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def load_study(url: str, name: str) -> optuna.Study:

@@ -1,10 +1,13 @@
-"""Which MLflow store rnnlab talks to, and one quick check that a tracking server answers.
+"""Which MLflow store rnnlab talks to, and one quick check that it is a usable one.
 
 The store is ``MLFLOW_TRACKING_URI`` or MLflow's default (``sqlite:///mlflow.db`` in the working
-folder), so ``mlflow ui`` run in the same place shows the runs. A tracking server
-(``http(s)://``) is probed once before it is used, so a wrong or down server fails at once
-instead of after MLflow's long HTTP retries (which still cover blips mid-study:
-``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, ``MLFLOW_HTTP_REQUEST_TIMEOUT``).
+folder), so ``mlflow ui`` run in the same place shows the runs. Before it is used, a store is
+checked (:func:`check_store`): a tracking server (``http(s)://``) is probed once, so a wrong or
+down server, or one that is not MLflow, fails at once instead of after MLflow's long HTTP
+retries (which still cover blips mid-study: ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``,
+``MLFLOW_HTTP_REQUEST_TIMEOUT``); a SQLite file is read for damage (cut short, not SQLite) and
+for another application's tables, which MLflow would otherwise add its own to. Either way the
+command ends in one line before it has written anything.
 """
 
 from __future__ import annotations
@@ -16,8 +19,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.files import sqlite_damage, sqlite_file, sqlite_foreign
 
 PROBE_TIMEOUT_S = 5
+PROBE = "/api/2.0/mlflow/experiments/get-by-name"  # GET; MLflow answers it in JSON, even a 404
+MLFLOW_TABLES = {"experiments", "runs"}
+FIX = "restore it from a backup or point MLFLOW_TRACKING_URI elsewhere"
 
 
 def tracking_uri(uri: str | None = None) -> str:
@@ -30,32 +37,73 @@ def is_server(uri: str) -> bool:
 
 
 def client(uri: str | None = None) -> MlflowClient:
-    """A client of the store ``uri`` names (see :func:`tracking_uri`), a server probed first.
+    """A client of the store ``uri`` names (see :func:`tracking_uri`), checked first.
 
     Raises:
-        RnnlabError: the URI names a tracking server that does not answer.
+        RnnlabError: the store cannot be used (see :func:`check_store`).
     """
     uri = tracking_uri(uri)
+    check_store(uri)
+    return open_client(uri)
+
+
+def open_client(uri: str) -> MlflowClient:
+    """``MlflowClient(uri)``; a local store is opened (and made, if new) right away.
+
+    Raises:
+        RnnlabError: the database cannot be read.
+    """
+    from sqlalchemy.exc import DatabaseError
+
+    try:
+        return MlflowClient(uri)
+    except DatabaseError as exc:  # a damage check_store cannot see from the file's outside
+        reason = str(exc.orig or exc).splitlines()[0][:160]
+        raise RnnlabError(f"MLflow tracking store {mask_url(uri)} is damaged ({reason}); "
+                          f"{FIX}") from None
+
+
+def check_store(uri: str) -> None:
+    """Fail in one line, writing nothing, on a store rnnlab cannot use: a tracking server that
+    does not answer as MLflow, or a SQLite file that is damaged or another application's (a
+    file that does not exist yet is fine: MLflow creates it).
+
+    Raises:
+        RnnlabError: what is wrong, the store named, and how to fix it.
+    """
     if is_server(uri):
         check_server(uri)
-    return MlflowClient(uri)
+        return
+    path = sqlite_file(uri)
+    if path is None:
+        return
+    if damage := sqlite_damage(path):
+        raise RnnlabError(f"MLflow tracking store {mask_url(uri)} {damage}; {FIX}")
+    if tables := sqlite_foreign(path, MLFLOW_TABLES):
+        raise RnnlabError(
+            f"MLflow tracking store {mask_url(uri)} is not an MLflow database: it holds another "
+            f"application's tables ({', '.join(tables[:4])}); point MLFLOW_TRACKING_URI at a "
+            "new file or an MLflow database")
 
 
 def check_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """One quick request to a tracking server's ``/health``, with no retries.
+    """One quick request to a tracking server's REST API, with no retries.
 
-    Any HTTP answer counts as reachable (a wrong path or missing credentials show up, with
-    MLflow's own message, at the first real call); only a connection failure is an error.
+    MLflow answers in JSON, an error too; credentials it refuses show up, with MLflow's own
+    message, at the first real call. A connection failure, or an answer that is not MLflow's
+    (a web page), is an error.
 
     Raises:
-        RnnlabError: the server cannot be connected to within ``timeout`` seconds.
+        RnnlabError: the server cannot be connected to within ``timeout`` seconds, or is not
+            an MLflow tracking server.
     """
     from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import http_request
 
     try:
-        http_request(get_default_host_creds(uri), "/health", "GET", max_retries=0,
-                     backoff_factor=0, timeout=timeout, raise_on_status=False)
+        resp = http_request(get_default_host_creds(uri), PROBE, "GET", max_retries=0,
+                            backoff_factor=0, timeout=timeout, raise_on_status=False,
+                            params={"experiment_name": "Default"})
     except MlflowException as exc:
         found = re.search(r"\[Errno -?\d+\] ([^\"')(]+)", str(exc))
         reason = (found.group(1).strip() if found else
@@ -65,3 +113,18 @@ def check_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
             f"MLflow tracking server {mask_url(uri)} is not reachable ({reason}); start it "
             "(mlflow server ...) or fix MLFLOW_TRACKING_URI"
         ) from None
+    if resp.status_code in (401, 403) or _is_json(resp):
+        return
+    kind = resp.headers.get("Content-Type", "").split(";")[0] or "no content type"
+    raise RnnlabError(
+        f"tracking URI {mask_url(uri)} answers, but not as an MLflow tracking server (HTTP "
+        f"{resp.status_code}, {kind}, for {PROBE}); point MLFLOW_TRACKING_URI at an MLflow "
+        "server (mlflow server ...)")
+
+
+def _is_json(resp) -> bool:
+    try:
+        resp.json()
+    except ValueError:
+        return False
+    return True

@@ -33,7 +33,7 @@ from rnnlab.core.spec import RunConfig, flatten, to_yaml
 from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.interrupts import whole
 from rnnlab.tracking.internals import close_run
-from rnnlab.tracking.server import check_server, is_server
+from rnnlab.tracking.server import check_store, open_client
 from rnnlab.tracking.server import tracking_uri as resolve_uri
 from rnnlab.train import Checkpoint, FitResult
 
@@ -63,11 +63,11 @@ class Tracker:
         """Use ``tracking_uri``, else MLflow's own (``MLFLOW_TRACKING_URI`` or the default).
 
         Raises:
-            RnnlabError: the URI names a tracking server that does not answer.
+            RnnlabError: the store cannot be used: a tracking server that does not answer as
+                MLflow, or a damaged or foreign SQLite file (nothing is written first).
         """
         self.uri = resolve_uri(tracking_uri)
-        if is_server(self.uri):
-            check_server(self.uri)
+        check_store(self.uri)
         self._client: MlflowClient | None = None
         self._pending: dict[str, list[Callable[[], Any]]] = {}  # per run: waits for its writes
         self._unsent: dict[str, list[Metric]] = {}  # per run: metrics held
@@ -81,7 +81,7 @@ class Tracker:
         """The client, made on first use: a local store is created only when a run needs it,
         so a command that fails on its input first leaves no ``mlflow.db`` behind."""
         if self._client is None:
-            self._client = MlflowClient(self.uri)
+            self._client = open_client(self.uri)
         return self._client
 
     @whole

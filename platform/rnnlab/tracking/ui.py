@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rnnlab.errors import RnnlabError, mask_url
-from rnnlab.tracking.server import check_server, is_server, tracking_uri
+from rnnlab.tracking.server import check_store, is_server, tracking_uri
 from rnnlab.tracking.store import RunReader
 
 HOST = "127.0.0.1"
@@ -134,8 +134,7 @@ def serve(studies: list[StudyRuns], port: int,
             does not start. Ctrl-C (``KeyboardInterrupt``) stops the UI this started.
     """
     uri = tracking_uri()
-    if is_server(uri):  # fail in seconds, not after MLflow's retries
-        check_server(uri)
+    check_store(uri)  # in seconds, before a server starts: not after MLflow's retries
     paths = _paths(RunReader(uri), studies) if studies else []
     if is_server(uri):
         base = uri.rstrip("/")

@@ -1,0 +1,254 @@
+"""Damaged or foreign stores: every command works on what is readable (and says what it skipped)
+or ends in one line naming the store, exit code 2, and writes nothing.
+
+Each case copies the tiny study's journal and MLflow store into the test's folder (the cwd, whose
+``mlflow.db`` is ``MLFLOW_TRACKING_URI``), damages one, and runs a command on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rnnlab.cli.app import app
+
+runner = CliRunner()
+READERS = [["status", "tiny"], ["trials", "tiny"], ["report", "tiny", "--format", "yaml"],
+           ["dashboard", "tiny"], ["ui", "--study", "tiny"]]
+WRITERS = [["sweep", "spec.yaml"], ["worker", "spec.yaml"]]
+NEEDS_MLFLOW = [c for c in READERS if c[0] in ("report", "dashboard", "ui")] + WRITERS
+
+
+def _cut_last_record(path: Path) -> None:
+    data = path.read_bytes()
+    last = data.rstrip(b"\n").rfind(b"\n") + 1
+    path.write_bytes(data[:last + (len(data) - last) // 2])  # a crash mid-write
+
+
+def _bad_fifth_record(path: Path) -> None:
+    lines = path.read_bytes().split(b"\n")
+    lines[4] = lines[4][:30]  # cut mid-record, with records after it
+    path.write_bytes(b"\n".join(lines))
+
+
+def _foreign_sqlite(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+    conn.commit()
+    conn.close()
+
+
+DAMAGES = {  # each damages a file in the given folder
+    "mlflow-cut-short": lambda d: (d / "mlflow.db").write_bytes(
+        (d / "mlflow.db").read_bytes()[:200_000]),
+    "mlflow-not-sqlite": lambda d: (d / "mlflow.db").write_text("runs: 3\n"),
+    "mlflow-foreign": lambda d: _foreign_sqlite(d / "mlflow.db"),
+    "journal-bad-record": lambda d: _bad_fifth_record(d / "rnnlab.journal"),
+    "journal-text": lambda d: (d / "rnnlab.journal").write_text("study: tiny\ntrials: 6\n"),
+    "journal-sqlite": lambda d: shutil.copy(d / "mlflow.db", d / "rnnlab.journal"),
+}
+# (damage, command, words the line must hold): the store is named too
+REFUSED = [
+    *[("mlflow-cut-short", c, "is cut short (200000 of its") for c in NEEDS_MLFLOW],
+    *[("mlflow-not-sqlite", c, "is not a SQLite database") for c in NEEDS_MLFLOW],
+    *[("mlflow-foreign", c, "another application's tables (users)") for c in NEEDS_MLFLOW],
+    *[("journal-bad-record", c, "record 5 (at byte") for c in READERS + WRITERS],
+    *[("journal-text", c, "is not an Optuna journal") for c in READERS + WRITERS],
+    *[("journal-sqlite", c, "is a SQLite database, not an Optuna journal")
+      for c in (["status"], ["sweep", "spec.yaml"])],
+]
+
+
+@pytest.fixture
+def copied(study, tmp_path) -> Path:
+    """The tiny study's journal, MLflow store and spec in the test's folder (the cwd)."""
+    for name in ("rnnlab.journal", "mlflow.db", "spec.yaml"):
+        shutil.copy(study.folder / name, tmp_path / name)
+    return tmp_path
+
+
+def _files(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _refused(folder: Path, argv: list[str], *words: str) -> str:
+    """Run a command that must end in one line with exit code 2, writing nothing."""
+    before = _files(folder)
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, (result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rnnlab: error: "), result.stderr
+    assert "Traceback" not in result.output and result.stdout == ""
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert _files(folder) == before  # the damaged file as it was, and nothing new
+    return lines[0]
+
+
+@pytest.mark.parametrize(("damage", "argv", "words"), REFUSED,
+                         ids=[f"{d}-{c[0]}" for d, c, _ in REFUSED])
+def test_a_damaged_store_ends_in_one_line(copied, damage, argv, words):
+    DAMAGES[damage](copied)
+    store = (f"sqlite:///{copied}/mlflow.db" if damage.startswith("mlflow")
+             else str(copied / "rnnlab.journal"))
+    _refused(copied, argv, words, store)
+
+
+@pytest.mark.parametrize("damage", ["mlflow-cut-short", "mlflow-not-sqlite"])
+def test_commands_that_read_no_run_work_beside_a_damaged_mlflow_store(copied, damage):
+    DAMAGES[damage](copied)
+    before = _files(copied)
+    for argv in (["status", "tiny", "--json"], ["trials", "tiny"]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 0, result.output
+    assert _files(copied) == before
+
+
+def _rnnlab(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rnnlab", *args], cwd=folder, text=True,
+                          capture_output=True, timeout=300)
+
+
+def test_a_half_written_last_record_is_skipped_and_said(copied):
+    journal = copied / "rnnlab.journal"
+    whole = json.loads(runner.invoke(app, ["status", "tiny", "--json"]).stdout)[0]
+    assert sum(whole["counts"].values()) == 6
+    _cut_last_record(journal)
+    before = _files(copied)
+
+    result = _rnnlab(copied, "status", "tiny", "--json")  # a real process: the note is its own
+
+    assert result.returncode == 0, result.stderr
+    note = result.stderr.strip().splitlines()
+    assert len(note) == 1 and "incomplete record" in note[0] and str(journal) in note[0]
+    assert f"the {len(journal.read_bytes().splitlines()) - 1} records before it" in note[0]
+    cut = json.loads(result.stdout)[0]
+    assert sum(cut["counts"].values()) == sum(whole["counts"].values())  # no trial lost
+    assert cut["budget"] == whole["budget"] and cut["parent_run_id"] == whole["parent_run_id"]
+    assert _files(copied) == before
+
+
+def test_reports_and_dashboards_read_a_journal_with_a_half_written_last_record(copied, caplog):
+    _cut_last_record(copied / "rnnlab.journal")
+    journal = (copied / "rnnlab.journal").read_bytes()
+
+    for argv in (["trials", "tiny"], ["report", "tiny", "--format", "yaml"],
+                 ["dashboard", "tiny"]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 0, (argv, result.output, result.exception)
+    assert (copied / "dashboards" / "tiny.html").is_file()
+    assert (copied / "rnnlab.journal").read_bytes() == journal
+    notes = [r.getMessage() for r in caplog.records if "incomplete record" in r.getMessage()]
+    assert len(notes) == 1  # said once, not per read
+
+
+@pytest.mark.parametrize("argv", WRITERS, ids=[c[0] for c in WRITERS])
+def test_no_command_writes_after_a_half_written_last_record(copied, argv):
+    journal = copied / "rnnlab.journal"
+    _cut_last_record(journal)
+    complete = journal.read_bytes().rfind(b"\n") + 1
+
+    line = _refused(copied, argv, "ends in an incomplete record", str(journal))
+
+    assert f"truncate -s {complete} {journal}" in line
+
+
+# --- RDB storages: a SQLite file or a database that is not Optuna's -------------------------
+
+def _optuna_sqlite(path: Path) -> None:
+    import optuna
+
+    study = optuna.create_study(study_name="o", storage=f"sqlite:///{path}")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=20)
+
+
+@pytest.mark.parametrize(("make", "argv", "words"), [
+    (_foreign_sqlite, ["status"], "is not an Optuna database: it holds another application's "
+                                  "tables (users)"),
+    (_foreign_sqlite, ["sweep", "spec.yaml"], "is not an Optuna database"),
+    (lambda p: shutil.copy(Path("mlflow.db"), p), ["status", "tiny"], "is not an Optuna database"),
+    (lambda p: (_optuna_sqlite(p), p.write_bytes(p.read_bytes()[:50_000])), ["status"],
+     "is cut short (50000 of its"),
+    (lambda p: p.write_text("not a database\n"), ["trials", "tiny"], "is not a SQLite database"),
+], ids=["foreign-status", "foreign-sweep", "mlflow-db-as-storage", "cut-short", "not-sqlite"])
+def test_a_damaged_or_foreign_sqlite_storage_ends_in_one_line(copied, make, argv, words):
+    make(copied / "store.db")
+    _refused(copied, [*argv, "--storage", "sqlite:///store.db"], words, "sqlite:///store.db")
+
+
+def test_an_empty_sqlite_file_holds_no_study_and_stays_empty(copied):
+    (copied / "empty.db").touch()
+    url = "sqlite:///empty.db"
+    _refused(copied, ["status", "tiny", "--storage", url], "no study named 'tiny'", url)
+    _refused(copied, ["trials", "tiny", "--storage", url], "no study named 'tiny'")
+    result = runner.invoke(app, ["status", "--storage", url, "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout) == []
+    assert (copied / "empty.db").stat().st_size == 0
+    _refused(copied, ["status", "tiny", "--storage", "sqlite:///missing.db"],
+             "no study named 'tiny'")  # and no missing.db made
+
+
+def test_an_empty_postgres_database_holds_no_study_and_gets_no_tables(databases, tmp_path):
+    import psycopg2
+
+    url = databases[0]
+    _refused(tmp_path, ["status", "tiny", "--storage", url], "no study named 'tiny'", url)
+    result = runner.invoke(app, ["status", "--storage", url, "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout) == []
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM information_schema.tables "
+                        "WHERE table_schema = 'public'")
+            assert cur.fetchone()[0] == 0  # reading created no Optuna schema
+    finally:
+        conn.close()
+
+
+# --- a tracking URI that answers, but not as MLflow ------------------------------------------
+
+@pytest.fixture(scope="module")
+def web_server(tmp_path_factory):
+    """A plain ``python -m http.server`` on 127.0.0.1 (a web server, not MLflow)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = tmp_path_factory.mktemp("www")
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
+                             "127.0.0.1", "--directory", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail(f"http.server did not start on {url}")
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("argv", NEEDS_MLFLOW, ids=[c[0] for c in NEEDS_MLFLOW])
+def test_a_tracking_uri_that_is_not_mlflow_ends_in_one_line(copied, web_server, monkeypatch,
+                                                            argv):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", web_server)
+    _refused(copied, argv, "answers, but not as an MLflow tracking server (HTTP 404", web_server)
