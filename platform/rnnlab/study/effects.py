@@ -57,13 +57,13 @@ def _space(frames: StudyFrames, table: pd.DataFrame) -> tuple[dict, dict]:
 
 
 def _categorical(frames, table, key, others, choices, kinds, sign) -> Effect:
-    continuous = [k for k in frames.search if k in table and kinds.get(k) in ("log", "linear")]
+    numeric = [k for k in frames.search if k in table and kinds.get(k) in ("log", "linear")]
     found, missing = [], []
     for within, rows in strata(table, others, choices):
         levels = [level_of(c, rows[rows[key].map(label) == c], sign)
                   for c in choices[key]]
         done = rows[rows["state"] == "COMPLETE"]
-        confounders = tuple(k for k in continuous if done[k].map(label).nunique() > 1)
+        confounders = tuple(k for k in numeric if done[k].map(label).nunique() > 1)
         gaps = () if confounders else _gaps(rows, key, levels, sign, SEED_KEY in frames.search)
         where = ", ".join(f"{k}={v}" for k, v in within)
         missing += [f"{lv.level}" + (f" within {where}" if where else "")
@@ -85,8 +85,9 @@ def _gaps(rows, key, levels, sign, paired) -> tuple[Gap, ...]:
     for other in tried[1:]:
         diff = sign * (best.mean - other.mean)
         if paired:
-            a = done[done[key].map(label) == best.level].set_index(SEED_KEY)["value"]
-            b = done[done[key].map(label) == other.level].set_index(SEED_KEY)["value"]
+            # one value per seed (a config run twice with one seed counts once, averaged)
+            a = done[done[key].map(label) == best.level].groupby(SEED_KEY)["value"].mean()
+            b = done[done[key].map(label) == other.level].groupby(SEED_KEY)["value"].mean()
             common = a.index.intersection(b.index)
             diffs = [sign * (float(a[s]) - float(b[s])) for s in common]
             low, high = paired_interval(diffs)
