@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rnnlab.core.data import load_data
-from rnnlab.train import EPOCH_METRICS, Checkpoint, fit
+from rnnlab.train import EPOCH_METRICS, Checkpoint, evaluate, fit
 
 TIMING = {"epoch_time_s", "samples_per_s"}
 
@@ -102,3 +102,15 @@ def test_resume_from_a_checkpoint_repeats_the_uninterrupted_run(tiny, tmp_path):
 def test_preloaded_data_gives_the_same_run(tiny):
     cfg = tiny({"train.epochs": 1})
     assert _curve(fit(cfg, data=load_data(cfg.data))) == _curve(fit(cfg))
+
+
+def test_keep_best_ends_with_the_best_validation_epochs_weights(tiny):
+    config = tiny({"train.epochs": 4, "train.lr": 0.05})  # a high rate: the curve wobbles
+    data = load_data(config.data)
+    plain = fit(config, data=data)
+    best = fit(config, data=data, keep_best=("val_loss", False))
+    losses = [h["val_loss"] for h in best.history]
+    assert [h["val_loss"] for h in plain.history] == losses  # the same training
+    assert best.weights_epoch == losses.index(min(losses)) + 1 and plain.weights_epoch is None
+    assert evaluate(best.model, data.val_x, data.val_y)[0] == pytest.approx(min(losses))
+    assert evaluate(plain.model, data.val_x, data.val_y)[0] == pytest.approx(losses[-1])

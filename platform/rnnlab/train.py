@@ -51,6 +51,7 @@ class FitResult:
     device: str
     stop_reason: str | None = None
     diverged_epoch: int | None = None
+    weights_epoch: int | None = None  # the epoch whose weights ``model`` holds (None: the last)
 
     @property
     def epochs_run(self) -> int:
@@ -119,7 +120,8 @@ def evaluate(model: RecurrentClassifier, x: torch.Tensor, y: torch.Tensor,
 
 def fit(config: RunConfig, callbacks: Sequence[EpochCallback] = (), *,
         data: Splits | None = None, resume: Checkpoint | None = None,
-        on_checkpoint: Callable[[Checkpoint], None] | None = None) -> FitResult:
+        on_checkpoint: Callable[[Checkpoint], None] | None = None,
+        keep_best: tuple[str, bool] | None = None) -> FitResult:
     """Train the classifier a config describes.
 
     Args:
@@ -129,6 +131,8 @@ def fit(config: RunConfig, callbacks: Sequence[EpochCallback] = (), *,
         data: splits already on the right device (loaded from ``config.data`` when omitted).
         resume: a checkpoint to continue from; its epochs are not trained again.
         on_checkpoint: receives a :class:`Checkpoint` every ``train.checkpoint_every`` epochs.
+        keep_best: ``(metric, maximize)``: end with the weights of the epoch where this
+            validation metric was best (early stopping's choice), not the last epoch's.
 
     Returns:
         A :class:`FitResult`; a non-finite training loss ends it with status ``diverged``.
@@ -157,6 +161,7 @@ def fit(config: RunConfig, callbacks: Sequence[EpochCallback] = (), *,
                 else contextlib.nullcontext())
     n = len(data.train_x)
     result = FitResult("completed", history, model, data.info, str(device))
+    best: tuple[float, int, dict] | None = None  # (score, epoch, weights) under keep_best
 
     for epoch in range(len(history) + 1, t.epochs + 1):
         started = time.perf_counter()
@@ -190,6 +195,10 @@ def fit(config: RunConfig, callbacks: Sequence[EpochCallback] = (), *,
             "epoch_time_s": time.perf_counter() - started, "samples_per_s": n / train_time,
         }
         history.append(metrics)
+        if keep_best and math.isfinite(metrics[keep_best[0]]):
+            score = metrics[keep_best[0]] * (1.0 if keep_best[1] else -1.0)
+            if best is None or score > best[0]:
+                best = (score, epoch, copy.deepcopy(model.state_dict()))
         if not math.isfinite(train_loss):
             result.status, result.diverged_epoch = "diverged", epoch
             result.stop_reason = f"non-finite training loss at epoch {epoch}"
@@ -207,4 +216,7 @@ def fit(config: RunConfig, callbacks: Sequence[EpochCallback] = (), *,
             result.status = "stopped"
             result.stop_reason = stop if isinstance(stop, str) else f"stopped at epoch {epoch}"
             break
+    if best is not None:
+        model.load_state_dict(best[2])
+        result.weights_epoch = best[1]
     return result

@@ -106,6 +106,9 @@ def test_confirmation_is_tracked_on_the_test_set_and_reused(env, frames, tmp_pat
         config = config.model_copy(update={"train": config.train.model_copy(
             update={"seed": seed})})
         assert r.data.tags["rnnlab.config_hash"] == config_hash(config)
+        # the tiny study's objective is the best epoch: its weights are the ones scored
+        assert r.data.tags["rnnlab.confirm_weights"] == "best validation val_acc epoch"
+        assert 1 <= r.data.metrics["weights_epoch"] <= config.train.epochs
     md = first.stdout
     assert f"Test set: {TEST_SET}" in md and "(validation" in md
     assert "test accuracy (mean ± std)" in md and "```yaml" in md

@@ -14,7 +14,7 @@ from rnnlab.core.spec import RunConfig
 from rnnlab.errors import RnnlabError
 from rnnlab.reports.info import Confirmation, ReportInfo, candidates, config_hash, trial_config
 from rnnlab.study.results import StudyFrames
-from rnnlab.tracking.store import CONFIRM_KIND, RunReader
+from rnnlab.tracking.store import CONFIRM_KIND, LAST_EPOCH, RunReader
 from rnnlab.tracking.tracker import Tracker
 from rnnlab.train import evaluate, fit, resolve_device
 
@@ -34,7 +34,9 @@ def confirm(info: ReportInfo, frames: StudyFrames, seeds: int, *,
     say = on_progress or (lambda _msg: None)
     tracker = Tracker(tracking_uri)
     found = RunReader(tracking_uri).confirmations(info.parent_run_id)
-    done = {row["config_hash"]: row for row in found.to_dict("records")}
+    weights = scored_weights(info)
+    done = {row["config_hash"]: row for row in found.to_dict("records")
+            if row["weights"] == weights}
     cache = SplitsCache()
     out = []
     for roles, number in candidates(info):
@@ -52,7 +54,8 @@ def confirm(info: ReportInfo, frames: StudyFrames, seeds: int, *,
                              row["test_set"], True))
                 continue
             say(f"{what}: training {config.train.epochs} epoch(s)")
-            runs.append((*_train(tracker, info, config, key, number, roles, cache), False))
+            runs.append((*_train(tracker, info, config, key, number, roles, cache, weights),
+                         False))
             say(f"{what}: test accuracy {runs[-1][1]:.4f}")
         out.append(Confirmation(
             roles=roles, trial=number, config_hash=config_hash(base),
@@ -63,8 +66,16 @@ def confirm(info: ReportInfo, frames: StudyFrames, seeds: int, *,
     return tuple(out)
 
 
+def scored_weights(info: ReportInfo) -> str:
+    """Which weights a confirmation scores: the study chose configs by their best epoch
+    (objective ``best``), so the run keeps its best validation epoch's weights (early
+    stopping's choice, on validation only); by the last epoch (``last``), the last."""
+    return f"best validation {info.metric} epoch" if info.objective == "best" else LAST_EPOCH
+
+
 def _train(tracker: Tracker, info: ReportInfo, config: RunConfig, key: str, number: int,
-           roles: tuple[str, ...], cache: SplitsCache) -> tuple[str, float, float, str]:
+           roles: tuple[str, ...], cache: SplitsCache,
+           weights: str) -> tuple[str, float, float, str]:
     """One tracked confirmation run: fit, then one pass over the test set."""
     device = resolve_device(config.train.device)
     data = cache.get(config.data, device)
@@ -74,11 +85,14 @@ def _train(tracker: Tracker, info: ReportInfo, config: RunConfig, key: str, numb
             "rnnlab.kind": CONFIRM_KIND, "rnnlab.study": info.study,
             "rnnlab.config_hash": key, "rnnlab.confirm_trial": str(number),
             "rnnlab.confirm_seed": str(config.train.seed),
-            "rnnlab.confirm_roles": ", ".join(roles), **data.info})
+            "rnnlab.confirm_roles": ", ".join(roles), "rnnlab.confirm_weights": weights,
+            **data.info})
     with tracker.closing_on_error(run_id):
-        result = fit(config, [tracker.epoch_logger(run_id)], data=data)
+        keep = None if weights == LAST_EPOCH else (info.metric, info.direction == "maximize")
+        result = fit(config, [tracker.epoch_logger(run_id)], data=data, keep_best=keep)
         test_loss, test_acc = evaluate(result.model, data.test_x, data.test_y)
-        tracker.log_metrics(run_id, {"test_acc": test_acc, "test_loss": test_loss})
+        tracker.log_metrics(run_id, {"test_acc": test_acc, "test_loss": test_loss,
+                                     "weights_epoch": result.weights_epoch or result.epochs_run})
         tracker.log_result(run_id, result)
     tracker.end_run(run_id, tracker.status_for(result))
     return run_id, test_acc, test_loss, data.info["data.test_set"]

@@ -16,6 +16,7 @@ from typing import Any
 from rnnlab.dashboards.curves import plot_learning_curves
 from rnnlab.dashboards.page import figure_div, page
 from rnnlab.dashboards.params import plot_importances, plot_normalisation
+from rnnlab.reports.confirm import scored_weights
 from rnnlab.reports.info import Confirmation, ReportInfo, TrialRow, native
 from rnnlab.study.intervals import CONFIDENCE
 from rnnlab.study.levels import Effect, Gap
@@ -165,7 +166,9 @@ def _importance_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
 
 def _test_set_line(info: ReportInfo) -> str:
     return (f"Test set: {info.test_set}. Each config was re-trained with {info.confirm_seeds} "
-            "seed(s) (train.seed + i) and scored once on it; the runs are nested under the "
+            f"seed(s) (train.seed + i) and scored once on it, with the weights of its "
+            f"{scored_weights(info)} (the study's objective is the {info.objective} epoch); "
+            "the runs are nested under the "
             f"study's MLflow run {info.parent_run_id} (tag rnnlab.kind=confirm).")
 
 

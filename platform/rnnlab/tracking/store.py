@@ -20,8 +20,9 @@ from rnnlab.tracking.server import tracking_uri
 
 CONFIRM_KIND = "confirm"  # the rnnlab.kind tag of a confirmation run
 CURVE_COLUMNS = ["number", "epoch", "metric", "value"]
-CONFIRM_COLUMNS = ["run_id", "config_hash", "trial", "seed", "test_acc", "test_loss",
-                   "test_set"]
+CONFIRM_COLUMNS = ["run_id", "config_hash", "weights", "trial", "seed", "test_acc",
+                   "test_loss", "test_set"]
+LAST_EPOCH = "last epoch"  # the weights a confirmation run scored, unless its tag says otherwise
 
 
 class RunReader:
@@ -104,6 +105,7 @@ class RunReader:
 def _confirmation_row(r: Any) -> dict[str, Any]:
     tags, metrics = r.data.tags, r.data.metrics
     return {"run_id": r.info.run_id, "config_hash": tags.get("rnnlab.config_hash"),
+            "weights": tags.get("rnnlab.confirm_weights", LAST_EPOCH),
             "trial": int(tags.get("rnnlab.confirm_trial", -1)),
             "seed": int(tags.get("rnnlab.confirm_seed", 0)),
             "test_acc": metrics["test_acc"], "test_loss": metrics.get("test_loss"),
