@@ -104,7 +104,7 @@ def _get_importances_info(frames: StudyFrames) -> _ImportancesInfo:
 
 def _get_importances_plot(info: _ImportancesInfo) -> go.Figure:
     fig = go.Figure()
-    title = f"Parameter importances ({esc(info.note)})"
+    title = "Parameter importances<br><sub>" + "<br>".join(_lines(esc(info.note))) + "</sub>"
     if not info.params:
         return empty(fig, title)
     mean = list(info.importances)[::-1]
@@ -117,10 +117,22 @@ def _get_importances_plot(info: _ImportancesInfo) -> go.Figure:
         customdata=list(zip(info.low[::-1], info.high[::-1], strict=True)),
         hovertemplate=("%{y}: %{x:.3f} (90% interval %{customdata[0]:.3f} to "
                        "%{customdata[1]:.3f})<extra></extra>")))
-    fig.update_layout(title={"text": title, "font": {"size": 13}},
+    fig.update_layout(title={"text": title}, margin={"t": 150},
                       xaxis_title="importance (mean over resamples; bars: 90% interval)",
                       height=220 + 40 * len(info.params))
     return fig
+
+
+def _lines(text: str, width: int = 110) -> list[str]:
+    """``text`` cut at "; " and ", " into lines of about ``width`` characters (titles do not
+    wrap by themselves)."""
+    lines, line = [], ""
+    for part in text.replace("; ", ";\n").replace(", ", ",\n").split("\n"):
+        if line and len(line) + len(part) > width:
+            lines.append(line.rstrip())
+            line = ""
+        line += part + " "
+    return [*lines, line.rstrip()] if line else lines
 
 
 def plot_importances(frames: StudyFrames) -> go.Figure:
@@ -164,8 +176,10 @@ def _get_normalisation_plot(effect: Effect | None, metric: str) -> go.Figure:
             customdata=[n for lv in s.levels for n in lv.numbers], boxpoints="all",
             jitter=0.4, pointpos=0, marker={"color": colour(cell)} if cell else {},
             hovertemplate="trial %{customdata}<br>%{x}<br>%{y:.4f}<extra></extra>"))
-    fig.update_layout(title={"text": f"{title}<br><sub>{esc(effect.support)}: see the report's "
-                             "verdict; an empty slot is a level with no complete trial</sub>"},
+    said = {"verdict": "the report gives a verdict with intervals", "hint": "a hint only",
+            "none": "the report gives no verdict"}[effect.support]
+    fig.update_layout(title={"text": f"{title}<br><sub>{said}; an empty slot is a level "
+                             "with no complete trial</sub>"},
                       boxmode="group", xaxis={"title": {"text": "data.normalisation"},
                                               "categoryorder": "array",
                                               "categoryarray": [esc(v) for v in order]},
