@@ -1,0 +1,28 @@
+"""Every spec shipped in studies/ loads and validates as it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rnnlab.core.spec import load_config
+from rnnlab.core.study_spec import load_study_spec
+
+STUDIES = sorted((Path(__file__).resolve().parents[2] / "studies").glob("*.yaml"))
+
+
+def test_there_are_shipped_specs():
+    assert {p.stem for p in STUDIES} >= {"quickstart", "tutorial", "tutorial_sweep",
+                                          "normalisation_ablation", "full_mnist"}
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_a_shipped_spec_loads(path):
+    if "study" in yaml.safe_load(path.read_text()):
+        spec = load_study_spec(path)
+        assert spec.study.name == path.stem.replace("_", "-") or spec.study.name == path.stem
+        assert spec.search or spec.study.n_trials == 1
+    else:
+        assert load_config(path).train.epochs >= 1
