@@ -26,3 +26,13 @@ def test_a_shipped_spec_loads(path):
         assert spec.search or spec.study.n_trials == 1
     else:
         assert load_config(path).train.epochs >= 1
+
+
+BEST = sorted((STUDIES[0].parents[1] / "docs" / "results").glob("best_*.yaml"))
+
+
+@pytest.mark.parametrize("path", BEST, ids=[p.stem for p in BEST])
+def test_the_published_best_configs_load_as_run_configs(path):
+    config = load_config(path)  # what `rnnlab train` reads, unchanged
+    assert config.model.cell == path.stem.removeprefix("best_")
+    assert (config.data.patch, config.model.hidden, config.data.train_size) == (7, 128, 5000)
