@@ -176,6 +176,6 @@ def test_bad_input_is_one_line_exit_2_and_no_file(study, tmp_path, monkeypatch):
         assert message in lines[0] and "Traceback" not in result.output
         assert result.stdout == ""
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(RnnlabError):
+    with pytest.raises(RnnlabError, match=r"folder '.*/no' does not exist"):
         write.write_dashboard(study.storage, study.name, tmp_path / "no" / "x.html",
                           tracking_uri=study.uri)

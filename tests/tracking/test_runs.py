@@ -97,6 +97,6 @@ def test_a_crashed_run_is_never_left_running(tiny, error, status):
 def test_bad_data_creates_no_run(tiny, tmp_path):
     from rnnlab.errors import RnnlabError
 
-    with pytest.raises(RnnlabError):
+    with pytest.raises(RnnlabError, match="nowhere"):
         train_run(tiny({"data.dir": str(tmp_path / "nowhere")}))
     assert _runs(_client()) == []
