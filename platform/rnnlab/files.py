@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import RnnlabError, mask_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -146,6 +146,35 @@ def sqlite_tables(path: Path) -> set[str]:
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
     finally:
         conn.close()
+
+
+def check_sqlite(url: str, expected: set[str], store: str, kind: str, setting: str,
+                 fix: str) -> None:
+    """Refuse, before anything opens it, the SQLite file ``url`` names when it is damaged or
+    holds another application's tables (a store would add its own tables to it). Other URLs,
+    and files that do not exist yet, pass.
+
+    Args:
+        url: the store's URL.
+        expected: tables the right kind of database has.
+        store: what the URL is, as the message names it ("storage").
+        kind: the database it should be ("Optuna").
+        setting: where the user points the store elsewhere ("--storage").
+        fix: the way out of a damaged file.
+
+    Raises:
+        RnnlabError: one line naming the store and what is wrong.
+    """
+    path = sqlite_file(url)
+    if path is None:
+        return
+    if damage := sqlite_damage(path):
+        raise RnnlabError(f"{store} {mask_url(url)} {damage}; {fix}")
+    if tables := sqlite_foreign(path, expected):
+        raise RnnlabError(
+            f"{store} {mask_url(url)} is not an {kind} database: it holds another "
+            f"application's tables ({', '.join(tables[:4])}); point {setting} at a new file or "
+            f"an {kind} database")
 
 
 def sqlite_foreign(path: Path, expected: set[str]) -> list[str]:

@@ -13,7 +13,7 @@ import hashlib
 from optuna.storages import RDBStorage
 
 from rnnlab.errors import RnnlabError, mask_url
-from rnnlab.files import sqlite_damage, sqlite_file, sqlite_foreign, sqlite_tables
+from rnnlab.files import check_sqlite, sqlite_file, sqlite_tables
 
 OPTUNA_TABLES = {"studies", "trials"}
 FIX = "restore it from a backup or point --storage elsewhere"
@@ -68,16 +68,7 @@ def has_schema(url: str) -> bool:
 def _check_sqlite(url: str) -> None:
     """A SQLite file that is damaged, or holds another application's tables, is refused before
     SQLAlchemy opens it (Optuna would add its tables to another application's database)."""
-    path = sqlite_file(url)
-    if path is None:
-        return
-    if damage := sqlite_damage(path):
-        raise RnnlabError(f"storage {mask_url(url)} {damage}; {FIX}")
-    if tables := sqlite_foreign(path, OPTUNA_TABLES):
-        raise RnnlabError(
-            f"storage {mask_url(url)} is not an Optuna database: it holds another "
-            f"application's tables ({', '.join(tables[:4])}); point --storage at a new file or "
-            "an Optuna database")
+    check_sqlite(url, OPTUNA_TABLES, "storage", "Optuna", "--storage", FIX)
 
 
 def _cannot_open(url: str, exc: Exception) -> RnnlabError:

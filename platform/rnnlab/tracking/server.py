@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from rnnlab.errors import RnnlabError, mask_url
-from rnnlab.files import sqlite_damage, sqlite_file, sqlite_foreign
+from rnnlab.files import check_sqlite
 
 PROBE_TIMEOUT_S = 5
 PROBE = "/api/2.0/mlflow/experiments/get-by-name"  # GET; MLflow answers it in JSON, even a 404
@@ -74,16 +74,8 @@ def check_store(uri: str) -> None:
     if is_server(uri):
         check_server(uri)
         return
-    path = sqlite_file(uri)
-    if path is None:
-        return
-    if damage := sqlite_damage(path):
-        raise RnnlabError(f"MLflow tracking store {mask_url(uri)} {damage}; {FIX}")
-    if tables := sqlite_foreign(path, MLFLOW_TABLES):
-        raise RnnlabError(
-            f"MLflow tracking store {mask_url(uri)} is not an MLflow database: it holds another "
-            f"application's tables ({', '.join(tables[:4])}); point MLFLOW_TRACKING_URI at a "
-            "new file or an MLflow database")
+    check_sqlite(uri, MLFLOW_TABLES, "MLflow tracking store", "MLflow", "MLFLOW_TRACKING_URI",
+                 FIX)
 
 
 def check_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
