@@ -53,3 +53,21 @@ def test_importances_need_two_complete_trials():
     study.add_trial(create_trial(params={"x": 0.2}, distributions=dist, state=TrialState.FAIL))
     frame, note = importances(study, study.trials)
     assert frame.empty and "at least 2 complete trials (has 1)" in note
+
+
+def test_the_same_complete_trials_are_not_fitted_again(monkeypatch):
+    """`dashboard --watch` reads the study every few seconds; a new complete trial refits."""
+    from rnnlab.study import importances as module
+
+    study = study_of(12, lambda p, rng: -abs(math.log10(p["lr"]) + 3))
+    fits = []
+    real = module._fanova
+    monkeypatch.setattr(module, "_fanova", lambda *a: fits.append(1) or real(*a))
+    first = importances(study, study.trials)
+    assert len(fits) == RESAMPLES
+    again = importances(study, study.trials)
+    assert len(fits) == RESAMPLES and again[1] == first[1] and again[0].equals(first[0])
+    study.add_trial(create_trial(params={"lr": 1e-3, "cell": "gru", "l2": 0.5},
+                                 distributions=DIST, value=0.0))
+    importances(study, study.trials)
+    assert len(fits) == 2 * RESAMPLES

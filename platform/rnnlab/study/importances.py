@@ -43,6 +43,23 @@ def importances(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], *,
     params = sorted(_varying(complete))
     if not params:
         return empty, "no searched parameter varies across the complete trials"
+    # `dashboard --watch` reads a study every few seconds: fit again only when its complete
+    # trials changed (20 fits take seconds)
+    key = (study.direction, resamples, seed,
+           tuple((t.number, t.value, repr(sorted(t.params.items()))) for t in complete))
+    if key in _LAST:
+        frame, note = _LAST[key]
+        return frame.copy(), note
+    _LAST.clear()
+    _LAST[key] = _bootstrap(study.direction, complete, params, resamples, seed)
+    return _LAST[key][0].copy(), _LAST[key][1]
+
+
+_LAST: dict[tuple, tuple[pd.DataFrame, str]] = {}  # the last study's result, by its trials
+
+
+def _bootstrap(direction, complete, params, resamples: int,
+               seed: int) -> tuple[pd.DataFrame, str]:
     rng = random.Random(seed)
     level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per fit
@@ -53,7 +70,7 @@ def importances(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], *,
                 break
             sample = [rng.choice(complete) for _ in complete]
             if _varying(sample) >= set(params):  # a resample must still vary every param
-                draws.append(_fanova(study.direction, sample, params, seed + len(draws)))
+                draws.append(_fanova(direction, sample, params, seed + len(draws)))
     finally:
         optuna.logging.set_verbosity(level)
     table = pd.DataFrame(draws, columns=params)
