@@ -32,6 +32,7 @@ from rnnlab import __version__
 from rnnlab.core.spec import RunConfig, flatten, to_yaml
 from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.interrupts import whole
+from rnnlab.tracking.checkpoints import artifact_path, load_newest
 from rnnlab.tracking.internals import close_run
 from rnnlab.tracking.server import check_store, open_client
 from rnnlab.tracking.server import tracking_uri as resolve_uri
@@ -182,14 +183,14 @@ class Tracker:
             raise errors[0]
 
     def log_checkpoint(self, run_id: str, ckpt: Checkpoint) -> None:
-        """Store a training checkpoint as the run's ``checkpoint/checkpoint.pt`` artifact.
+        """Store a training checkpoint as an artifact (:mod:`rnnlab.tracking.checkpoints`).
 
         Written in the background: ``ckpt`` must not change afterwards (``fit`` hands over
-        copies). A newer checkpoint replaces it; :meth:`flush` waits for both. The metrics
-        held so far are sent with it, so the stored curve reaches at least the checkpoint.
+        copies); :meth:`flush` waits for it. The metrics held so far are sent with it, so the
+        stored curve reaches at least the checkpoint.
         """
         self._send(run_id)
-        self._in_background(run_id, self._write_file, run_id, "checkpoint/checkpoint.pt", ckpt)
+        self._in_background(run_id, self._write_file, run_id, artifact_path(ckpt.epoch), ckpt)
 
     @whole
     def _write_file(self, run_id: str, path: str, content: Any) -> None:
@@ -213,13 +214,8 @@ class Tracker:
                 self.client.log_artifact(run_id, str(local), folder or None)
 
     def load_checkpoint(self, run_id: str) -> Checkpoint | None:
-        """The run's last checkpoint, or None when it has none. Loaded with weights_only."""
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                path = self.client.download_artifacts(run_id, "checkpoint/checkpoint.pt", tmp)
-            except (MlflowException, OSError):
-                return None
-            return Checkpoint(**torch.load(path, weights_only=True))
+        """The run's newest readable checkpoint, or None (:mod:`rnnlab.tracking.checkpoints`)."""
+        return load_newest(self.client, run_id)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         """Set tags now, in one call with the params and metrics held for the run."""
