@@ -24,6 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class _Held:
     depth = 0  # nested uninterrupted() blocks of the main thread
     pending: KeyboardInterrupt | None = None
+    installed = False  # install_handlers() ran in this process
 
 
 def install_handlers(*, once: bool = False) -> None:
@@ -47,6 +48,15 @@ def install_handlers(*, once: bool = False) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+        _Held.installed = True
+
+
+def ignore_interrupts() -> None:
+    """Ignore Ctrl-C and SIGTERM from now on (a command whose work is done and closed), where
+    :func:`install_handlers` took them over (not in a program that calls rnnlab as a library)."""
+    if _Held.installed and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from rnnlab.errors import EXIT_USER_ERROR, RnnlabError, Terminated
-from rnnlab.interrupts import install_handlers
+from rnnlab.interrupts import ignore_interrupts, install_handlers
 
 
 class _Group(TyperGroup):
@@ -23,11 +23,14 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            ignore_interrupts()  # done: a signal now would only cut the exit short
+            return result
         except RnnlabError as exc:
             typer.echo(f"rnnlab: error: {exc}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt as exc:
+            ignore_interrupts()  # closed already: a second one must not cut the last line
             what, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
             typer.echo(f"rnnlab: interrupted ({what}); what was running is closed as "
                        "interrupted and nothing finished is lost", err=True)

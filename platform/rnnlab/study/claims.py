@@ -7,7 +7,12 @@
   SIGKILLed or its machine lost) fails it, closes its MLflow run as KILLED, and enqueues a retry
   (up to ``study.max_retries``) that resumes from the trial's last checkpoint.
 - Interrupts: Ctrl-C or SIGTERM fail the running trial as interrupted, close its run KILLED and
-  enqueue its retry, so running the same command again continues where it stopped.
+  enqueue its retry, so running the same command again continues where it stopped. Each step
+  that writes to both stores runs whole (:mod:`rnnlab.interrupts`): a trial asked for gets its
+  heartbeat and worker, a run created gets its id onto the trial, a trial failed gets its run
+  closed and its retry, before the interrupt is raised.
+- Killed workers (a second Ctrl-C): the command that killed them closes their trials as an
+  interrupt would have (:func:`close_killed`), finishing a close that the kill cut short.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab.core.study_spec import StudySpec
 from rnnlab.errors import Terminated
+from rnnlab.interrupts import uninterrupted, whole
 from rnnlab.study.locks import study_lock
 from rnnlab.study.storage import (
     ATTR_BUDGET,
     FINISHED,
+    TRIAL_REASON,
     TRIAL_RESUME_RUN,
     TRIAL_RETRIES,
     TRIAL_RETRY_OF,
@@ -42,9 +49,13 @@ from rnnlab.tracking.tracker import Tracker
 log = logging.getLogger(__name__)
 
 
+@whole
 def fail_trial(study: optuna.Study, tracker: Tracker, trial: FrozenTrial | optuna.Trial,
-               reason: str, mlflow_status: str, retries_left: int) -> bool:
+               reason: str, mlflow_status: str, retries_left: int,
+               run_id: str | None = None) -> bool:
     """Mark a running trial FAIL with its reason, close its run, and enqueue a retry.
+
+    ``run_id`` is the trial's run when the trial may not carry its id yet.
 
     Returns:
         False when another worker had already finished the trial (nothing was changed).
@@ -52,7 +63,13 @@ def fail_trial(study: optuna.Study, tracker: Tracker, trial: FrozenTrial | optun
     frozen = fail_running(study, trial, reason)
     if frozen is None:
         return False
-    run_id = frozen.user_attrs.get(TRIAL_RUN_ID)
+    _close_failed(study, tracker, frozen, reason, mlflow_status, retries_left, run_id)
+    return True
+
+
+def _close_failed(study: optuna.Study, tracker: Tracker, frozen: FrozenTrial, reason: str,
+                  mlflow_status: str, retries_left: int, run_id: str | None = None) -> None:
+    run_id = frozen.user_attrs.get(TRIAL_RUN_ID) or run_id
     if run_id:
         tracker.set_tags(run_id, {"rnnlab.trial_state": "FAIL", "rnnlab.reason": reason})
         tracker.end_run(run_id, mlflow_status)
@@ -62,7 +79,33 @@ def fail_trial(study: optuna.Study, tracker: Tracker, trial: FrozenTrial | optun
             TRIAL_RETRY_OF: frozen.number, TRIAL_RETRIES: retries + 1,
             TRIAL_RESUME_RUN: run_id or "",
         })
-    return True
+
+
+@whole
+def close_killed(study: optuna.Study, tracker: Tracker, pids: list[int],
+                 exc: KeyboardInterrupt, max_retries: int) -> int:
+    """Close the trials of this machine's worker processes ``pids``, killed while running
+    them or while closing them as interrupted: failed as interrupted, runs KILLED, retries
+    queued (each step not done yet).
+
+    Returns:
+        How many trials were closed.
+    """
+    names = {f"{socket.gethostname()}:{pid}" for pid in pids}
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get(TRIAL_RETRY_OF) for t in trials}
+    closed = 0
+    for t in trials:
+        if t.user_attrs.get(TRIAL_WORKER) not in names:
+            continue
+        if t.state == TrialState.RUNNING:
+            closed += fail_trial(study, tracker, t, interrupted(exc), "KILLED", max_retries)
+        elif (t.state == TrialState.FAIL and t.number not in retried
+              and t.user_attrs.get(TRIAL_REASON, "").startswith("interrupted")):
+            _close_failed(study, tracker, t, t.user_attrs[TRIAL_REASON], "KILLED",
+                          max_retries)
+            closed += 1
+    return closed
 
 
 def reap_stale(study: optuna.Study, tracker: Tracker, spec: StudySpec) -> int:
@@ -87,12 +130,16 @@ def claim(study: optuna.Study, storage: str, spec: StudySpec,
         taken = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials)
         if not waiting and taken >= study.user_attrs.get(ATTR_BUDGET, spec.study.n_trials):
             return None
-        trial = study.ask()
-        try:
-            stamp_heartbeat(study, trial)
-            trial.set_user_attr(TRIAL_WORKER, f"{socket.gethostname()}:{os.getpid()}")
-        except KeyboardInterrupt as exc:  # never a RUNNING trial that no worker runs
-            fail_trial(study, tracker, trial, interrupted(exc), "KILLED", spec.study.max_retries)
+        trial = None
+        try:  # never a RUNNING trial that no worker runs
+            with uninterrupted():
+                trial = study.ask()
+                stamp_heartbeat(study, trial)
+                trial.set_user_attr(TRIAL_WORKER, f"{socket.gethostname()}:{os.getpid()}")
+        except KeyboardInterrupt as exc:
+            if trial is not None:
+                fail_trial(study, tracker, trial, interrupted(exc), "KILLED",
+                           spec.study.max_retries)
             raise
         return trial
 

@@ -10,17 +10,19 @@ server and let its imports run while the command imports and opens the study its
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
 
 from rnnlab.errors import EXIT_USER_ERROR, RnnlabError, Terminated
-from rnnlab.interrupts import install_handlers
+from rnnlab.interrupts import install_handlers, uninterrupted
 
 WORKER_PRELOAD = ["rnnlab.study.worker", "torch._dynamo", "mlflow.store.tracking.sqlalchemy_store"]
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -34,8 +36,39 @@ def start_fork_server() -> BaseContext:
     """
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(WORKER_PRELOAD)
-    forkserver.ensure_running()
+    with _ignored_by_children():
+        forkserver.ensure_running()
     return ctx
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _ignored_by_children() -> Iterator[None]:
+    """Start processes that ignore Ctrl-C and SIGTERM from their first instruction.
+
+    A Ctrl-C in a terminal reaches the whole process group: the fork server, still importing,
+    would die of it with a traceback, and a worker just forked would raise it before its own
+    handlers are in place. An ignored signal stays ignored across exec, and the fork server
+    hands it on to its children: each worker takes signals once its handlers are installed,
+    and checks then whether the command has already stopped (:func:`run_workers`). This
+    process loses nothing meanwhile: the signals are blocked, and delivered once its handlers
+    are back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 @dataclass
@@ -46,6 +79,7 @@ class Exits:
     errors: list[str]  # what those that stopped on a user error said
     trials_run: int
     interrupted: KeyboardInterrupt | None  # the interrupt that stopped the wait, if any
+    killed: list[int] = field(default_factory=list)  # pids killed before they had stopped
 
     def raise_for_exits(self) -> None:
         """Re-raise an interrupt, then a worker's user error, then any other failure.
@@ -67,19 +101,23 @@ class Exits:
 
 
 def _process(target: Callable[..., int], args: tuple, cwd: str, env: dict[str, str],
-             said) -> None:
+             said, stopped) -> None:
     """A worker process's body: ``target(*args)`` returns the trials it ran."""
     # Forked from the fork server, which kept the folder and environment of the moment it
     # started: take the caller's (relative storage paths, MLFLOW_TRACKING_URI, ...).
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
-    # Ctrl-C in a terminal reaches the whole process group, and the command then forwards it
-    # to every worker too (a SIGTERM may have reached the command alone). A second signal
-    # landing while the worker closes its trial as interrupted would leave the trial RUNNING
-    # and its run open: the first one counts, the command kills a worker that does not stop.
-    install_handlers(once=True)
     try:
+        # Ctrl-C in a terminal reaches the whole process group, and the command then forwards
+        # it to every worker too (a SIGTERM may have reached the command alone). A second
+        # signal landing while the worker closes its trial as interrupted would leave the
+        # trial RUNNING and its run open: the first one counts, the command kills a worker
+        # that does not stop. Signals were ignored until now (see _ignored_by_children): one
+        # the command sent meanwhile was lost, but the command said so first.
+        install_handlers(once=True)
+        if stopped.value:
+            raise Terminated() if stopped.value == signal.SIGTERM else KeyboardInterrupt()
         said.put(("ran", target(*args)))
     except RnnlabError as exc:  # the caller says it, once, as the command's one line
         said.put(("error", str(exc)))
@@ -98,41 +136,51 @@ def run_workers(target: Callable[..., int], args: list[tuple], names: list[str])
     reached only this process), which closes its trial as interrupted.
     """
     ctx = start_fork_server()
-    said = ctx.SimpleQueue()
-    procs = [ctx.Process(target=_process, name=name, args=(target, a, os.getcwd(),
-                                                           dict(os.environ), said))
-             for a, name in zip(args, names, strict=True)]
+    said, stopped = ctx.SimpleQueue(), ctx.Value("i", 0, lock=False)
+    procs = [ctx.Process(target=_process, name=name, args=(
+        target, a, os.getcwd(), dict(os.environ), said, stopped))
+        for a, name in zip(args, names, strict=True)]
     interrupted: KeyboardInterrupt | None = None
+    killed: list[int] = []
     try:
-        for p in procs:
-            p.start()
+        with uninterrupted():  # every worker started has its pid here, to be signalled
+            for p in procs:
+                p.start()
         for p in procs:
             p.join()
     except KeyboardInterrupt as exc:
         interrupted = exc
         sig = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
-        for p in procs:
+        stopped.value = sig  # first: a worker that has not installed its handlers yet
+        for p in procs:      # ignores the signal, and then finds this
             if p.is_alive():
                 os.kill(p.pid, sig)
-        _join_all(procs)
+        killed = _join_all(procs)
     messages = []
     while not said.empty():
         messages.append(said.get())
     return Exits([p.exitcode for p in procs], [m for kind, m in messages if kind == "error"],
-                 sum(m for kind, m in messages if kind == "ran"), interrupted)
+                 sum(m for kind, m in messages if kind == "ran"), interrupted, killed)
 
 
-def _join_all(procs, grace_s: float = 60.0) -> None:
+def _join_all(procs, grace_s: float = 60.0) -> list[int]:
     """Wait for interrupted workers to close their trials (they need a moment to mark them
-    interrupted). A worker still alive after ``grace_s``, or a second Ctrl-C, is killed: its
-    trial is then reaped by the heartbeat check of the next run."""
+    interrupted). A worker still alive after ``grace_s``, or a second Ctrl-C, is killed.
+
+    Returns:
+        The pids of the workers killed: the caller closes what they left open.
+    """
     deadline = time.monotonic() + grace_s
     try:
         for p in procs:
             p.join(max(0.0, deadline - time.monotonic()))
     except KeyboardInterrupt:
         pass
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            p.join()
+    killed = []
+    with uninterrupted():
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+                killed.append(p.pid)
+    return killed

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from rnnlab.core.spec import flatten
 from rnnlab.core.study_spec import StudySpec
 from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.interrupts import whole
 from rnnlab.study.locks import study_lock
 from rnnlab.study.spec_change import check_resume
 from rnnlab.study.storage import (
@@ -66,15 +67,22 @@ def open_study(spec: StudySpec, storage: str, tracker: Tracker, *,
         if study.user_attrs.get(ATTR_SPEC) != (as_json := spec.model_dump(mode="json")):
             study.set_user_attr(ATTR_SPEC, as_json)
         if ATTR_PARENT not in study.user_attrs:
-            run_id = tracker.start_run(s.name, s.name, tags={
-                "rnnlab.kind": "study", "rnnlab.study": s.name,
-                "rnnlab.storage": mask_url(storage)},
-                extra_params={f"study.{k}": v for k, v in flatten(s).items()} | {
-                    f"search.{k}": v.model_dump(exclude_none=True) for k, v in spec.search.items()})
-            tracker.flush(run_id)  # its params are in the store before any worker reads them
-            study.set_user_attr(ATTR_PARENT, run_id)
-            study.set_user_attr(ATTR_EXPERIMENT, s.name)
+            _start_parent(study, spec, storage, tracker)
     return study
+
+
+@whole
+def _start_parent(study: optuna.Study, spec: StudySpec, storage: str, tracker: Tracker) -> None:
+    """Create the study's MLflow run and keep its id on the study, as one step: a run created
+    is a run the study knows of."""
+    s = spec.study
+    run_id = tracker.start_run(s.name, s.name, tags={
+        "rnnlab.kind": "study", "rnnlab.study": s.name, "rnnlab.storage": mask_url(storage)},
+        extra_params={f"study.{k}": v for k, v in flatten(s).items()} | {
+            f"search.{k}": v.model_dump(exclude_none=True) for k, v in spec.search.items()})
+    tracker.flush(run_id)  # its params are in the store before any worker reads them
+    study.set_user_attr(ATTR_PARENT, run_id)
+    study.set_user_attr(ATTR_EXPERIMENT, s.name)
 
 
 def finished_count(study: optuna.Study) -> int:

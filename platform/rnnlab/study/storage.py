@@ -112,9 +112,15 @@ def open_storage(url: str = DEFAULT_STORAGE) -> BaseStorage:
 
 @functools.lru_cache(maxsize=8)
 def _open(url: str) -> BaseStorage:
-    if not is_rdb(url):
-        return _journal_storage(Path(url).expanduser())
-    return open_rdb(url)
+    storage = open_rdb(url) if is_rdb(url) else _journal_storage(Path(url).expanduser())
+    for name in _WRITES:  # an interrupt waits for a write to end (rnnlab.interrupts)
+        setattr(storage, name, whole(getattr(storage, name)))
+    return storage
+
+
+_WRITES = ("create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+           "create_new_trial", "set_trial_param", "set_trial_state_values",
+           "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr")
 
 
 def _journal_storage(path: Path) -> JournalStorage:

@@ -15,12 +15,15 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import optuna
+
 from rnnlab.core import data
 from rnnlab.core.study_spec import StudySpec
+from rnnlab.study.claims import close_killed
 from rnnlab.study.launch import run_workers, start_fork_server
 from rnnlab.study.parent import open_study, reopen_parent, reserve_indices, settle_parent
 from rnnlab.study.status import StudyStatus, study_status
-from rnnlab.study.storage import DEFAULT_STORAGE
+from rnnlab.study.storage import ATTR_PARENT, DEFAULT_STORAGE, load_study, study_names
 from rnnlab.study.worker import work, work_process
 from rnnlab.tracking.tracker import Tracker
 from rnnlab.train import auto_gpus
@@ -95,27 +98,55 @@ def sweep(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int | Non
         start_fork_server()  # its imports overlap with opening the study here
     check_data(spec)
     tracker = Tracker()  # fails fast on an unreachable tracking server, before the study exists
-    study = open_study(spec, storage, tracker, allow_spec_change=allow_spec_change)
-    first = reserve_indices(storage, study, n)
-    devices = [device] * n if device else worker_devices(spec, n, per_gpu)
-    with _polling(storage, spec.study.name, on_progress, poll_s):
-        if n == 1:  # work() opens and settles the study's run itself
-            ran = work(spec, storage, index=first, device=devices[0],
-                       allow_spec_change=allow_spec_change)
-        else:
-            reopen_parent(study, tracker)
-            threads = max(1, (os.cpu_count() or 1) // n)  # CPU threads divided between them
-            exits = run_workers(work_process, [
-                (spec.model_dump(mode="json"), storage, first + i, d, threads, allow_spec_change)
-                for i, d in enumerate(devices)], [f"rnnlab-worker-{first + i}" for i in range(n)])
-            settle_parent(study, tracker,
-                          interrupted=exits.interrupted is not None or bool(exits.errors))
-            exits.raise_for_exits()
-            ran = exits.trials_run
+    try:
+        study = open_study(spec, storage, tracker, allow_spec_change=allow_spec_change)
+        first = reserve_indices(storage, study, n)
+        devices = [device] * n if device else worker_devices(spec, n, per_gpu)
+        with _polling(storage, spec.study.name, on_progress, poll_s):
+            if n == 1:  # work() opens and settles the study's run itself
+                ran = work(spec, storage, index=first, device=devices[0],
+                           allow_spec_change=allow_spec_change)
+            else:
+                ran = _processes(spec, storage, study, tracker, first, devices,
+                                 allow_spec_change)
+    except KeyboardInterrupt:  # at any moment: the study's run is not left RUNNING
+        _settle_interrupted(storage, spec.study.name, tracker)
+        raise
     final = SweepResult(**vars(study_status(storage, spec.study.name)[0]), trials_run=ran)
     if on_progress:
         on_progress(final)
     return final
+
+
+def _settle_interrupted(storage: str, name: str, tracker: Tracker) -> None:
+    """Settle the study's run, if the study and its run exist by now."""
+    if name in study_names(storage):
+        study = load_study(storage, name)
+        if ATTR_PARENT in study.user_attrs:
+            settle_parent(study, tracker, interrupted=True)
+
+
+def _processes(spec: StudySpec, storage: str, study: optuna.Study, tracker: Tracker,
+               first: int, devices: list[str | None], allow_spec_change: bool) -> int:
+    """Run one worker process per device and return the trials they ran. However they end,
+    the trials of workers killed on a second Ctrl-C are closed as interrupted, and the study's
+    run is settled (KILLED when interrupted, unless the budget is used)."""
+    threads = max(1, (os.cpu_count() or 1) // len(devices))  # CPU threads divided between them
+    exits = None
+    try:
+        reopen_parent(study, tracker)
+        exits = run_workers(work_process, [
+            (spec.model_dump(mode="json"), storage, first + i, d, threads, allow_spec_change)
+            for i, d in enumerate(devices)],
+            [f"rnnlab-worker-{first + i}" for i in range(len(devices))])
+    finally:
+        if exits is not None and exits.killed:
+            close_killed(study, tracker, exits.killed, exits.interrupted or KeyboardInterrupt(),
+                         spec.study.max_retries)
+        settle_parent(study, tracker, interrupted=exits is None or exits.interrupted is not None
+                      or bool(exits.errors))
+    exits.raise_for_exits()
+    return exits.trials_run
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from rnnlab.core.data import SplitsCache
 from rnnlab.core.spec import flatten
 from rnnlab.core.study_spec import StudySpec
 from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.interrupts import uninterrupted, whole
 from rnnlab.study.claims import Heartbeat, claim, fail_trial, interrupted
 from rnnlab.study.parent import budget_used, open_study, settle_parent
 from rnnlab.study.parts import make_pruner, make_sampler, sample_config
@@ -101,7 +102,7 @@ class Worker:
                                  result.stop_reason or "no finite metric value")
         except KeyboardInterrupt as exc:  # after the tell, fail_trial changes nothing
             fail_trial(self.study, self.tracker, trial, interrupted(exc), "KILLED",
-                       s.max_retries)
+                       s.max_retries, run_id=state["run_id"])
             raise
         except Exception as exc:  # noqa: BLE001 - one trial's failure must not stop the sweep
             # (a user error does: every trial would fail the same way)
@@ -117,15 +118,15 @@ class Worker:
     def _fit_trial(self, trial: optuna.Trial, state: dict[str, Any]):
         spec, s = self.spec, self.spec.study
         config, sampled = sample_config(trial, spec, device=self.device)
-        run_id = self.tracker.start_run(
-            s.name, f"trial-{trial.number}", config=config,
-            parent_run_id=self.study.user_attrs[ATTR_PARENT],
-            extra_params={"rnnlab.sampled_keys": ",".join(sampled)},
-            tags={"rnnlab.kind": "trial", "rnnlab.study": s.name,
-                  "rnnlab.trial_number": str(trial.number),
-                  "rnnlab.storage": mask_url(self.storage)})
-        state["run_id"] = run_id
-        trial.set_user_attr(TRIAL_RUN_ID, run_id)
+        with uninterrupted():  # a run created is a run its trial knows of
+            run_id = state["run_id"] = self.tracker.start_run(
+                s.name, f"trial-{trial.number}", config=config,
+                parent_run_id=self.study.user_attrs[ATTR_PARENT],
+                extra_params={"rnnlab.sampled_keys": ",".join(sampled)},
+                tags={"rnnlab.kind": "trial", "rnnlab.study": s.name,
+                      "rnnlab.trial_number": str(trial.number),
+                      "rnnlab.storage": mask_url(self.storage)})
+            trial.set_user_attr(TRIAL_RUN_ID, run_id)
         trial.set_user_attr(TRIAL_CONFIG, flatten(config))
         resume = self._resume_point(trial, run_id)
         if resume is not None:  # replay the curve so far: one continuous curve in both stores
@@ -144,15 +145,16 @@ class Worker:
         source = trial.user_attrs.get(TRIAL_RESUME_RUN)
         if not source:
             return None
-        ckpt = self.tracker.load_checkpoint(source)
+        ckpt = self.tracker.load_checkpoint(source)  # the newest that reads
         if ckpt is not None:
             trial.set_user_attr(TRIAL_RESUMED_FROM, ckpt.epoch)
             self.tracker.log_checkpoint(run_id, ckpt)  # the next retry needs one hop only
         return ckpt
 
+    @whole
     def _finish(self, trial, run_id, result, state, value, reason) -> None:
         """Close the trial's run with its outcome, then tell the study (a run is never left
-        RUNNING behind a finished trial)."""
+        RUNNING behind a finished trial; an interrupt waits for both)."""
         if reason:
             trial.set_user_attr(TRIAL_REASON, reason)
         tags = {"rnnlab.trial_state": state.name}
@@ -210,8 +212,8 @@ def work(spec: StudySpec, storage: str, *, index: int = 0, device: str | None = 
     """
     deadline = time.time() + spec.study.timeout if spec.study.timeout else None
     worker = Worker(spec, storage, index, device, threads, allow_spec_change)
-    worker.tracker.mark_running(worker.study.user_attrs[ATTR_PARENT])
     try:
+        worker.tracker.mark_running(worker.study.user_attrs[ATTR_PARENT])
         done = worker.run(deadline)
     except (KeyboardInterrupt, RnnlabError):
         settle_parent(worker.study, worker.tracker, interrupted=True)
