@@ -9,9 +9,14 @@ prunes from the first epoch.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -67,6 +72,41 @@ def build_study(folder: Path, raw: dict) -> TinyStudy:
         mp.setenv("MLFLOW_TRACKING_URI", study.uri)
         work(load_study_spec(folder / "spec.yaml"), study.storage)
     return study
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections while this lasts: bound, never listening, so no
+    other process can start serving on it meanwhile."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def serve_on_a_free_port(start: Callable[[int], subprocess.Popen],
+                         ready: Callable[[subprocess.Popen, int], Any],
+                         attempts: int = 3) -> tuple[subprocess.Popen, int, Any]:
+    """Start a server process on a port free when chosen, and again on another if the process
+    exits before it is up: it binds the port itself, and another process may take it first.
+
+    Args:
+        start: starts the server on a port.
+        ready: waits until the server is up and returns what it found (truthy), or returns
+            None once the process has exited; fails the test itself if it waits too long.
+
+    Returns:
+        The server process, its port, and what ``ready`` found.
+    """
+    for _ in range(attempts):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        proc = start(port)
+        if found := ready(proc, port):
+            return proc, port, found
+        assert proc.poll() is not None, "ready() gave up on a server that is still running"
+    pytest.fail(f"the server exited {attempts} times before it was up (last exit code "
+                f"{proc.returncode})")
 
 
 def chromium_path() -> str:

@@ -7,15 +7,15 @@ Each case copies the tiny study's journal and MLflow store into the test's folde
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import json
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
-import urllib.request
+import threading
 from pathlib import Path
 
 import pytest
@@ -220,31 +220,26 @@ def test_an_empty_postgres_database_holds_no_study_and_gets_no_tables(databases,
 
 # --- a tracking URI that answers, but not as MLflow ------------------------------------------
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # no request lines in the test's output
+        pass
+
+
 @pytest.fixture(scope="module")
 def web_server(tmp_path_factory):
-    """A plain ``python -m http.server`` on 127.0.0.1 (a web server, not MLflow)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    """A plain web server (the standard library's, as ``python -m http.server`` runs it), not
+    MLflow, on 127.0.0.1. It binds port 0 itself and says which port it got: a port chosen
+    first and bound later may be taken in between."""
     folder = tmp_path_factory.mktemp("www")
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
-                             "127.0.0.1", "--directory", str(folder)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail(f"http.server did not start on {url}")
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            thread.join()
 
 
 @pytest.mark.parametrize("argv", NEEDS_MLFLOW, ids=[c[0] for c in NEEDS_MLFLOW])

@@ -9,11 +9,13 @@ finished run, curve and config artifact on the server, and nothing is left runni
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import refused_port, serve_on_a_free_port
 
 N_TRIALS = 6
 EPOCHS = 2
@@ -28,46 +31,53 @@ EPOCHS = 2
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+START_S = 240  # a cold mlflow server imports and checks its store; slow on a busy machine
 
 
 @pytest.fixture
 def mlflow_server(databases, tmp_path):
     """A real tracking server with a PostgreSQL backend store, serving artifacts itself."""
-    port, artifacts = _free_port(), tmp_path / "served-artifacts"
-    log = open(tmp_path / "mlflow-server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", databases[1], "--serve-artifacts",
-         "--artifacts-destination", str(artifacts), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
-        # no GenAI job runners: they are a handful of extra processes rnnlab never uses
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
+    artifacts, log = tmp_path / "served-artifacts", tmp_path / "mlflow-server.log"
+
+    def start(port: int) -> subprocess.Popen:
+        with open(log, "w") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+                 str(port), "--backend-store-uri", databases[1], "--serve-artifacts",
+                 "--artifacts-destination", str(artifacts), "--workers", "1"],
+                stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
+                # no GenAI job runners: they are a handful of extra processes rnnlab never uses
+                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+
+    def ready(proc: subprocess.Popen, port: int) -> bool | None:
+        deadline = time.monotonic() + START_S
+        while proc.poll() is None:
             try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                return True
             except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    log.flush()
-                    pytest.fail("mlflow server did not start:\n"
-                                + (tmp_path / "mlflow-server.log").read_text()[-3000:])
+                if time.monotonic() > deadline:
+                    _stop(proc)
+                    pytest.fail(f"mlflow server did not start:\n{log.read_text()[-3000:]}")
                 time.sleep(0.3)
-        yield uri, artifacts
+        if "already in use" not in log.read_text():  # else: taken before it bound; another
+            pytest.fail(f"mlflow server exited:\n{log.read_text()[-3000:]}")
+        return None
+
+    proc, port, _ = serve_on_a_free_port(start, ready)
+    try:
+        yield f"http://127.0.0.1:{port}", artifacts
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server's own worker processes are in its group
-        try:
-            proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)  # the server's own worker processes are in its group
+    try:
+        proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _spec(tmp_path: Path, name: str) -> Path:
@@ -137,21 +147,48 @@ def test_workers_share_a_study_through_postgres_and_an_mlflow_server(
     assert client.get_run(parent).info.status == "FINISHED"
 
 
-def test_unreachable_tracking_server_fails_fast_in_one_line(tmp_path, monkeypatch):
+def _worker_on(uri: str, tmp_path: Path, monkeypatch):
     from typer.testing import CliRunner
 
     from rnnlab.cli.app import app
 
-    storage = tmp_path / "s.journal"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")
-    started = time.time()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     result = CliRunner().invoke(app, ["worker", str(_spec(tmp_path, "unreachable")),
-                                      "--storage", str(storage)])
+                                      "--storage", str(tmp_path / "s.journal")])
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "not reachable" in lines[0] and "MLFLOW_TRACKING_URI" in lines[0]
-    assert time.time() - started < 15, "MLflow's HTTP retries must not be waited out"
-    assert not storage.exists(), "the study must not be created when tracking is down"
+    assert not (tmp_path / "s.journal").exists(), "no study when tracking is down"
+
+
+def test_unreachable_tracking_server_fails_in_one_line(tmp_path, monkeypatch):
+    with refused_port() as port:  # nothing serves there
+        _worker_on(f"http://127.0.0.1:{port}", tmp_path, monkeypatch)
+
+
+def test_a_tracking_server_that_drops_connections_is_asked_once(tmp_path, monkeypatch):
+    """MLflow's HTTP retries (minutes of backoff) are not waited out: one attempt, counted."""
+    accepted, stop = [], threading.Event()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.1)
+
+        def drop() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    conn, _ = server.accept()
+                    accepted.append(1)
+                    conn.close()
+
+        thread = threading.Thread(target=drop, daemon=True)
+        thread.start()
+        try:
+            _worker_on(f"http://127.0.0.1:{server.getsockname()[1]}", tmp_path, monkeypatch)
+        finally:
+            stop.set()
+            thread.join()
+    assert len(accepted) == 1
 
 
 def test_worker_workers_n_runs_local_processes_with_their_own_seeds(tmp_path, mlflow_db):

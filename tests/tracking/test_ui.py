@@ -13,6 +13,7 @@ import urllib.parse
 
 import pytest
 from mlflow.tracking import MlflowClient
+from support import refused_port, serve_on_a_free_port
 from typer.testing import CliRunner
 
 from rnnlab.cli.app import app
@@ -20,12 +21,6 @@ from rnnlab.study.storage import load_study
 from rnnlab.tracking.ui import runs_path
 
 START_S = 240  # a cold mlflow server imports and checks its store; slow on a busy machine
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_runs_path_lands_on_the_runs_table_filtered_to_the_study():
@@ -37,29 +32,42 @@ def test_runs_path_lands_on_the_runs_table_filtered_to_the_study():
                  "orderByKey": "metrics.`val_loss`", "orderByAsc": "true"}
 
 
-def read_line(proc: subprocess.Popen, pattern: str, deadline: float) -> re.Match:
-    """Lines of the process's stdout until one matches (the process prints as it goes)."""
+def read_line(proc: subprocess.Popen, pattern: str, deadline: float) -> re.Match | None:
+    """Lines of the process's stdout until one matches (the process prints as it goes); None
+    once it has exited without printing one."""
     seen = []
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
-            break
+            proc.wait(timeout=60)
+            return None
         seen.append(line)
         if found := re.search(pattern, line):
             return found
-    pytest.fail(f"no line matching {pattern!r}; stdout so far: {seen}; "
-                f"exit {proc.poll()}")
+    pytest.fail(f"no line matching {pattern!r} within the deadline; stdout so far: {seen}")
 
 
 def test_ui_shows_the_studys_trials_in_chromium(study, browser, tmp_path):  # noqa: F811
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rnnlab", "ui", "--port", str(port), "--storage", study.storage,
-         "--study", study.name], cwd=study.folder, env=study.env(), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
+    errors = tmp_path / "ui.stderr"
+
+    def start(port: int) -> subprocess.Popen:
+        with open(errors, "w") as err:
+            return subprocess.Popen(
+                [sys.executable, "-m", "rnnlab", "ui", "--port", str(port), "--storage",
+                 study.storage, "--study", study.name], cwd=study.folder, env=study.env(),
+                text=True, stdout=subprocess.PIPE, stderr=err)
+
+    def ready(proc: subprocess.Popen, port: int) -> re.Match | None:
         found = read_line(proc, rf"study {study.name} trials: (http://\S+)",
                           time.monotonic() + START_S)
+        said = errors.read_text()  # the port taken first: "port N ... is in use", or the
+        # server it started could not bind it ("mlflow server exited ..."): try another
+        if found is None and f"port {port} " not in said and "mlflow server exited" not in said:
+            pytest.fail(f"rnnlab ui exited with code {proc.returncode}: {said}")
+        return found
+
+    proc, port, found = serve_on_a_free_port(start, ready)
+    try:
         url = found.group(1)
         assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/")
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -107,8 +115,9 @@ def test_ui_unknown_study_and_busy_port_are_one_line_errors(study, monkeypatch, 
 
 
 def test_ui_on_a_tracking_server_that_is_down_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # none there
-    result = CliRunner().invoke(app, ["ui"])
+    with refused_port() as port:  # nothing serves there
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+        result = CliRunner().invoke(app, ["ui"])
     assert result.exit_code == 2, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "is not reachable" in lines[0], result.stderr
