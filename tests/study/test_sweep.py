@@ -7,22 +7,22 @@ import os
 import shutil
 import socket
 from pathlib import Path
+from typing import get_args
 
 import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from support import GOOD_LR, HOPELESS_LR, run_enqueued
 from typer.testing import CliRunner
 
 from rnnlab.cli.app import app
-from rnnlab.core.study_spec import load_study_spec
+from rnnlab.core.study_spec import PrunerConfig, load_study_spec
 from rnnlab.errors import RnnlabError
-from rnnlab.study.parent import open_study
 from rnnlab.study.status import study_status
 from rnnlab.study.storage import ATTR_PARENT, open_storage
 from rnnlab.study.sweep import sweep
-from rnnlab.study.worker import work
-from rnnlab.tracking.tracker import Tracker
+from rnnlab.study.worker import Worker, work
 
 TINY = {
     "data": {"source": "mnist-5k", "train_size": 200, "val_size": 100, "patch": 28},
@@ -121,41 +121,67 @@ def test_resume_adds_trials_to_the_same_study_and_parent_run(here):
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {first.parent_run_id}
 
 
-def test_pruning_prunes_a_hopeless_trial(here):
-    spec = load_study_spec(write_spec(
-        here / "s.yaml", "pruned", 3, search={"train.lr": {"choices": [1e-2, 1e-9]}},
-        pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 1}))
-    study = open_study(spec, "rnnlab.journal", Tracker())
-    for lr in (1e-2, 1e-2, 1e-9):  # two good trials first, so the median has a bar to clear
-        study.enqueue_trial({"train.lr": lr})
-    work(spec, "rnnlab.journal")
-    states = [t.state.name for t in study.get_trials()]
-    assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
-    pruned = study.get_trials()[2]
-    assert pruned.user_attrs["reason"].startswith(("pruned at epoch 1 ", "pruned at epoch 2 "))
-    assert max(pruned.intermediate_values) < 3  # never at the last of its 3 epochs
-    client, runs = child_runs("pruned")
-    run = next(r for r in runs if r.info.run_id == pruned.user_attrs["mlflow_run_id"])
+# Every pruner the spec accepts, set to judge a hopeless trial (HOPELESS_LR) against a good one
+# that finished before it, and the epoch it prunes that trial at (None: never). Hyperband with
+# reduction_factor 4 over 3 epochs has one bracket: with more, the two trials could be hashed
+# into different brackets, and a trial alone in its bracket is never pruned.
+PRUNERS = {
+    "none": ({"name": "none"}, optuna.pruners.NopPruner, None),
+    "median": ({"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+               optuna.pruners.MedianPruner, 1),
+    "percentile": ({"name": "percentile", "percentile": 90.0, "n_startup_trials": 1,
+                    "n_warmup_steps": 0}, optuna.pruners.PercentilePruner, 1),
+    "successive_halving": ({"name": "successive_halving", "min_resource": 1,
+                            "reduction_factor": 2}, optuna.pruners.SuccessiveHalvingPruner, 1),
+    "hyperband": ({"name": "hyperband", "min_resource": 1, "reduction_factor": 4},
+                  optuna.pruners.HyperbandPruner, 1),
+    # A signed-rank test of the epochs so far against the best trial's: two epochs all worse
+    # give p = 0.25, so it prunes at epoch 2 under a threshold of 0.3.
+    "wilcoxon": ({"name": "wilcoxon", "p_threshold": 0.3, "n_warmup_steps": 0},
+                 optuna.pruners.WilcoxonPruner, 2),
+}
+LR_CHOICES = {"train.lr": {"choices": [GOOD_LR, HOPELESS_LR]}}
+
+
+def test_the_pruners_tested_are_every_pruner_a_spec_accepts():
+    assert set(PRUNERS) == set(get_args(PrunerConfig.model_fields["name"].annotation))
+
+
+@pytest.mark.parametrize("kind", PRUNERS)
+def test_each_pruner_prunes_a_hopeless_trial_before_its_last_epoch(here, kind):
+    pruner, pruner_type, epoch = PRUNERS[kind]
+    spec = load_study_spec(write_spec(here / "s.yaml", kind, 2, search=LR_CHOICES,
+                                      pruner=pruner))
+    assert run_enqueued(spec, "rnnlab.journal", [{"train.lr": GOOD_LR},
+                                                 {"train.lr": HOPELESS_LR}]) == 2
+    study = Worker(spec, "rnnlab.journal").study  # as work() built it to run the trials
+    assert type(study.pruner) is pruner_type
+    status = study_status("rnnlab.journal", kind)[0]
+    assert status.finished == 2 and status.counts["FAIL"] == 0  # the budget, exactly
+    good, hopeless = study.get_trials()
+    assert good.state.name == "COMPLETE" and sorted(good.intermediate_values) == [1, 2, 3]
+    if epoch is None:
+        assert hopeless.state.name == "COMPLETE" and "reason" not in hopeless.user_attrs
+        return
+    assert hopeless.state.name == "PRUNED"
+    assert hopeless.user_attrs["reason"].startswith(f"pruned at epoch {epoch} ")
+    assert max(hopeless.intermediate_values) == epoch < 3  # never at the last of its 3 epochs
+    client, runs = child_runs(kind)
+    run = next(r for r in runs if r.info.run_id == hopeless.user_attrs["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.tags["rnnlab.pruned"] == "true"
 
 
-@pytest.mark.parametrize("pruner", [
-    {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
-    {"name": "percentile", "percentile": 90.0, "n_startup_trials": 1, "n_warmup_steps": 0},
-    {"name": "successive_halving", "min_resource": 1, "reduction_factor": 2},
-    {"name": "hyperband", "min_resource": 1, "reduction_factor": 2}])
-def test_a_trial_that_reached_its_last_epoch_completes_and_counts(here, pruner):
-    """A 1-epoch hopeless trial would be pruned at epoch 1 by each pruner, but its training is
-    paid for: it completes, with the value it reached."""
-    spec = load_study_spec(write_spec(
-        here / "s.yaml", "last", 3, search={"train.lr": {"choices": [1e-2, 1e-9]}},
-        pruner=pruner))
+@pytest.mark.parametrize("kind", [k for k, (_, _, epoch) in PRUNERS.items() if epoch == 1])
+def test_a_trial_that_reached_its_last_epoch_completes_and_counts(here, kind):
+    """A 1-epoch hopeless trial would be pruned at epoch 1 by each of these pruners (see the
+    test above), but its training is paid for: it completes, with the value it reached."""
+    spec = load_study_spec(write_spec(here / "s.yaml", "last", 3, search=LR_CHOICES,
+                                      pruner=PRUNERS[kind][0]))
     spec = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": 1})})
-    study = open_study(spec, "rnnlab.journal", Tracker())
-    for lr in (1e-2, 1e-2, 1e-9):
-        study.enqueue_trial({"train.lr": lr})
-    work(spec, "rnnlab.journal")
-    trials = study.get_trials()
+    run_enqueued(spec, "rnnlab.journal", [{"train.lr": lr}
+                                          for lr in (GOOD_LR, GOOD_LR, HOPELESS_LR)])
+    trials = optuna.load_study(study_name="last",
+                               storage=open_storage("rnnlab.journal")).get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     assert trials[2].value == trials[2].intermediate_values[1] < trials[0].value
     assert "reason" not in trials[2].user_attrs
@@ -165,11 +191,10 @@ def test_a_diverging_trial_is_pruned_with_its_reason_and_the_sweep_goes_on(here)
     spec = load_study_spec(write_spec(
         here / "s.yaml", "diverge", 2,
         search={"train.lr": {"choices": [1e38, 3e-3]}, "train.optimizer": {"choices": ["sgd"]}}))
-    study = open_study(spec, "rnnlab.journal", Tracker())
-    study.enqueue_trial({"train.lr": 1e38, "train.optimizer": "sgd"})
-    study.enqueue_trial({"train.lr": 3e-3, "train.optimizer": "sgd"})
-    work(spec, "rnnlab.journal")
-    first, second = study.get_trials()
+    run_enqueued(spec, "rnnlab.journal", [{"train.lr": 1e38, "train.optimizer": "sgd"},
+                                          {"train.lr": 3e-3, "train.optimizer": "sgd"}])
+    first, second = optuna.load_study(study_name="diverge",
+                                      storage=open_storage("rnnlab.journal")).get_trials()
     assert first.state.name == "PRUNED"
     assert "non-finite training loss at epoch 1" in first.user_attrs["reason"]
     assert second.state.name == "COMPLETE"
