@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import logging
+from typing import get_args
 
 import optuna
+import pytest
 import yaml
 
-from rnnlab.core.study_spec import load_study_spec
+from rnnlab.core.study_spec import SamplerConfig, load_study_spec
 from rnnlab.study.parts import make_sampler
-from rnnlab.study.storage import open_storage
-from rnnlab.study.worker import work
+from rnnlab.study.worker import Worker, work
 
 
-def spec_of(tmp_path, sampler, pruner=None, epochs=1):
-    raw = {"data": {"source": "mnist-5k", "train_size": 200, "val_size": 100, "patch": 28},
-           "train": {"epochs": epochs},
-           "study": {"name": "parts", "n_trials": 12, "sampler": sampler,
+def spec_of(tmp_path, sampler, pruner=None, epochs=1, n_trials=12, search=None):
+    raw = {"data": {"source": "mnist-5k", "train_size": 100, "val_size": 50, "patch": 28},
+           "model": {"hidden": 4},
+           "train": {"epochs": epochs, "threads": 1},
+           "study": {"name": "parts", "n_trials": n_trials, "sampler": sampler,
                      "pruner": pruner or {"name": "none"}},
-           "search": {"model.cell": {"choices": ["rnn", "lstm", "gru"]},
-                      "train.seed": {"choices": [0, 1, 2, 3]}}}
+           "search": search or {"model.cell": {"choices": ["rnn", "lstm", "gru"]},
+                                "train.seed": {"choices": [0, 1, 2, 3]}}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
     return load_study_spec(tmp_path / "s.yaml")
 
@@ -43,17 +45,46 @@ def test_grid_workers_with_their_own_seed_offsets_cover_every_point_once(tmp_pat
     assert sorted(seen) == sorted((c, s) for c in ("rnn", "lstm", "gru") for s in range(4))
 
 
-def test_a_grid_study_runs_to_its_last_point_without_a_failure(tmp_path, mlflow_db, caplog,
-                                                               monkeypatch):
-    """Optuna's grid sampler stops the study after its last point, which raises when trials
-    are asked and told (as workers do): the last trial was logged as failed."""
-    monkeypatch.chdir(tmp_path)
-    spec = spec_of(tmp_path, {"name": "grid", "seed": 0})
-    spec = spec.model_copy(update={"search": {"model.cell": spec.search["model.cell"]}})
-    spec = spec.model_copy(update={"study": spec.study.model_copy(update={"n_trials": 3})})
+# Every sampler the spec accepts, with the Optuna class it must be, what it searches (CMA-ES
+# models two or more continuous keys; a grid needs choices or steps) and the trials it runs. The
+# model-based ones model from the second trial on (n_startup_trials 1), so their models fit.
+CONTINUOUS = {"model.cell": {"choices": ["rnn", "gru"]},
+              "train.lr": {"low": 1e-3, "high": 3e-2, "log": True},
+              "train.l2": {"low": 1e-6, "high": 1e-3, "log": True}}
+GRID = {"model.cell": {"choices": ["rnn", "gru"]},
+        "train.lr": {"low": 0.005, "high": 0.01, "step": 0.005}}
+SAMPLERS = {
+    "tpe": ({"name": "tpe", "n_startup_trials": 1}, optuna.samplers.TPESampler, CONTINUOUS, 3),
+    "random": ({"name": "random"}, optuna.samplers.RandomSampler, CONTINUOUS, 3),
+    "gp": ({"name": "gp", "n_startup_trials": 1}, optuna.samplers.GPSampler, CONTINUOUS, 3),
+    "cmaes": ({"name": "cmaes"}, optuna.samplers.CmaEsSampler, CONTINUOUS, 3),
+    # Every point once. Optuna's own grid sampler stops the study after its last point, which
+    # raises when trials are asked and told (as workers do): the last trial was logged failed.
+    "grid": ({"name": "grid"}, optuna.samplers.GridSampler, GRID, 4),
+}
+
+
+def test_the_samplers_tested_are_every_sampler_a_spec_accepts():
+    assert set(SAMPLERS) == set(get_args(SamplerConfig.model_fields["name"].annotation))
+
+
+@pytest.mark.parametrize("kind", SAMPLERS)
+def test_each_sampler_runs_a_study_to_its_budget(tmp_path, mlflow_db, caplog, kind):
+    sampler, sampler_type, search, n = SAMPLERS[kind]
+    spec = spec_of(tmp_path, {**sampler, "seed": 3}, epochs=2, n_trials=n, search=search)
     with caplog.at_level(logging.WARNING):
-        assert work(spec, "rnnlab.journal") == 3
-    study = optuna.load_study(study_name="parts", storage=open_storage("rnnlab.journal"))
-    assert sorted(t.params["model.cell"] for t in study.trials) == ["gru", "lstm", "rnn"]
-    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+        assert work(spec, "rnnlab.journal") == n
     assert not [r for r in caplog.records if "failed" in r.getMessage()]
+    study = Worker(spec, "rnnlab.journal").study  # as work() built it to run the trials
+    assert isinstance(study.sampler, sampler_type)
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * n  # the budget, none failed
+    for t in trials:
+        assert set(t.params) == set(search)
+        assert all(t.distributions[k]._contains(t.distributions[k].to_internal_repr(v))
+                   for k, v in t.params.items())
+    if kind == "grid":
+        assert sorted((t.params["model.cell"], t.params["train.lr"]) for t in trials) == [
+            (c, lr) for c in ("gru", "rnn") for lr in (0.005, 0.01)]
+    if kind == "cmaes":  # its search state, stored with the trials it drew from its model
+        assert any(k.startswith("cma:") for t in trials[1:] for k in t.system_attrs)
