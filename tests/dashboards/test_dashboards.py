@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 
 import optuna
 import pytest
-from support import open_html
+from support import GOOD_LR, HOPELESS_LR, build_study, open_html
 from typer.testing import CliRunner
 
 from rnnlab.cli.app import app
 from rnnlab.dashboards import curves, params, style, write
 from rnnlab.dashboards import page as pages
 from rnnlab.errors import RnnlabError
+from rnnlab.study.results import study_frames
 
 
 def test_learning_curves_info_has_every_trial_with_its_cell_and_state(frames, trials):
@@ -28,13 +30,27 @@ def test_learning_curves_info_has_every_trial_with_its_cell_and_state(frames, tr
         assert len(c.val_loss) == len(c.epochs)
 
 
-def test_learning_curves_plot_styles_states_and_keeps_the_reference(frames):
-    fig = curves.plot_learning_curves(frames)
+@pytest.fixture(scope="module")
+def pruned_frames(tmp_path_factory, _mlflow_template):
+    """The frames of a study whose second trial is surely pruned, at its first epoch of two: a
+    learning rate that never moves the weights, after one that does (median pruner)."""
+    folder = tmp_path_factory.mktemp("pruned")
+    shutil.copy(_mlflow_template, folder / "mlflow.db")
+    raw = {"data": {"source": "mnist-5k", "train_size": 100, "val_size": 50, "patch": 28},
+           "model": {"hidden": 4}, "train": {"epochs": 2, "threads": 1},
+           "study": {"name": "pruned", "n_trials": 2, "pruner": {
+               "name": "median", "n_startup_trials": 1, "n_warmup_steps": 0}},
+           "search": {"train.lr": {"choices": [GOOD_LR, HOPELESS_LR]}}}
+    study = build_study(folder, raw, [{"train.lr": GOOD_LR}, {"train.lr": HOPELESS_LR}])
+    return study_frames(study.storage, study.name, tracking_uri=study.uri)
+
+
+def test_learning_curves_plot_styles_states_and_keeps_the_reference(pruned_frames):
+    assert list(pruned_frames.trials["state"]) == ["COMPLETE", "PRUNED"]
+    fig = curves.plot_learning_curves(pruned_frames)
     dashes = {t.name.split(" (")[1].split(",")[0]: t.line.dash for t in fig.data
               if t.legendgroup != "tutorial"}
-    assert dashes.get("complete") == "solid"
-    if "pruned" in dashes:
-        assert dashes["pruned"] == "dash"
+    assert dashes == {"complete": "solid", "pruned": "dash"}
     reference = [t for t in fig.data if t.legendgroup == "tutorial"]
     assert len(reference) == 1 and tuple(reference[0].y) == style.TUTORIAL_VAL_ACC
 
