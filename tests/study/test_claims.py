@@ -1,0 +1,82 @@
+"""Claims and failures of trials (:mod:`rnnlab.study.claims`) on a real study: a trial that keeps
+losing its worker is retried at most ``study.max_retries`` times, and the study still ends with
+its budget of finished trials."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from rnnlab.core.study_spec import load_study_spec
+from rnnlab.study.claims import claim, fail_trial, interrupted, reap_stale
+from rnnlab.study.parent import open_study
+from rnnlab.study.parts import sample_config
+from rnnlab.study.status import study_status
+from rnnlab.study.storage import (
+    TRIAL_REASON,
+    TRIAL_RETRIES,
+    TRIAL_RETRY_OF,
+    last_heartbeat,
+    load_study,
+)
+from rnnlab.study.worker import work
+from rnnlab.tracking.tracker import Tracker
+
+STORAGE, MAX_RETRIES = "rnnlab.journal", 2
+
+
+def _spec(tmp_path):
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({
+        "data": {"source": "mnist-5k", "train_size": 100, "val_size": 50, "patch": 28},
+        "model": {"hidden": 4},
+        "train": {"epochs": 1, "threads": 1},
+        "study": {"name": "dying", "n_trials": 1, "max_retries": MAX_RETRIES,
+                  "heartbeat_interval": 0.05, "grace_period": 0.2,
+                  "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"}},
+        "search": {"model.cell": {"choices": ["rnn", "gru"]},
+                   "train.lr": {"low": 1e-3, "high": 1e-2, "log": True}},
+    }))
+    return load_study_spec(tmp_path / "s.yaml")
+
+
+def _silent_past_grace(study, number: int, grace: float) -> None:
+    """Wait until the trial's last heartbeat is older than the grace period (nothing stamps it:
+    its worker is gone)."""
+    beat = last_heartbeat(study.get_trials(deepcopy=False)[number])
+    time.sleep(max(0.0, beat + grace - time.time()) + 0.05)
+
+
+@pytest.mark.parametrize("how", ["worker lost", "interrupted"])
+def test_a_trial_that_keeps_dying_is_retried_max_retries_times_then_not_again(tmp_path,
+                                                                               mlflow_db, how):
+    spec = _spec(tmp_path)
+    tracker = Tracker()
+    study = open_study(spec, STORAGE, tracker)
+    for attempt in range(MAX_RETRIES + 1):
+        trial = claim(study, STORAGE, spec, tracker)  # the retry enqueued by the last failure
+        assert trial is not None and trial.number == attempt
+        sample_config(trial, spec)  # as the worker does first; then it dies, before the tell
+        if how == "worker lost":  # SIGKILLed: any worker's next claim reaps it, this one too
+            _silent_past_grace(study, trial.number, spec.study.grace_period)
+            assert reap_stale(study, tracker, spec) == 1
+        else:  # Ctrl-C or SIGTERM, as the worker closes its trial
+            assert fail_trial(study, tracker, trial, interrupted(KeyboardInterrupt()), "KILLED",
+                              spec.study.max_retries)
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        assert len(waiting) == (attempt < MAX_RETRIES)  # a retry, until the cap
+
+    assert work(spec, STORAGE) == 1  # the budget counts finished trials: one more, a new one
+    *failed, done = load_study(STORAGE, "dying").get_trials()
+    assert [t.state.name for t in failed] == ["FAIL"] * (MAX_RETRIES + 1)
+    reason = "worker lost: no heartbeat for " if how == "worker lost" else "interrupted (Ctrl-C)"
+    assert all(t.user_attrs[TRIAL_REASON].startswith(reason) for t in failed)
+    for i, t in enumerate(failed):  # one chain of retries of the same point
+        assert t.params == failed[0].params and set(t.params) == set(spec.search)
+        assert t.user_attrs.get(TRIAL_RETRIES, 0) == i
+        assert t.user_attrs.get(TRIAL_RETRY_OF) == (i - 1 if i else None)
+    assert done.state.name == "COMPLETE" and TRIAL_RETRY_OF not in done.user_attrs
+    status = study_status(STORAGE, "dying")[0]
+    assert (status.finished, status.counts["FAIL"], status.counts["WAITING"]) == (1, 3, 0)
