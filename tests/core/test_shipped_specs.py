@@ -1,14 +1,17 @@
-"""Every spec shipped in studies/ loads and validates as it is."""
+"""Every spec shipped in studies/ loads and validates as it is, down to what a worker builds
+from it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
 from rnnlab.core.spec import load_config
 from rnnlab.core.study_spec import load_study_spec
+from rnnlab.study.parts import make_pruner, make_sampler, sample_config
 
 STUDIES = sorted((Path(__file__).resolve().parents[2] / "studies").glob("*.yaml"))
 
@@ -24,6 +27,16 @@ def test_a_shipped_spec_loads(path):
         spec = load_study_spec(path)
         assert spec.study.name == path.stem.replace("_", "-") or spec.study.name == path.stem
         assert spec.search or spec.study.n_trials == 1
+        # What a worker builds from it: its sampler and pruner, and trial configs drawn from
+        # its search space, each validated as a run config (sample_config raises if not).
+        study = optuna.create_study(direction=spec.study.direction, sampler=make_sampler(spec),
+                                    pruner=make_pruner(spec))
+        for _ in range(min(3, spec.study.n_trials)):
+            trial = study.ask()
+            config, keys = sample_config(trial, spec)
+            assert keys == list(spec.search) and set(trial.params) == set(spec.search)
+            assert config.train.epochs >= 1
+            study.tell(trial, 0.5)
     else:
         assert load_config(path).train.epochs >= 1
 
