@@ -2,10 +2,10 @@
 of a command that the interrupt tests start with this folder on PYTHONPATH, the fork server and
 its workers included.
 
-``RNNLAB_TEST_FIRE=POINT:HOW`` names where and how; ``RNNLAB_TEST_MARKER`` a file that only the
-first process to reach the point creates, so the signal is sent exactly once (its content: the
-pid of that process). The command runs in a session of its own, so its main process leads the
-process group.
+``RNNLAB_TEST_FIRE=POINT:HOW[,POINT:HOW]`` names where and how; ``RNNLAB_TEST_MARKER`` a path
+prefix: only the first process to reach a point creates ``PREFIX-POINT``, so the signal is sent
+exactly once (the file holds the pid of that process). The command runs in a session of its
+own, so its main process leads the process group.
 
 POINT: ``start`` (the command starts its second worker process), ``ask`` (a worker asks for a
 trial), ``report`` (a trial reports epoch 2), ``train`` (the first backward pass after epoch 2's
@@ -28,72 +28,75 @@ if FIRE:
     import subprocess
     import time
 
-    POINT, HOW = FIRE.split(":")
     MARKER = os.environ["RNNLAB_TEST_MARKER"]
 
-    def fire() -> None:
+    def fire(point: str, how: str) -> None:
         try:
-            fd = os.open(MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            fd = os.open(f"{MARKER}-{point}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             return
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
         leader = os.getpgrp()
-        if HOW == "hang":
+        if how == "hang":
             while True:
                 time.sleep(60)
-        if HOW == "double":  # the second from outside: this process may be raising by then
+        if how == "double":  # the second from outside: this process may be raising by then
             subprocess.Popen(["sh", "-c", f"sleep 0.05; kill -INT -- -{leader}"])
-        if HOW in ("group", "double"):
+        if how in ("group", "double"):
             os.killpg(leader, signal.SIGINT)
         else:
-            os.kill(leader, signal.SIGTERM if HOW == "term" else signal.SIGINT)
+            os.kill(leader, signal.SIGTERM if how == "term" else signal.SIGINT)
 
-    def before(owner, name: str, when=lambda *a, **k: True) -> None:
+    def before(point: str, how: str, owner, name: str, when=lambda *a, **k: True) -> None:
         original = getattr(owner, name)
 
         @functools.wraps(original)
         def wrapper(*args, **kwargs):
             if when(*args, **kwargs):
-                fire()
+                fire(point, how)
             return original(*args, **kwargs)
 
         setattr(owner, name, wrapper)
 
-    calls = {"start": 0}
+    def install(point: str, how: str) -> None:
+        if point == "start":
+            import multiprocessing.process
 
-    def second_start(*args, **kwargs) -> bool:
-        calls["start"] += 1
-        return calls["start"] == 2
+            calls = {"start": 0}
 
-    if POINT == "start":
-        import multiprocessing.process
+            def second_start(*args, **kwargs) -> bool:
+                calls["start"] += 1
+                return calls["start"] == 2
 
-        before(multiprocessing.process.BaseProcess, "start", second_start)
-    elif POINT in ("ask", "tell"):
-        import optuna
+            before(point, how, multiprocessing.process.BaseProcess, "start", second_start)
+        elif point in ("ask", "tell"):
+            import optuna
 
-        before(optuna.Study, POINT)
-    elif POINT in ("report", "train"):
-        import optuna
-        import torch
+            before(point, how, optuna.Study, point)
+        elif point in ("report", "train"):
+            import optuna
+            import torch
 
-        armed = {"train": False}
+            armed = {"train": False}
 
-        def epoch_two(trial, value, step) -> bool:
-            if step == 2 and POINT == "train":
-                armed["train"] = True
-            return step == 2 and POINT == "report"
+            def epoch_two(trial, value, step) -> bool:
+                if step == 2 and point == "train":
+                    armed["train"] = True
+                return step == 2 and point == "report"
 
-        before(optuna.Trial, "report", epoch_two)
-        before(torch.Tensor, "backward", lambda *a, **k: armed["train"])
-    elif POINT == "end_run":
-        from rnnlab.tracking.tracker import Tracker
+            before(point, how, optuna.Trial, "report", epoch_two)
+            before(point, how, torch.Tensor, "backward", lambda *a, **k: armed["train"])
+        elif point == "end_run":
+            from rnnlab.tracking.tracker import Tracker
 
-        before(Tracker, "end_run", lambda tracker, run_id, status="FINISHED": True)
-    elif POINT == "fail":
-        from optuna.storages import JournalStorage
-        from optuna.trial import TrialState
+            before(point, how, Tracker, "end_run")
+        elif point == "fail":
+            from optuna.storages import JournalStorage
+            from optuna.trial import TrialState
 
-        before(JournalStorage, "set_trial_state_values",
-               lambda storage, trial_id, state, values=None: state == TrialState.FAIL)
+            before(point, how, JournalStorage, "set_trial_state_values",
+                   lambda storage, trial_id, state, values=None: state == TrialState.FAIL)
+
+    for each in FIRE.split(","):
+        install(*each.split(":"))
