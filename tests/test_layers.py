@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "platform" / "rnnlab"
 # Parts from the top down (docs/ARCHITECTURE.md): a module imports from its own part or below.
 FLOORS = {"cli": 0, "reports": 1, "dashboards": 2, "study": 3, "tracking": 4, "train": 5,
-          "core": 6, "files": 7, "errors": 7, "interrupts": 7}
+          "core": 6, "files": 7, "errors": 7, "interrupts": 7, "retrying": 7}
 # Private names of Optuna and MLflow, and the one module allowed to use them.
 PRIVATE = {"._storage": "study/storage.py", "._trial_id": "study/storage.py",
            "optuna.storages.journal._": "study/storage.py",

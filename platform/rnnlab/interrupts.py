@@ -85,3 +85,13 @@ def whole(fn: F) -> F:
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def take_pending() -> KeyboardInterrupt | None:
+    """The interrupt held back by the main thread's :func:`uninterrupted` block, handed over and
+    no longer held: a wait inside the block that writes nothing (a retry's backoff while a store
+    is down) raises it at once instead of making Ctrl-C wait for the store."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    exc, _Held.pending = _Held.pending, None
+    return exc
