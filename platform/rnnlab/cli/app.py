@@ -47,7 +47,8 @@ DataDirOpt = Annotated[Path | None, typer.Option(
     "--data-dir", help="Folder with the four MNIST IDX files (else $RNNLAB_DATA_DIR).")]
 AllowChangeOpt = Annotated[bool, typer.Option(
     "--allow-spec-change", help="Resume a study whose spec changed only keys that cannot alter "
-    "results (timeout, heartbeats, retries, train.device, train.threads, data.dir).")]
+    "results (timeout, heartbeats, retries, store outage limit, train.device, train.threads, "
+    "data.dir).")]
 
 
 def _with_data_dir(overrides: list[str] | None, data_dir: Path | None) -> list[str]:

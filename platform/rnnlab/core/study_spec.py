@@ -65,6 +65,10 @@ class StudySection(Section):
     # stops with the last reason instead of failing trial after trial; the study stays
     # resumable. A user error in a trial (data missing, a sampled value rejected) stops it at once.
     max_failures_in_a_row: Annotated[int, Field(ge=1)] = 10
+    # The Optuna database or the MLflow server unreachable mid-study (a restart, a failover):
+    # workers retry, with backoff, for up to store_outage_limit s, then stop in one line (exit
+    # code 2), the study resumable.
+    store_outage_limit: Annotated[float, Field(gt=0)] = 120.0
 
     @model_validator(mode="after")
     def _grace_after_heartbeat(self) -> StudySection:

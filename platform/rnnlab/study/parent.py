@@ -14,6 +14,7 @@ from rnnlab.core.spec import flatten
 from rnnlab.core.study_spec import StudySpec
 from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.interrupts import whole
+from rnnlab.retrying import MAX_WAIT_S, configure
 from rnnlab.study.locks import study_lock
 from rnnlab.study.spec_change import check_resume
 from rnnlab.study.storage import (
@@ -47,6 +48,9 @@ def open_study(spec: StudySpec, storage: str, tracker: Tracker, *,
             record is not written to).
     """
     s = spec.study
+    # Outages mid-study are ridden out for the spec's limit, and retried at least once a
+    # heartbeat interval: live trials stamp again as soon as the database is back.
+    configure(s.store_outage_limit, min(MAX_WAIT_S, s.heartbeat_interval))
     check_appendable(storage)  # before the study's lock file or anything else is written
     with study_lock(storage, s.name):
         try:  # loaded first: resuming writes nothing until the spec is accepted

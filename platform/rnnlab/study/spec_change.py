@@ -24,6 +24,7 @@ ALLOWED = frozenset({
     "study.heartbeat_interval", "study.grace_period",  # how soon a dead worker's trial is seen
     "study.max_retries",  # how often a lost trial is retried, with the same parameters
     "study.max_failures_in_a_row",  # when a worker whose trials keep failing gives up
+    "study.store_outage_limit",  # how long a worker waits for a store that went down
     # Where a worker runs: workers of one study may run on different machines (the last bits
     # of a float may differ between them, as between any two machines).
     "train.device", "train.threads",
