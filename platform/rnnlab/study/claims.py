@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rnnlab.core.study_spec import StudySpec
 from rnnlab.errors import Terminated
 from rnnlab.interrupts import uninterrupted, whole
+from rnnlab.retrying import StoreDown
 from rnnlab.study.locks import study_lock
 from rnnlab.study.storage import (
     ATTR_BUDGET,
@@ -158,6 +159,8 @@ class Heartbeat(threading.Thread):
                 stamp_heartbeat(self.study, self.trial)
             except optuna.exceptions.UpdateFinishedTrialError:
                 return
+            except StoreDown:  # said once, by the worker's next write, which stops it
+                continue
             except Exception as exc:  # noqa: BLE001 - a storage hiccup; the next beat retries
                 log.warning("heartbeat for trial %d failed: %s", self.trial.number, exc)
 

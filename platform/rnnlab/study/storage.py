@@ -9,7 +9,8 @@ A storage is named by one string:
 
 - a file path (default ``rnnlab.journal`` in the working directory): Optuna's journal file
   storage, which many local worker processes share safely (no "database is locked");
-- any Optuna RDB URL: ``postgresql://user:pass@host/db``, ``sqlite:///study.db``, ``mysql://...``.
+- any Optuna RDB URL: ``postgresql://user:pass@host/db``, ``sqlite:///study.db``, ``mysql://...``;
+  on a database server, outages are ridden out (:mod:`rnnlab.study.riding`).
 
 A store that is damaged or another tool's ends in one line naming it (:mod:`rnnlab.study.journal`
 says what is wrong with a journal): reading one writes nothing, and a database without Optuna's
@@ -39,6 +40,7 @@ from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.interrupts import whole
 from rnnlab.study import journal
 from rnnlab.study.rdb import FIX, has_schema, open_rdb
+from rnnlab.study.riding import RidingStorage, back_at
 
 DEFAULT_STORAGE = "rnnlab.journal"
 
@@ -112,7 +114,12 @@ def open_storage(url: str = DEFAULT_STORAGE) -> BaseStorage:
 
 @functools.lru_cache(maxsize=8)
 def _open(url: str) -> BaseStorage:
-    storage = open_rdb(url) if is_rdb(url) else _journal_storage(Path(url).expanduser())
+    if not is_rdb(url):
+        storage = _journal_storage(Path(url).expanduser())
+    elif url.startswith("sqlite"):  # a file: no server to lose
+        storage = open_rdb(url)
+    else:  # a server: its outages are ridden out
+        storage = RidingStorage(open_rdb(url), url)
     for name in _WRITES:  # an interrupt waits for a write to end (rnnlab.interrupts)
         setattr(storage, name, whole(getattr(storage, name)))
     return storage
@@ -240,8 +247,16 @@ def stamp_heartbeat(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> N
 
 
 def last_heartbeat(trial: FrozenTrial) -> float:
-    """When a running trial was last stamped (its start, before the first stamp)."""
-    return trial.system_attrs.get(HEARTBEAT) or trial.datetime_start.timestamp()
+    """When a running trial was last stamped (its start, before the first stamp), or when this
+    process's database came back from an outage, if later: no one could stamp meanwhile."""
+    return max(trial.system_attrs.get(HEARTBEAT) or trial.datetime_start.timestamp(),
+               back_at())
+
+
+def enqueued_params(trial: FrozenTrial) -> dict:
+    """The params a trial was enqueued with, sampled or not yet (Optuna keeps them as a system
+    attribute until they are), else the params it sampled."""
+    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
 
 
 @whole

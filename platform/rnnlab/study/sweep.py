@@ -19,8 +19,9 @@ import optuna
 
 from rnnlab.core import data
 from rnnlab.core.study_spec import StudySpec
+from rnnlab.retrying import StoreDown, impatient
 from rnnlab.study.claims import close_killed
-from rnnlab.study.launch import run_workers, start_fork_server
+from rnnlab.study.launch import Exits, run_workers, start_fork_server
 from rnnlab.study.parent import open_study, reopen_parent, reserve_indices, settle_parent
 from rnnlab.study.status import StudyStatus, study_status
 from rnnlab.study.storage import ATTR_PARENT, DEFAULT_STORAGE, load_study, study_names
@@ -143,10 +144,23 @@ def _processes(spec: StudySpec, storage: str, study: optuna.Study, tracker: Trac
         if exits is not None and exits.killed:
             close_killed(study, tracker, exits.killed, exits.interrupted or KeyboardInterrupt(),
                          spec.study.max_retries)
-        settle_parent(study, tracker, interrupted=exits is None or exits.interrupted is not None
-                      or bool(exits.errors))
+        _settle(study, tracker, exits)
     exits.raise_for_exits()
     return exits.trials_run
+
+
+def _settle(study: optuna.Study, tracker: Tracker, exits: Exits | None) -> None:
+    """Settle the study's run after the worker processes stopped (``exits`` None: they never
+    ran). After a worker stopped on an error, a store that is down is not waited for again:
+    the worker's line says what stopped."""
+    errors = exits is not None and bool(exits.errors)
+    try:
+        with impatient(errors):
+            settle_parent(study, tracker, interrupted=exits is None or errors
+                          or exits.interrupted is not None)
+    except StoreDown:
+        if not errors:
+            raise
 
 
 @contextlib.contextmanager
@@ -157,7 +171,8 @@ def _polling(storage: str, name: str, on_progress: Callable[[StudyStatus], None]
 
     def poll() -> None:
         while not stop.wait(poll_s):
-            on_progress(study_status(storage, name)[0])
+            with contextlib.suppress(StoreDown):  # the workers say it, in one line each
+                on_progress(study_status(storage, name)[0])
 
     thread = threading.Thread(target=poll, daemon=True) if on_progress else None
     if thread:

@@ -8,6 +8,7 @@ metrics, Optuna report and prune) -> close the run with the outcome -> tell the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -21,9 +22,11 @@ from rnnlab.core.spec import flatten
 from rnnlab.core.study_spec import StudySpec
 from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.interrupts import uninterrupted, whole
-from rnnlab.study.claims import Heartbeat, claim, fail_trial, interrupted
+from rnnlab.retrying import StoreDown
+from rnnlab.study.claims import Heartbeat, fail_trial, interrupted
 from rnnlab.study.parent import budget_used, open_study, settle_parent
 from rnnlab.study.parts import make_pruner, make_sampler, sample_config
+from rnnlab.study.reclaim import claim_anew
 from rnnlab.study.storage import (
     ATTR_PARENT,
     TRIAL_CONFIG,
@@ -64,7 +67,7 @@ class Worker:
         """
         done, failed_in_a_row = 0, 0
         while deadline is None or time.time() < deadline:
-            trial = claim(self.study, self.storage, self.spec, self.tracker)
+            trial = claim_anew(self.study, self.storage, self.spec, self.tracker)
             if trial is not None:
                 reason = self.run_trial(trial)
                 done += 1
@@ -104,6 +107,17 @@ class Worker:
             fail_trial(self.study, self.tracker, trial, interrupted(exc), "KILLED",
                        s.max_retries, run_id=state["run_id"])
             raise
+        except StoreDown:  # the trial stays RUNNING: a resumed sweep's heartbeat check retries it
+            if state["run_id"]:
+                with contextlib.suppress(StoreDown):  # the tracking server may be the one down
+                    self.tracker.end_run(state["run_id"], "KILLED")
+            raise
+        except optuna.exceptions.UpdateFinishedTrialError:  # reaped: its heartbeat looked lost
+            log.warning("trial %d was failed by another worker (heartbeat lost, or the storage "
+                        "was down); its retry carries on", trial.number)
+            if state["run_id"]:
+                self.tracker.end_run(state["run_id"], "KILLED")  # what it still held, stored
+            return None
         except Exception as exc:  # noqa: BLE001 - one trial's failure must not stop the sweep
             # (a user error does: every trial would fail the same way)
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
