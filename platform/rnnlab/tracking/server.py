@@ -3,11 +3,10 @@
 The store is ``MLFLOW_TRACKING_URI`` or MLflow's default (``sqlite:///mlflow.db`` in the working
 folder), so ``mlflow ui`` run in the same place shows the runs. Before it is used, a store is
 checked (:func:`check_store`): a tracking server (``http(s)://``) is probed once, so a wrong or
-down server, or one that is not MLflow, fails at once instead of after MLflow's long HTTP
-retries (which still cover blips mid-study: ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``,
-``MLFLOW_HTTP_REQUEST_TIMEOUT``); a SQLite file is read for damage (cut short, not SQLite) and
-for another application's tables, which MLflow would otherwise add its own to. Either way the
-command ends in one line before it has written anything.
+down server, or one that is not MLflow, fails at once instead of after retries (an outage
+mid-study is ridden out: :mod:`rnnlab.tracking.riding`); a SQLite file is read for damage (cut
+short, not SQLite) and for another application's tables, which MLflow would otherwise add its
+own to. Either way the command ends in one line before it has written anything.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.files import check_sqlite
+from rnnlab.tracking.riding import RidingClient
 
 PROBE_TIMEOUT_S = 5
 PROBE = "/api/2.0/mlflow/experiments/get-by-name"  # GET; MLflow answers it in JSON, even a 404
@@ -47,8 +47,9 @@ def client(uri: str | None = None) -> MlflowClient:
     return open_client(uri)
 
 
-def open_client(uri: str) -> MlflowClient:
-    """``MlflowClient(uri)``; a local store is opened (and made, if new) right away.
+def open_client(uri: str) -> MlflowClient | RidingClient:
+    """``MlflowClient(uri)``, riding out outages of a tracking server
+    (:mod:`rnnlab.tracking.riding`); a local store is opened (and made, if new) right away.
 
     Raises:
         RnnlabError: the database cannot be read.
@@ -56,7 +57,7 @@ def open_client(uri: str) -> MlflowClient:
     from sqlalchemy.exc import DatabaseError
 
     try:
-        return MlflowClient(uri)
+        return RidingClient(MlflowClient(uri)) if is_server(uri) else MlflowClient(uri)
     except DatabaseError as exc:  # a damage check_store cannot see from the file's outside
         reason = str(exc.orig or exc).splitlines()[0][:160]
         raise RnnlabError(f"MLflow tracking store {mask_url(uri)} is damaged ({reason}); "

@@ -9,6 +9,7 @@ store, and the probe of a tracking server, is :mod:`rnnlab.tracking.server`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import sys
@@ -34,6 +35,7 @@ from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.interrupts import whole
 from rnnlab.tracking.checkpoints import artifact_path, load_newest
 from rnnlab.tracking.internals import close_run
+from rnnlab.tracking.riding import RidingClient, ride
 from rnnlab.tracking.server import check_store, open_client
 from rnnlab.tracking.server import tracking_uri as resolve_uri
 from rnnlab.train import Checkpoint, FitResult
@@ -74,11 +76,11 @@ class Tracker:
         self._unsent: dict[str, list[Metric]] = {}  # per run: metrics held
         self._sent_at: dict[str, float] = {}
         self._experiments: dict[str, str] = {}
-        self._files: ThreadPoolExecutor | None = None
+        self._writes: ThreadPoolExecutor | None = None  # the background thread, in order
         self._artifact_uris: dict[str, str] = {}  # of the runs this tracker created
 
     @property
-    def client(self) -> MlflowClient:
+    def client(self) -> MlflowClient | RidingClient:
         """The client, made on first use: a local store is created only when a run needs it,
         so a command that fails on its input first leaves no ``mlflow.db`` behind."""
         if self._client is None:
@@ -135,8 +137,8 @@ class Tracker:
     def epoch_logger(self, run_id: str):
         """A ``fit`` callback that logs each epoch's metrics with ``step=epoch``.
 
-        Metrics are held and sent every :data:`SEND_EVERY_S` seconds through MLflow's
-        background logger, so the training loop never waits on the store; a checkpoint and
+        Metrics are held and sent every :data:`SEND_EVERY_S` seconds by this tracker's
+        background thread, so the training loop never waits on the store; a checkpoint and
         the end of the run send what is held (a worker killed outright loses at most the
         last few seconds of the curve, which a retry replays from its checkpoint).
         """
@@ -209,7 +211,7 @@ class Tracker:
                 torch.save(asdict(content) if is_dataclass(content) else content, local)
             if run_id in self._artifact_uris:
                 repo = get_artifact_repository(self._artifact_uris[run_id], tracking_uri=self.uri)
-                repo.log_artifact(str(local), folder or None)
+                ride(self.client, repo.log_artifact, str(local), folder or None)
             else:
                 self.client.log_artifact(run_id, str(local), folder or None)
 
@@ -223,20 +225,18 @@ class Tracker:
         # them would only add a hand-over to the wait.
         self._send(run_id, [RunTag(k, str(v)) for k, v in tags.items()])
 
-    @whole
     def _queue(self, run_id: str, **batch: Any) -> None:
-        """Hand a batch to MLflow's background logger: a trial never waits on the store for
-        params, metrics or tags. :meth:`flush` (and so :meth:`end_run`) waits for them."""
-        op = self.client.log_batch(run_id, synchronous=False, **batch)
-        self._pending.setdefault(run_id, []).append(op.wait)
+        """Send a batch on the background thread: a trial never waits on the store for params,
+        metrics or tags, not even on a server that is down. :meth:`flush` waits for them."""
+        self._in_background(run_id, functools.partial(self.client.log_batch, run_id, **batch))
 
     def _in_background(self, run_id: str, write: Callable[..., Any], *args: Any) -> None:
-        """Run an artifact write on this tracker's file thread, in order; :meth:`flush` waits
-        for it. Training goes on meanwhile instead of waiting on the disk or the server."""
-        if self._files is None:
-            self._files = ThreadPoolExecutor(1, thread_name_prefix="rnnlab-tracking-files")
+        """Run a write on this tracker's background thread, in order; :meth:`flush` waits for
+        it. Training goes on meanwhile instead of waiting on the disk or the server."""
+        if self._writes is None:
+            self._writes = ThreadPoolExecutor(1, thread_name_prefix="rnnlab-tracking")
         self._pending.setdefault(run_id, []).append(
-            self._files.submit(write, *args).result)
+            self._writes.submit(write, *args).result)
 
     def log_result(self, run_id: str, result: FitResult, *, weights: bool = True,
                    tags: Mapping[str, str] | None = None) -> None:
@@ -274,7 +274,7 @@ class Tracker:
         finally:  # closed even when a write failed: never left RUNNING
             self._sent_at.pop(run_id, None)
             self._artifact_uris.pop(run_id, None)
-            close_run(self.client, run_id, status)
+            ride(self.client, close_run, self.client, run_id, status)
 
     @whole
     def mark_running(self, run_id: str) -> None:

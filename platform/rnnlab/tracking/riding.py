@@ -1,0 +1,87 @@
+"""An MLflow tracking server, through outages of it (see :mod:`rnnlab.retrying`): every call
+of a :class:`RidingClient` is tried again while the server cannot be reached.
+
+MLflow's own HTTP retries would wait out an outage silently, for minutes, with no way to say
+how long; rnnlab's take their place (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` is 0 unless set).
+Everything rnnlab writes to a server can be repeated safely (params with the same values,
+metrics with the same step and timestamp, tags, statuses and artifacts by key), except creating
+a run: a run is created with a token tag, and a retry first looks for a run with it, so an
+attempt whose answer was lost leaves no second run behind, RUNNING forever.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import requests
+from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES
+from mlflow.exceptions import RestException
+from mlflow.tracking import MlflowClient
+from urllib3.exceptions import MaxRetryError, ProtocolError
+
+from rnnlab.errors import mask_url
+from rnnlab.retrying import chain, store
+
+os.environ.setdefault(MLFLOW_HTTP_REQUEST_MAX_RETRIES.name, "0")
+CREATE_TAG = "rnnlab.create_token"
+_UNREACHABLE = (
+    ConnectionError, requests.ConnectionError, requests.Timeout, ProtocolError, MaxRetryError,
+    requests.exceptions.RetryError,  # a 5xx that MLflow's (zero) retries gave up on
+    requests.exceptions.ChunkedEncodingError,  # an answer cut short
+)
+T = TypeVar("T")
+
+
+def is_server_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the tracking server cannot be reached or is failing (refused,
+    dropped, timed out, 5xx), not that a request was wrong."""
+    for e in chain(exc):
+        if isinstance(e, _UNREACHABLE):
+            return True
+        if isinstance(e, requests.HTTPError) and e.response is not None:
+            return e.response.status_code >= 500
+        if isinstance(e, RestException):
+            return e.get_http_status_code() >= 500
+    return False
+
+
+class RidingClient:
+    """An ``MlflowClient`` of a tracking server whose calls ride out outages of it."""
+
+    def __init__(self, client: MlflowClient):
+        self._client = client
+        self.store = store(f"MLflow tracking server at {mask_url(client.tracking_uri)}",
+                           is_server_outage)
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._client, name)
+        if name.startswith("_") or not callable(found):
+            return found  # MLflow's internals (tracking/internals.py): called through ride()
+        return functools.partial(self.store.call, found)
+
+    def create_run(self, experiment_id: str, start_time: int | None = None,
+                   tags: dict[str, Any] | None = None, run_name: str | None = None):
+        token, tries = uuid.uuid4().hex, []
+
+        def attempt():
+            if tries:  # the attempt whose answer was lost may have created it
+                found = self._client.search_runs(
+                    [experiment_id], f"tags.`{CREATE_TAG}` = '{token}'", max_results=1)
+                if found:
+                    return found[0]
+            tries.append(1)
+            return self._client.create_run(experiment_id, start_time,
+                                           {**(tags or {}), CREATE_TAG: token}, run_name)
+
+        return self.store.call(attempt)
+
+
+def ride(client: Any, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, through outages of ``client``'s server (at once for a local store)."""
+    if isinstance(client, RidingClient):
+        return client.store.call(fn, *args)
+    return fn(*args)

@@ -1,0 +1,53 @@
+"""An MLflow tracking server through outages: what one looks like, and a run whose creation
+lost its answer created once (whole outages of a real server: tests/study/test_outages.py)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from mlflow.exceptions import MlflowException, RestException
+from mlflow.tracking import MlflowClient
+from servers import free_port
+
+from rnnlab.retrying import DEFAULT_LIMIT_S, MAX_WAIT_S, configure, reason
+from rnnlab.tracking.riding import CREATE_TAG, RidingClient, is_server_outage
+
+
+@pytest.fixture(autouse=True)
+def _quick():
+    configure(limit_s=30, max_wait_s=0.05)
+    yield
+    configure(DEFAULT_LIMIT_S, MAX_WAIT_S)
+
+
+def test_a_server_that_is_down_is_told_from_a_wrong_request():
+    started = time.time()
+    with pytest.raises(MlflowException) as refused:
+        MlflowClient(f"http://127.0.0.1:{free_port()}").get_experiment_by_name("x")
+    assert time.time() - started < 5, "MLflow's own HTTP retries must be off"
+    assert is_server_outage(refused.value) and reason(refused.value) == "Connection refused"
+    assert is_server_outage(RestException({"error_code": "INTERNAL_ERROR", "message": "db"}))
+    assert not is_server_outage(RestException({"error_code": "RESOURCE_DOES_NOT_EXIST",
+                                               "message": "no such run"}))
+    assert not is_server_outage(MlflowException("Invalid value for param"))
+
+
+def test_a_run_whose_creation_lost_its_answer_is_created_once(mlflow_db, monkeypatch):
+    client = RidingClient(MlflowClient(mlflow_db))
+    experiment = client.create_experiment("riding")
+    real, lost = client._client.create_run, []
+
+    def create_run(*args, **kwargs):
+        run = real(*args, **kwargs)
+        if not lost:
+            lost.append(run.info.run_id)
+            raise requests.ConnectionError("('Connection aborted.', RemoteDisconnected())")
+        return run
+
+    monkeypatch.setattr(client._client, "create_run", create_run)
+    run = client.create_run(experiment, run_name="trial-0", tags={"a": "b"})
+    runs = client.search_runs([experiment])
+    assert [r.info.run_id for r in runs] == lost == [run.info.run_id]
+    assert run.data.tags["a"] == "b" and CREATE_TAG in run.data.tags
