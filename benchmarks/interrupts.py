@@ -1,9 +1,11 @@
 """Interrupt stress: Ctrl-C or SIGTERM a 2-worker sweep at a random moment, N rounds per mode.
 
 Each round starts ``rnnlab sweep SPEC --workers 2`` in a fresh folder (its own journal and MLflow
-store) in a process group of its own, as a terminal does, and interrupts it after a delay drawn
-uniformly from ``[0, --window]`` seconds: while the command imports and opens the study, while
-its workers start, ask for trials, train, report, tell, or close runs. Modes:
+store) in a process group of its own, as a terminal does, and interrupts it after a random
+delay: while the command imports and opens the study, while its workers start, ask for trials,
+train, report, tell, or close runs. An uninterrupted sweep is timed first: odd rounds draw the
+delay uniformly from its whole length, even rounds from the part where trials run (on a busy
+machine, starting up takes most of a short sweep). Modes:
 
 - ``group``: SIGINT to the whole process group (Ctrl-C in a terminal);
 - ``leader``: SIGINT to the command's process only (``kill -INT PID``);
@@ -46,8 +48,8 @@ MODES = {"group": ("SIGINT", 130, "Ctrl-C"), "leader": ("SIGINT", 130, "Ctrl-C")
 def write_spec(folder: Path, trials: int, epochs: int, seed: int) -> Path:
     path = folder / "stress.yaml"
     path.write_text(yaml.safe_dump({
-        "data": {"source": "mnist-5k", "train_size": 300, "val_size": 100, "patch": 28},
-        "model": {"hidden": 8},
+        "data": {"source": "mnist-5k", "train_size": 800, "val_size": 200, "patch": 28},
+        "model": {"hidden": 16},
         "train": {"epochs": epochs, "checkpoint_every": 1},
         "study": {"name": NAME, "n_trials": trials, "heartbeat_interval": 0.5,
                   "grace_period": 4, "max_retries": 100,
@@ -158,18 +160,25 @@ def one_round(mode: str, delay: float, args,
         return bad, found, states(folder)
 
 
-def calibrate(args, env: dict[str, str]) -> float:
-    """How long the sweep takes uninterrupted, start to end, on this machine now."""
+def calibrate(args, env: dict[str, str]) -> tuple[float, float]:
+    """How long the sweep takes uninterrupted on this machine now: until its first trial
+    starts, and start to end."""
     with scratch() as folder:
         spec = write_spec(folder, args.trials, args.epochs, args.seed)
-        started = time.time()
-        subprocess.run([sys.executable, "-m", "rnnlab", "sweep", str(spec), "--workers", "2"],
-                       capture_output=True, check=True, env=env, timeout=600)
-    took = time.time() - started
-    window = 0.9 * took  # a little less: the sweep is not always as fast
-    print(f"an uninterrupted sweep took {took:.1f} s: each interrupt lands uniformly in "
-          f"[0, {window:.1f}] s", flush=True)
-    return window
+        started, first = time.time(), None
+        proc = subprocess.Popen([sys.executable, "-m", "rnnlab", "sweep", str(spec),
+                                 "--workers", "2"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env)
+        while proc.poll() is None:
+            if first is None and (folder / "rnnlab.journal").exists() and records(folder)[0]:
+                first = time.time() - started
+            time.sleep(0.2)
+    took = 0.9 * (time.time() - started)  # a little less: the sweep is not always as fast
+    first = min(first or 0.0, took)
+    print(f"an uninterrupted sweep took {took / 0.9:.1f} s, its first trial started at "
+          f"{first:.1f} s: odd rounds interrupt uniformly in [0, {took:.1f}] s, even rounds in "
+          f"[{first:.1f}, {took:.1f}] s (while trials run)", flush=True)
+    return first, took
 
 
 def main() -> None:
@@ -177,10 +186,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20, help="rounds per mode")
     ap.add_argument("--mode", choices=["all", *MODES], default="all")
     ap.add_argument("--window", type=float, default=None,
-                    help="the interrupt lands uniformly in [0, WINDOW] s after the start "
-                         "(default: as long as an uninterrupted sweep takes, timed first)")
+                    help="every interrupt lands uniformly in [0, WINDOW] s after the start "
+                         "(default: timed first; then half the rounds land while trials run)")
     ap.add_argument("--trials", type=int, default=4)
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -188,15 +197,14 @@ def main() -> None:
     rng = random.Random(args.seed)
     env = {**os.environ, "RNNLAB_DATA_DIR": mnist_dir() or ""}
     modes = list(MODES) if args.mode == "all" else [args.mode]
-    if args.window is None:
-        args.window = calibrate(args, env)
+    first, window = calibrate(args, env) if args.window is None else (0.0, args.window)
     summary = {}
     for mode in modes:
         passed, found_all = 0, collections.Counter()
         for i in range(args.rounds):
             bad = None
             while bad is None:  # the sweep was done before the signal: draw again
-                delay = rng.uniform(0, args.window)
+                delay = rng.uniform(0 if i % 2 == 0 else first, window)
                 started = time.time()
                 bad, found, after = one_round(mode, delay, args, env)
             passed += not bad
