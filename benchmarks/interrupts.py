@@ -60,14 +60,18 @@ def write_spec(folder: Path, trials: int, epochs: int, seed: int) -> Path:
     return path
 
 
-def records(folder: Path):
-    """The study's trials (none when it does not exist yet) and its MLflow runs by id."""
+def trials_of(folder: Path) -> list:
+    """The study's trials (none when it does not exist yet)."""
     try:
-        study = optuna.load_study(study_name=NAME,
-                                  storage=open_storage(str(folder / "rnnlab.journal")))
-        trials = study.get_trials()
+        return optuna.load_study(study_name=NAME, storage=open_storage(
+            str(folder / "rnnlab.journal"))).get_trials()
     except (KeyError, FileNotFoundError):
-        trials = []
+        return []
+
+
+def records(folder: Path):
+    """The study's trials and its MLflow runs by id."""
+    trials = trials_of(folder)
     client = MlflowClient()
     exp = client.get_experiment_by_name(NAME)
     runs = ({r.info.run_id: r for r in client.search_runs([exp.experiment_id],
@@ -170,7 +174,7 @@ def calibrate(args, env: dict[str, str]) -> tuple[float, float]:
                                  "--workers", "2"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, env=env)
         while proc.poll() is None:
-            if first is None and (folder / "rnnlab.journal").exists() and records(folder)[0]:
+            if first is None and (folder / "rnnlab.journal").exists() and trials_of(folder):
                 first = time.time() - started
             time.sleep(0.2)
     took = 0.9 * (time.time() - started)  # a little less: the sweep is not always as fast
