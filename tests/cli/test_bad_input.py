@@ -90,6 +90,17 @@ CASES = [
     ("negative-lr", {"c.yaml": _run()}, ["train", "c.yaml", "--set", "train.lr=-1e-3"],
      "train.lr"),
     ("bad-set", {"c.yaml": _run()}, ["train", "c.yaml", "--set", "lr"], "section.key=value"),
+    # a bad value given on the command line blames the flag, not the file it overrides
+    ("set-value-names-the-flag", {"c.yaml": _run()}, ["train", "c.yaml", "--set", "train.lr=abc"],
+     "error: --set train.lr=abc: train.lr:"),
+    ("sweep-set-value-names-the-flag", {"s.yaml": _spec()},
+     ["sweep", "s.yaml", "--set", "model.hidden=-3"], "error: --set model.hidden=-3: model.hidden"),
+    ("n-trials-names-the-flag", {"s.yaml": _spec()}, ["sweep", "s.yaml", "--n-trials", "0"],
+     "error: --n-trials 0: study.n_trials"),
+    ("mistyped-spec-path", {"quickstart.yaml": _spec()}, ["sweep", "quikstart.yaml"],
+     "not found (did you mean 'quickstart.yaml'?)"),
+    ("mistyped-spec-in-studies", {"studies/quickstart.yaml": _spec()},
+     ["sweep", "studies/quickstrat.yaml"], "(did you mean 'studies/quickstart.yaml'?)"),
     ("split-too-big", {"c.yaml": _run(**{"data/train_size": 4500})}, ["train", "c.yaml"],
      "exceeds the 4000 images"),
     ("missing-data-dir", {"c.yaml": _run(**{"data/source": "mnist"})},
@@ -124,6 +135,7 @@ CASES = [
      ["sweep", "s.yaml", "--storage", "no/such/folder/x.journal"], "does not exist"),
     ("unknown-study", {}, ["status", "ghost"], "no study named 'ghost'"),
     ("trials-unknown-study", {}, ["trials", "ghost"], "no study named 'ghost'"),
+    ("mistyped-study", {"@hopeless": ""}, ["status", "hopless"], "did you mean 'hopeless'?"),
     ("trials-bad-format", {"@hopeless": ""}, ["trials", "hopeless", "--format", "xls"],
      "unknown format"),
     ("trials-unwritable", {"@hopeless": ""},
@@ -145,6 +157,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
         if name == "@hopeless":
             _no_complete_study(tmp_path)
         else:
+            (tmp_path / name).parent.mkdir(exist_ok=True)
             (tmp_path / name).write_text(text)
     argv = [a.format(**{d: str(_mnist_copy(tmp_path / d, mnist_dir, d))
                         for d in ("truncated", "magic", "md5") if "{" + d + "}" in a})

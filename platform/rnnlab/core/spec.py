@@ -8,6 +8,7 @@ rejected with the dotted name of the key, as one line.
 
 from __future__ import annotations
 
+import difflib
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -151,6 +152,12 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def override_flags(pairs: list[str] | None) -> dict[str, str]:
+    """Each dotted key set on the command line, with the flag that set it (``--set k=v``), so
+    that an error in its value blames the flag and not the file."""
+    return {pair.partition("=")[0].strip(): f"--set {pair}" for pair in pairs or []}
+
+
 def _text_keys() -> set[str]:
     """The dotted run-config keys whose values are free text."""
     return {f"{section}.{key}"
@@ -185,7 +192,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with safe loading; every failure is one line naming the file."""
     p = Path(path)
     if not p.is_file():
-        raise RnnlabError(f"config file {str(p)!r} not found; give the path to a YAML spec")
+        raise RnnlabError(f"config file {str(p)!r} not found{_did_you_mean(p)}; give the path "
+                          "to a YAML spec")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -199,8 +207,19 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def validate(model: type[BaseModel], raw: dict[str, Any], origin: str) -> Any:
-    """Validate ``raw`` against ``model``; the first error becomes one line naming the key."""
+def _did_you_mean(path: Path) -> str:
+    """The closest YAML file beside ``path``, or in ``studies/``, as a suggestion (or "")."""
+    folders = {path.parent, Path("studies")}
+    found = [str(f) if f.parent != Path(".") else f.name
+             for d in folders if d.is_dir() for f in sorted(d.glob("*.y*ml"))]
+    close = difflib.get_close_matches(str(path), found, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def validate(model: type[BaseModel], raw: dict[str, Any], origin: str,
+             flags: dict[str, str] | None = None) -> Any:
+    """Validate ``raw`` against ``model``; the first error becomes one line naming the key, and
+    the command-line flag that set it when one did (``flags``: dotted key to flag)."""
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -211,7 +230,7 @@ def validate(model: type[BaseModel], raw: dict[str, Any], origin: str) -> Any:
             msg = "unknown key (check the spelling; see `rnnlab keys` for every key)"
         elif "input" in err and err["type"] not in ("missing",):
             msg = f"{msg} (got {err['input']!r})"
-        raise RnnlabError(f"{origin}: {key}: {msg}") from None
+        raise RnnlabError(f"{(flags or {}).get(key, origin)}: {key}: {msg}") from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -232,7 +251,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     raw = read_yaml(path)
     raw = {k: v for k, v in raw.items() if k not in ("study", "search")}
     raw = apply_overrides(raw, parse_overrides(overrides))
-    return validate(RunConfig, raw, str(path))
+    return validate(RunConfig, raw, str(path), override_flags(overrides))
 
 
 def _first_line(exc: Exception) -> str:

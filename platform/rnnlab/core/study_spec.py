@@ -17,6 +17,7 @@ from rnnlab.core.spec import (
     apply_overrides,
     config_keys,
     flatten,
+    override_flags,
     parse_overrides,
     read_yaml,
     validate,
@@ -168,7 +169,9 @@ def load_study_spec(path: str | Path, overrides: list[str] | None = None, *,
     if "study" not in raw:
         raise RnnlabError(f"{path}: no `study` section; a study spec needs study.name and "
                           "study.n_trials (see studies/quickstart.yaml)")
-    spec = validate(StudySpec, raw, str(path))
+    flags = {**override_flags(overrides), **{k: f"--{k.split('.')[1].replace('_', '-')} {v}"
+                                             for k, v in extra.items() if v is not None}}
+    spec = validate(StudySpec, raw, str(path), flags)
     for key, dist in spec.search.items():
         _check_distribution(spec.base, key, dist, str(path))
     if spec.study.sampler.name == "grid":

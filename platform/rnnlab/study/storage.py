@@ -20,6 +20,7 @@ schema holds no study until a sweep creates it there.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import fcntl
 import functools
 import logging
@@ -226,8 +227,10 @@ def load_study(url: str, name: str) -> optuna.Study:
     names = study_names(url)
     if name not in names:
         listing = ", ".join(sorted(names)) or "none"
+        close = difflib.get_close_matches(name, names, n=1)
         raise RnnlabError(f"no study named {name!r} in storage {mask_url(url)} "
-                          f"(studies there: {listing}); check the name or pass --storage")
+                          + (f"(did you mean {close[0]!r}? " if close else "(")
+                          + f"studies there: {listing}); check the name or pass --storage")
     return optuna.load_study(study_name=name, storage=open_storage(url))
 
 
