@@ -7,6 +7,8 @@ parent run to what the study is.
 
 from __future__ import annotations
 
+import warnings
+
 import optuna
 from optuna.trial import TrialState
 
@@ -70,9 +72,19 @@ def open_study(spec: StudySpec, storage: str, tracker: Tracker, *,
             study.set_user_attr(ATTR_BUDGET, s.n_trials)
         if study.user_attrs.get(ATTR_SPEC) != (as_json := spec.model_dump(mode="json")):
             study.set_user_attr(ATTR_SPEC, as_json)
+        if study.metric_names != [s.metric]:  # not "Objective 0" in optuna-dashboard
+            _name_metric(study, s.metric)
         if ATTR_PARENT not in study.user_attrs:
             _start_parent(study, spec, storage, tracker)
     return study
+
+
+def _name_metric(study: optuna.Study, metric: str) -> None:
+    """Name the objective on the study, so that every Optuna tool (optuna-dashboard, plots,
+    ``trials_dataframe``) labels it with the spec's metric; experimental in Optuna since 3.2."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([metric])
 
 
 @whole
