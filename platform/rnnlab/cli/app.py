@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from typer.core import TyperGroup
 
 from rnnlab.errors import EXIT_USER_ERROR, RnnlabError, Terminated
@@ -64,7 +63,8 @@ def train(
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
 ) -> None:
     """Train one config and track it as an MLflow run."""
-    from rnnlab.cli.render import epoch_progress, train_summary
+    from rnnlab.cli.progress import epoch_progress
+    from rnnlab.cli.render import summary_table, train_summary
     from rnnlab.core.spec import load_config
     from rnnlab.tracking.runs import train_run
 
@@ -75,17 +75,9 @@ def train(
     if as_json:
         typer.echo(json.dumps(summary))
     else:
-        Console().print(_summary_table(summary))
+        Console().print(summary_table(summary))
     if outcome.result.status == "diverged":
         raise typer.Exit(1)
-
-
-def _summary_table(summary: dict) -> Table:
-    table = Table(title="rnnlab train", show_header=False)
-    for key, value in summary.items():
-        if key != "history":
-            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    return table
 
 
 StorageOpt = Annotated[str | None, typer.Option(
@@ -103,7 +95,9 @@ def _storage(storage: str | None) -> str:
 def sweep(
     spec: Annotated[Path, typer.Argument(help="Study spec YAML (see studies/).")],
     n_trials: Annotated[int | None, typer.Option(help="Total finished trials wanted.")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Local worker processes.")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Local worker processes (default: one per CPU core with 1 thread each, "
+        "at most n_trials; with GPUs, --trials-per-gpu on each).")] = None,
     trials_per_gpu: Annotated[int, typer.Option(min=1, help="Workers per GPU.")] = 1,
     storage: StorageOpt = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after S s.")] = None,
@@ -115,21 +109,24 @@ def sweep(
 
     A study resumes only with the spec it was made with; --n-trials extends its budget.
     """
-    from rnnlab.cli.render import StudyProgress, status_table
+    from rnnlab.cli.progress import StudyProgress
+    from rnnlab.cli.tables import next_commands, status_view
     from rnnlab.core.study_spec import load_study_spec
-    from rnnlab.study.launch import start_fork_server
+    from rnnlab.study.placement import place_workers
 
     study_spec = load_study_spec(spec, _with_data_dir(set_, data_dir), n_trials=n_trials,
                                  timeout=timeout)
-    if workers > 1:
-        start_fork_server()  # the workers' imports run while this process imports its own
+    place = place_workers(study_spec, workers, trials_per_gpu)  # starts the fork server first
     from rnnlab.study.sweep import sweep as run_sweep
 
-    with StudyProgress(err) as progress:
-        final = run_sweep(study_spec, _storage(storage), workers=workers,
+    err.print(f"{place.workers} local worker(s) x {place.threads} thread(s)"
+              + ("" if workers else " (the default: --workers N to change)"), highlight=False)
+    with StudyProgress(err, place.workers) as progress:
+        final = run_sweep(study_spec, _storage(storage), workers=place.workers,
                           per_gpu=trials_per_gpu, on_progress=progress,
                           allow_spec_change=allow_spec_change)
-    Console().print(status_table([final]))
+    Console().print(status_view([final], detail=True))
+    typer.echo(next_commands(final.name, storage))
 
 
 @app.command()
@@ -151,7 +148,7 @@ def worker(
     Start it on any number of machines with the same --storage (PostgreSQL) and
     MLFLOW_TRACKING_URI (an MLflow server): together they finish exactly n_trials.
     """
-    from rnnlab.cli.render import status_table
+    from rnnlab.cli.tables import status_view
     from rnnlab.core.study_spec import load_study_spec
     from rnnlab.study.sweep import sweep as run_sweep
 
@@ -159,7 +156,7 @@ def worker(
                       _storage(storage), workers=workers, per_gpu=trials_per_gpu, device=device,
                       allow_spec_change=allow_spec_change)
     err.print(f"worker(s) on this machine ran {final.trials_run} trial(s)")
-    Console().print(status_table([final]))
+    Console().print(status_view([final], detail=True))
 
 
 @app.command()
@@ -168,17 +165,18 @@ def status(
     storage: StorageOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Counts per trial state, best value and best params of the studies in a storage."""
+    """Counts per trial state and best value of the studies in a storage; with STUDY, its best
+    params too (--json: everything)."""
     from dataclasses import asdict
 
-    from rnnlab.cli.render import status_table
+    from rnnlab.cli.tables import status_view
     from rnnlab.study.status import study_status
 
     statuses = study_status(_storage(storage), study)
     if as_json:
         typer.echo(json.dumps([asdict(s) for s in statuses], indent=1))
     else:
-        Console().print(status_table(statuses))
+        Console().print(status_view(statuses, detail=study is not None))
 
 
 @app.command()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -33,11 +33,22 @@ class StudyStatus:
     metric: str | None
     direction: str
     parent_run_id: str | None = None
+    epochs: int | None = None  # each trial's epochs (the spec's train.epochs)
+    running_epochs: dict[int, int] = field(default_factory=dict)  # running trial: epochs done
+    mean_trial_s: float | None = None  # mean wall time of the finished trials
 
     @property
     def finished(self) -> int:
         """Trials that count against the budget (complete or pruned)."""
         return sum(self.counts.get(s, 0) for s in FINISHED_NAMES)
+
+    def eta_s(self, workers: int) -> float | None:
+        """Seconds until the budget is used: the mean wall time of the finished trials (pruned
+        ones included, as the trials to come will be pruned as often) times the trials still
+        to finish, divided between ``workers``; None before any trial has finished."""
+        if self.mean_trial_s is None or self.budget is None:
+            return None
+        return self.mean_trial_s * max(0, self.budget - self.finished) / max(1, workers)
 
 
 def effective_params(trial: optuna.trial.FrozenTrial | None) -> dict[str, Any]:
@@ -67,8 +78,14 @@ def _status(study: optuna.Study, name: str) -> StudyStatus:
         pick = max if study.direction.name == "MAXIMIZE" else min
         best = pick(complete, key=lambda t: t.value)
     spec = study.user_attrs.get(ATTR_SPEC, {})
+    took = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+            if t.state.name in FINISHED_NAMES and t.datetime_start and t.datetime_complete]
     return StudyStatus(
         name=name, budget=study.user_attrs.get(ATTR_BUDGET), counts=counts,
         best_value=best.value if best else None, best_params=effective_params(best),
         best_trial=best.number if best else None, metric=spec.get("study", {}).get("metric"),
-        direction=study.direction.name.lower(), parent_run_id=study.user_attrs.get(ATTR_PARENT))
+        direction=study.direction.name.lower(), parent_run_id=study.user_attrs.get(ATTR_PARENT),
+        epochs=spec.get("train", {}).get("epochs"),
+        running_epochs={t.number: len(t.intermediate_values) for t in trials
+                        if t.state == TrialState.RUNNING},
+        mean_trial_s=sum(took) / len(took) if took else None)

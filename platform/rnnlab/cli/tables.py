@@ -1,0 +1,77 @@
+"""Tables of studies that fit the terminal, and the commands to run after a sweep.
+
+Nothing is cut at 80 columns: the overview of every study holds short columns only (a name too
+long for the width folds onto a second line rather than losing its end), and a study's best
+params, which can be long, go to its detail view (``rnnlab status STUDY``), one per line.
+``--json`` prints every field whatever the width.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+_COUNTS = (("complete", "COMPLETE"), ("pruned", "PRUNED"), ("failed", "FAIL"),
+           ("running", "RUNNING"))
+
+
+def _table(title: str | None = None) -> Table:
+    # one space between columns, none at the edges: the most room for the cells themselves
+    return Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
+                 title_justify="left")
+
+
+def status_table(statuses: list[Any]) -> Table:
+    """Every study on one row: finished trials of the budget, counts per state, best value."""
+    table = _table("rnnlab studies")
+    table.add_column("study", overflow="fold")
+    table.add_column("trials", justify="right", no_wrap=True)
+    for header, _ in _COUNTS:
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("best", overflow="fold")
+    for s in statuses:
+        best = ("-" if s.best_value is None
+                else f"{s.metric or 'value'}\n{s.best_value:.4f} #{s.best_trial}")
+        table.add_row(s.name, f"{s.finished}/{s.budget if s.budget is not None else '-'}",
+                      *(str(s.counts.get(state, 0)) for _, state in _COUNTS), best)
+    return table
+
+
+def params_table(s: Any) -> Group:
+    """A study's best trial: its metric value, then each param it trained with on a line."""
+    title = (f"{s.name}: no complete trial yet" if s.best_value is None else
+             f"{s.name}: best trial #{s.best_trial}, {s.metric or 'value'} {s.best_value:.4f}")
+    table = _table()
+    table.add_column("param", overflow="fold")
+    table.add_column("value", overflow="fold")
+    for key, value in s.best_params.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    return Group(Text(title, overflow="fold"), table)  # a title wider than its table stays whole
+
+
+def status_view(statuses: list[Any], detail: bool) -> Group:
+    """The overview table, and with ``detail`` each study's best params under it."""
+    parts: list[Any] = [status_table(statuses)]
+    if detail:
+        parts += [params_table(s) for s in statuses]
+    elif any(s.best_params for s in statuses):
+        parts.append("best params: rnnlab status STUDY")
+    return Group(*parts)
+
+
+def next_commands(name: str, storage: str | None) -> str:
+    """What to run after a sweep of ``name``, ready to paste (the storage, when not the
+    default, included)."""
+    where = f" --storage {shlex.quote(storage)}" if storage else ""
+    study = shlex.quote(name)
+    rows = [(f"rnnlab status {study}{where}", "counts and best params"),
+            (f"rnnlab dashboard {study}{where}", "every trial's curves, one HTML file"),
+            (f"rnnlab report {study}{where} --format md", "best config, confirmed on test"),
+            (f"rnnlab ui --study {study}{where}", "its trials in the MLflow UI")]
+    width = max(len(cmd) for cmd, _ in rows)
+    return "next:\n" + "\n".join(f"  {cmd:<{width}}  # {why}" for cmd, why in rows)
