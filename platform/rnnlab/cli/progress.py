@@ -108,7 +108,7 @@ class StudyProgress:
         if self.live is not None:
             from rich.text import Text
 
-            self.live.update(Text("\n".join(lines)))
+            self.live.update(Text("\n".join(lines)), refresh=True)
             return
         self.pending = lines
         if lines != self.printed and self.clock() - self.last_at >= self.every_s:
