@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 
 quickstart: setup
 	$(VENV)/bin/rnnlab sweep studies/quickstart.yaml
+	@echo "rnnlab is installed in $(VENV): run '. $(VENV)/bin/activate' to use it in this shell"
 
 test: setup
 	$(PY) -m pytest -q
