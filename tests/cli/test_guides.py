@@ -104,6 +104,7 @@ def test_a_sweep_in_a_log_shows_progress_the_study_and_what_to_run_next(spec_fil
     env = {"COLUMNS": "80"}
     result = runner.invoke(app, ["sweep", str(spec_file), "--workers", "1"], env=env)
     assert result.exit_code == 0, result.output
+    assert "1 local worker(s) x " in result.stderr  # the placement, said as it starts
     progress = [line for line in result.stderr.splitlines() if " finished (" in line]
     assert progress and "2/2 finished" in progress[-1]  # plain lines, the last one final
     assert "\x1b" not in result.stderr

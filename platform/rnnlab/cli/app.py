@@ -109,7 +109,7 @@ def sweep(
 
     A study resumes only with the spec it was made with; --n-trials extends its budget.
     """
-    from rnnlab.cli.progress import StudyProgress
+    from rnnlab.cli.progress import StudyProgress, placement_line
     from rnnlab.cli.tables import next_commands, status_view
     from rnnlab.core.study_spec import load_study_spec
     from rnnlab.study.placement import place_workers
@@ -119,9 +119,8 @@ def sweep(
     place = place_workers(study_spec, workers, trials_per_gpu)  # starts the fork server first
     from rnnlab.study.sweep import sweep as run_sweep
 
-    err.print(f"{place.workers} local worker(s) x {place.threads} thread(s)"
-              + ("" if workers else " (the default: --workers N to change)"), highlight=False)
-    with StudyProgress(err, place.workers) as progress:
+    with StudyProgress(err, place.workers, header=placement_line(place, workers is None)) \
+            as progress:
         final = run_sweep(study_spec, _storage(storage), workers=place.workers,
                           per_gpu=trials_per_gpu, on_progress=progress,
                           allow_spec_change=allow_spec_change)

@@ -76,14 +76,21 @@ def study_lines(s: Any, workers: int) -> tuple[str, str]:
     return first, "running: " + (", ".join(shown + more) if running else "none")
 
 
+def placement_line(place: Any, default: bool) -> str:
+    """Where a sweep's trials run, said as it starts (and how to change it, when defaulted)."""
+    return (f"{place.workers} local worker(s) x {place.threads} thread(s)"
+            + (" (the default: --workers N to change)" if default else ""))
+
+
 class StudyProgress:
     """Called with the study's status at every poll of a sweep: redraws two lines in place on
     a terminal, or prints one plain line when they changed, at most every ``every_s`` seconds
     (and the last status on exit, whatever the wait)."""
 
     def __init__(self, console: Console, workers: int = 1, every_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, header: str | None = None):
         self.console, self.workers, self.every_s, self.clock = console, workers, every_s, clock
+        self.header = header  # said once the study runs: a spec refused says its one line only
         self.live = None
         self.printed: tuple[str, str] | None = None  # plain mode: what the last line said
         self.pending: tuple[str, str] | None = None
@@ -104,6 +111,9 @@ class StudyProgress:
             self._print(self.pending)
 
     def __call__(self, status: Any) -> None:
+        if self.header:
+            self.console.print(self.header, highlight=False, soft_wrap=True)
+            self.header = None
         lines = study_lines(status, self.workers)
         if self.live is not None:
             from rich.text import Text

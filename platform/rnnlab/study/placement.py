@@ -2,10 +2,11 @@
 
 Measured with ``benchmarks/parallel_scaling.py`` on a 2-core CPU: the quickstart's small models
 keep one core busy per worker and gain little from a second thread, so one worker with 2
-threads took 53.6 s where two workers with 1 thread each took 24.5 s (2.19x). On a CPU the
-default is therefore one worker per CPU this process may use, one thread each (fewer when the
-spec sets ``train.threads``), and never more workers than the study's budget; on GPUs it is
-``per_gpu`` workers on each GPU, as ``rnnlab worker`` places them.
+threads took 53.6 s where two workers with 1 thread each took 24.5 s (2.19x); the quickstart
+cut to 6 trials of 3 epochs took 345-387 s against 48-66 s on a machine shared with other jobs
+(README). On a CPU the default is therefore one worker per CPU this process may use, one thread
+each (fewer when the spec sets ``train.threads``), and never more workers than the study's
+budget; on GPUs it is ``per_gpu`` workers on each GPU, as ``rnnlab worker`` places them.
 """
 
 from __future__ import annotations

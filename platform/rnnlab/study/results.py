@@ -98,6 +98,8 @@ def _trials_frame(study: optuna.Study) -> pd.DataFrame:
                                        "datetime_complete", "duration", "params", "user_attrs"))
     if df.empty:
         return pd.DataFrame(columns=["number", "value", "state", "duration_s"])
+    # a study that names its metric gets "value_val_acc" from Optuna: "value" here, as always
+    df = df.rename(columns={f"value_{m}": "value" for m in study.metric_names or []})
     df["duration_s"] = df.pop("duration").dt.total_seconds()
     df = df.rename(columns=lambda c: c.replace("user_attrs_", ""))
     if TRIAL_CONFIG in df:  # the values trained with (a draw below zero_below trained as 0)
