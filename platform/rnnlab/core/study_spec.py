@@ -47,6 +47,16 @@ class PrunerConfig(Section):
     p_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.1  # wilcoxon
 
 
+# What a trial's run logs besides its curves, for the MLflow UI's columns (see
+# rnnlab.tracking.ui): the epoch of its best metric value, and its objective value.
+BEST_EPOCH = "best_epoch"
+
+
+def objective_key(metric: str, objective: str) -> str:
+    """The MLflow metric that holds a trial's objective value: ``best_val_acc``, say."""
+    return f"{objective}_{metric}"
+
+
 class StudySection(Section):
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
     metric: Metric = "val_acc"

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from rnnlab.core.data import SplitsCache
 from rnnlab.core.spec import flatten
-from rnnlab.core.study_spec import StudySpec
+from rnnlab.core.study_spec import BEST_EPOCH, StudySpec, objective_key
 from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.interrupts import uninterrupted, whole
 from rnnlab.retrying import StoreDown
@@ -176,6 +176,13 @@ class Worker:
             tags["rnnlab.pruned"] = "true"
         if reason:
             tags["rnnlab.reason"] = reason
+        s = self.spec.study  # the UI's columns: objective value and best epoch, per run
+        summary = {objective_key(s.metric, s.objective): value} if value is not None else {}
+        best = [h[s.metric] for h in result.history if math.isfinite(h[s.metric])]
+        if best:
+            pick = max if s.direction == "maximize" else min
+            summary[BEST_EPOCH] = [h[s.metric] for h in result.history].index(pick(best)) + 1
+        self.tracker.log_metrics(run_id, summary)
         self.tracker.log_result(run_id, result, weights=False, tags=tags)
         self.tracker.end_run(run_id, "FINISHED")
         try:
