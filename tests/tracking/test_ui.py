@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -13,23 +14,33 @@ import urllib.parse
 
 import pytest
 from mlflow.tracking import MlflowClient
-from support import refused_port, serve_on_a_free_port
+from support import SPEC, refused_port, serve_on_a_free_port
 from typer.testing import CliRunner
 
 from rnnlab.cli.app import app
 from rnnlab.study.storage import load_study
-from rnnlab.tracking.ui import runs_path
+from rnnlab.tracking.ui import StudyRuns, runs_path, saved_view, view_state
 
 START_S = 240  # a cold mlflow server imports and checks its store; slow on a busy machine
 
 
-def test_runs_path_lands_on_the_runs_table_filtered_to_the_study():
-    path = runs_path("7", "abc123", "val_loss", "minimize")
-    route, _, query = path.partition("?")
+def test_runs_path_opens_the_training_runs_view_on_the_studys_saved_view():
+    route, _, query = runs_path("7", "rnnlab-abc").partition("?")
     assert route == "/#/experiments/7/runs"
-    q = dict(urllib.parse.parse_qsl(query))
-    assert q == {"searchFilter": "tags.mlflow.parentRunId = 'abc123'",
-                 "orderByKey": "metrics.`val_loss`", "orderByAsc": "true"}
+    assert dict(urllib.parse.parse_qsl(query)) == {"workflowType": "machine_learning",
+                                                   "viewStateShareKey": "rnnlab-abc"}
+    s = StudyRuns("s", "s", "abc123", "val_loss", "minimize", params=("model.cell", "train.lr"),
+                  objective="last")
+    state = view_state(s, "last_val_loss")
+    assert state["searchFilter"] == "tags.mlflow.parentRunId = 'abc123'"
+    assert (state["orderByKey"], state["orderByAsc"]) == ("metrics.`last_val_loss`", True)
+    assert state["selectedColumns"] == [
+        "metrics.`last_val_loss`", "metrics.`val_acc`", "metrics.`val_loss`",
+        "metrics.`best_epoch`", "params.`model.cell`", "params.`train.lr`"]
+    record = json.loads(saved_view(s, "last_val_loss", 5))
+    assert (record["createdAt"], json.loads(record["state"])) == (5, state)
+    assert s.view_key.startswith("rnnlab-") and s.view_key != StudyRuns(
+        "s", "s", "other", "val_loss", "minimize").view_key  # one view per study run
 
 
 def read_line(proc: subprocess.Popen, pattern: str, deadline: float) -> re.Match | None:
@@ -85,6 +96,7 @@ def test_ui_shows_the_studys_trials_in_chromium(study, browser, tmp_path):  # no
                                       f"tags.mlflow.parentRunId = '{parent}'")
         assert f"{len(children)} matching runs" in text
         page.close()
+        check_columns(browser, url, len(children))
         # With the tracking server as MLFLOW_TRACKING_URI, `rnnlab ui` starts nothing and
         # points at that server.
         env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
@@ -98,6 +110,53 @@ def test_ui_shows_the_studys_trials_in_chromium(study, browser, tmp_path):  # no
     assert code == 0
     with pytest.raises(ConnectionRefusedError):  # no server left behind on the port
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+# For each column the runs table shows: its header, and its cells top to bottom, with where
+# they are drawn and the part of the table that is on screen (the grid draws only columns
+# that are, and clips the rest).
+_COLUMNS_JS = """ids => {
+  const box = e => { const r = e.getBoundingClientRect();
+                     return [r.left, r.right, r.top, r.bottom]; };
+  const view = document.querySelector('.ag-body-viewport');
+  const rows = Array.from(document.querySelectorAll('.ag-center-cols-container .ag-row'))
+    .sort((a, b) => +a.getAttribute('row-index') - +b.getAttribute('row-index'));
+  return {view: view && box(view), columns: ids.map(id => {
+    const head = document.querySelector(`.ag-header-cell[col-id="${id}"]`);
+    return {id, head: head && [head.innerText.trim(), box(head)],
+            cells: rows.map(r => r.querySelector(`.ag-cell[col-id="${id}"]`))
+                       .filter(c => c).map(c => [c.innerText.trim(), box(c)])};
+  })};
+}"""
+
+
+def check_columns(browser, url: str, runs: int) -> None:
+    """The study's view on a first visit, at 1920 x 1080 (the assistant panel open, as MLflow
+    opens it once per browser): the objective, val_acc, val_loss, the best epoch and every
+    searched param are columns with a header and values on screen, best trial first."""
+    expected = {"metrics.`best_val_acc`": "best_val_acc", "metrics.`val_acc`": "val_acc",
+                "metrics.`val_loss`": "val_loss", "metrics.`best_epoch`": "best_epoch",
+                **{f"params.`{k}`": k for k in SPEC["search"]}}
+    page = browser.new_page(viewport={"width": 1920, "height": 1080})
+    try:
+        page.goto(url, wait_until="load", timeout=120_000)  # never network idle: it polls
+        page.locator(".ag-center-cols-container .ag-cell[col-id='params.`train.lr`']").first \
+            .wait_for(timeout=120_000)
+        found = page.evaluate(_COLUMNS_JS, list(expected))
+    finally:
+        page.close()
+    left, right, top, bottom = found["view"]
+    for col in found["columns"]:
+        assert col["head"] and col["head"][0] == expected[col["id"]], col
+        head_left, head_right = col["head"][1][:2]
+        assert left <= head_left and head_right <= right, (col["id"], found["view"])
+        assert len(col["cells"]) == runs and all(text for text, _ in col["cells"]), col
+        _, (cell_left, cell_right, cell_top, cell_bottom) = col["cells"][0]
+        assert left <= cell_left and cell_right <= right and top <= cell_top < bottom, col
+    lefts = [col["head"][1][0] for col in found["columns"]]
+    assert lefts[0] == min(lefts)  # the objective leftmost, and the rows best first
+    objective = [float(text) for text, _ in found["columns"][0]["cells"]]
+    assert objective == sorted(objective, reverse=True)
 
 
 def test_ui_unknown_study_and_busy_port_are_one_line_errors(study, monkeypatch, tmp_path):

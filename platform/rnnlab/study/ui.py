@@ -33,9 +33,12 @@ def study_runs(storage: str, study: str | None) -> list[StudyRuns]:
     for name in names:
         s = load_study(storage, name)
         spec = s.user_attrs.get(ATTR_SPEC) or {}
+        settings = spec.get("study", {})
         out.append(StudyRuns(name, s.user_attrs.get(ATTR_EXPERIMENT, name),
-                             s.user_attrs.get(ATTR_PARENT), spec.get("study", {}).get("metric"),
-                             s.direction.name.lower(), required=study is not None))
+                             s.user_attrs.get(ATTR_PARENT), settings.get("metric"),
+                             s.direction.name.lower(), required=study is not None,
+                             params=tuple(spec.get("search") or ()),
+                             objective=settings.get("objective", "best")))
     return out
 
 

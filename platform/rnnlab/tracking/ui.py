@@ -1,14 +1,28 @@
 """The MLflow UI: a ``mlflow server`` on the store the sweeps used, and where a study's trials are.
 
-MLflow 3's UI opens an experiment on a GenAI overview page, and lists nested runs folded under
-their parent run. The URL made here goes straight to the experiment's runs table
-(``#/experiments/<id>/runs``) with a search filter on the study's parent run and an order by
-the study's metric: with a filter and an order other than start time, the UI does not fetch
-parent runs, so the trials are listed flat, best first.
+What MLflow 3.17's UI reads, and what is used here:
+
+- ``workflowType=machine_learning`` in the URL: the UI's own GenAI / "Model training" switch
+  (otherwise remembered per browser, GenAI by default). It, not the experiment's
+  ``mlflow.experimentKind`` tag, picks the training-runs view in 3.17; the tag (set too, to
+  ``custom_model_development``) is what earlier 3.x releases read.
+- A saved view ("Views", "Save view" in the UI): the experiment tag
+  ``mlflow.sharedViewState.<key>`` holding ``{name, createdAt, updatedAt, state}``, opened by
+  ``#/experiments/<id>/runs?viewStateShareKey=<key>``. Its ``state`` carries the search facets
+  (``searchFilter``, ``orderByKey``, ``orderByAsc``) and the table's ``selectedColumns``, which
+  the URL cannot carry (the UI keeps columns in the browser's localStorage otherwise). The view
+  written here filters to the study run's children (listed flat, not folded under their
+  parent), sorts them by the objective and shows the objective, ``val_acc``, ``val_loss``, the
+  best epoch and every searched param as columns. The UI applies a view only to a URL with no
+  search facets of its own, so the URL made here has none.
+- The assistant panel opens once per browser on a local server and is remembered closed in
+  localStorage: nothing a server or URL can set.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -21,11 +35,17 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mlflow.exceptions import MlflowException
+
+from rnnlab.core.study_spec import BEST_EPOCH, objective_key
 from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.tracking.server import check_store, is_server, tracking_uri
 from rnnlab.tracking.store import RunReader
 
 HOST = "127.0.0.1"
+VIEW_TAG = "mlflow.sharedViewState."  # + the view's key: a saved view of the runs table
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+_FIXED_COLUMNS = ("attributes.`Run Name`", "runDateAndNestInfo", "duration")
 START_TIMEOUT_S = 180.0  # a cold `mlflow server` takes 10-60 s to import and migrate its store
 
 
@@ -39,15 +59,46 @@ class StudyRuns:
     metric: str | None
     direction: str
     required: bool = True  # a study asked for by name: no experiment is an error, not a skip
+    params: tuple[str, ...] = ()  # the searched config keys, shown as columns
+    objective: str = "best"  # the study's objective over epochs: best or last
+
+    @property
+    def view_key(self) -> str:
+        """The key of this study's saved view (stable, so each `rnnlab ui` rewrites it)."""
+        digest = hashlib.sha256(f"{self.study}\0{self.parent_run_id}".encode()).hexdigest()
+        return f"rnnlab-{digest[:16]}"
 
 
-def runs_path(experiment_id: str, parent_run_id: str | None, metric: str | None = None,
-              direction: str = "maximize") -> str:
-    """The UI route of an experiment's runs table, filtered to a parent's children."""
-    query = {"orderByKey": f"metrics.`{metric or 'val_acc'}`",
-             "orderByAsc": "true" if direction == "minimize" else "false"}
-    if parent_run_id:
-        query = {"searchFilter": f"tags.mlflow.parentRunId = '{parent_run_id}'", **query}
+def view_state(s: StudyRuns, sort_metric: str) -> dict:
+    """The runs table as the UI's saved view holds it: filter, order and columns."""
+    metric = s.metric or "val_acc"
+    metrics = dict.fromkeys([objective_key(metric, s.objective), "val_acc", "val_loss",
+                             BEST_EPOCH])  # in this order, once each
+    columns = [f"metrics.`{m}`" for m in metrics] + [f"params.`{p}`" for p in s.params]
+    state = {"orderByKey": f"metrics.`{sort_metric}`",
+             "orderByAsc": s.direction == "minimize", "selectedColumns": columns,
+             # The table's own column ids: these columns first, objective leftmost, narrow
+             # enough that eight of them fit a 1920-pixel-wide window beside the assistant.
+             "columnOrder": [*_FIXED_COLUMNS, *columns],
+             "columnWidths": {_FIXED_COLUMNS[0]: 110, _FIXED_COLUMNS[1]: 120,
+                              **dict.fromkeys(columns, 95)}}
+    if s.parent_run_id:
+        state["searchFilter"] = f"tags.mlflow.parentRunId = '{s.parent_run_id}'"
+    return state
+
+
+def saved_view(s: StudyRuns, sort_metric: str, now_ms: int) -> str:
+    """The value of the experiment tag ``VIEW_TAG + s.view_key``: the UI's saved-view record."""
+    return json.dumps({"name": f"rnnlab: study {s.study}, trials by objective",
+                       "createdAt": now_ms, "updatedAt": now_ms,
+                       "state": json.dumps(view_state(s, sort_metric))})
+
+
+def runs_path(experiment_id: str, view_key: str | None = None) -> str:
+    """The UI route of an experiment's runs table in the training-runs view, with a saved view."""
+    query = {"workflowType": "machine_learning"}
+    if view_key:
+        query["viewStateShareKey"] = view_key
     return (f"/#/experiments/{urllib.parse.quote(str(experiment_id))}/runs?"
             + urllib.parse.urlencode(query, quote_via=urllib.parse.quote))
 
@@ -159,5 +210,26 @@ def _paths(reader: RunReader, studies: list[StudyRuns]) -> list[tuple[str, str]]
             raise RnnlabError(f"study {s.study!r} has no MLflow experiment in "
                               f"{reader.masked_uri}; run `rnnlab ui` where the sweep ran or "
                               "set MLFLOW_TRACKING_URI")
-        out.append((s.study, runs_path(experiment_id, s.parent_run_id, s.metric, s.direction)))
+        out.append((s.study, runs_path(experiment_id, _save_view(reader, experiment_id, s))))
     return out
+
+
+def _save_view(reader: RunReader, experiment_id: str, s: StudyRuns) -> str:
+    """Write the study's saved view (and the experiment's kind) into its experiment; its key."""
+    client = reader.client
+    metric = s.metric or "val_acc"
+    sort = objective_key(metric, s.objective)
+    if s.parent_run_id:  # a study tracked before runs logged their objective: sort by metric
+        first = client.search_runs([experiment_id],
+                                   f"tags.mlflow.parentRunId = '{s.parent_run_id}'",
+                                   max_results=1)
+        if first and sort not in first[0].data.metrics:
+            sort = metric
+    try:
+        client.set_experiment_tag(experiment_id, KIND_TAG, KIND)
+        client.set_experiment_tag(experiment_id, VIEW_TAG + s.view_key,
+                                  saved_view(s, sort, int(time.time() * 1000)))
+    except MlflowException as exc:
+        raise RnnlabError(f"could not save the runs view of study {s.study!r} in "
+                          f"{reader.masked_uri} ({str(exc).splitlines()[0][:160]})") from None
+    return s.view_key
