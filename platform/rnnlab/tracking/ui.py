@@ -80,7 +80,7 @@ def view_state(s: StudyRuns, sort_metric: str) -> dict:
              # The table's own column ids: these columns first, objective leftmost, narrow
              # enough that eight of them fit a 1920-pixel-wide window beside the assistant.
              "columnOrder": [*_FIXED_COLUMNS, *columns],
-             "columnWidths": {_FIXED_COLUMNS[0]: 110, _FIXED_COLUMNS[1]: 120,
+             "columnWidths": {_FIXED_COLUMNS[0]: 110, _FIXED_COLUMNS[1]: 130,
                               **dict.fromkeys(columns, 95)}}
     if s.parent_run_id:
         state["searchFilter"] = f"tags.mlflow.parentRunId = '{s.parent_run_id}'"
