@@ -79,7 +79,20 @@ def test_parallel_info_uses_the_values_trained_with(frames, trials):
 def test_log_positions_put_zero_a_decade_below_the_smallest():
     pos, ticks, text = params._log_positions((0.0, 1e-5, 1e-3))
     assert pos == [-6, -5, -3]
-    assert text[ticks.index(-6)] == "0" and "1e-3" in text
+    assert text[ticks.index(-6)] == "0" and text[1:] == ["1e-5", "1e-4", "1e-3"]
+
+
+@pytest.mark.parametrize(("lo", "hi", "labels", "enclosing"), [
+    (0.3, 2.4, ["0.5", "1", "2"], ["0.2", "0.5", "1", "2", "5"]),  # 1-2-5 per decade
+    (1e-7, 1e-3, ["1e-7", "1e-6", "1e-5", "1e-4", "1e-3"], None),  # whole decades, one style
+    (1.9, 2.45, ["2", "2.2", "2.4"], ["1.8", "2", "2.2", "2.4", "2.6"]),  # narrower than x2
+    (0.0043, 0.028, ["0.005", "0.01", "0.02"], ["0.002", "0.005", "0.01", "0.02", "0.05"]),
+])
+def test_log_ticks_are_few_round_and_labelled_in_full(lo, hi, labels, enclosing):
+    assert style.tick_labels(style.log_ticks(lo, hi)) == labels
+    around = style.log_ticks(lo, hi, enclose=True)
+    assert style.tick_labels(around) == (enclosing or labels)
+    assert around[0] <= lo and around[-1] >= hi
 
 
 def test_importances_normalisation_and_lr_l2_infos(frames):
@@ -195,3 +208,72 @@ def test_bad_input_is_one_line_exit_2_and_no_file(study, tmp_path, monkeypatch):
     with pytest.raises(RnnlabError, match=r"folder '.*/no' does not exist"):
         write.write_dashboard(study.storage, study.name, tmp_path / "no" / "x.html",
                           tracking_uri=study.uri)
+
+
+# What a reader sees of each figure, read from the SVG Chromium drew: every label with its box
+# (left, right, top, bottom) and font size, the log axes' tick labels and titles, and each
+# parallel-coordinates axis with its ticks.
+_DRAWN_JS = """() => {
+  const box = e => { const r = e.getBoundingClientRect();
+                     return [r.left, r.right, r.top, r.bottom]; };
+  const texts = (root, sel) => Array.from(root.querySelectorAll(sel))
+    .filter(t => t.textContent.trim())
+    .map(t => [t.textContent.trim(), box(t), parseFloat(getComputedStyle(t).fontSize)]);
+  const fig = id => document.getElementById(id);
+  const out = {figures: {}};
+  for (const div of document.querySelectorAll('.js-plotly-plot'))
+    out.figures[div.id] = {box: box(div), texts: texts(div, '.main-svg text')};
+  out.loss = {ticks: texts(fig('fig-learning-curves'), 'g.y2tick text'),
+              title: fig('fig-learning-curves').querySelector('.g-y2title').textContent};
+  out.lr = {ticks: texts(fig('fig-lr-l2'), 'g.xtick text'),
+            title: fig('fig-lr-l2').querySelector('.g-xtitle').textContent};
+  out.axes = Array.from(fig('fig-parallel').querySelectorAll('g.y-axis')).map(a => ({
+    domain: box(a.querySelector('path.domain')), ticks: texts(a, 'g.tick text')}));
+  return out;
+}"""
+
+
+def _numbers_in_order(ticks, along: int) -> list[float]:
+    """The tick labels as numbers (each must be one, written in full), in screen order along
+    x (``along=0``, left to right) or y (``along=3``, bottom to top)."""
+    ordered = sorted(ticks, key=lambda t: t[1][along], reverse=along == 3)
+    return [float(label) for label, _, _ in ordered]
+
+
+def test_dashboard_figures_as_drawn_have_full_log_labels_aligned_axes_and_nothing_clipped(
+        frames, browser, tmp_path):
+    out = tmp_path / "d.html"
+    out.write_text(pages.dashboard_html(frames), encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    try:
+        page.goto(out.as_uri(), wait_until="load", timeout=120_000)
+        page.wait_for_function(
+            "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 12 && "
+            "document.querySelectorAll('#fig-parallel g.y-axis path.domain').length == 5",
+            timeout=120_000)
+        drawn = page.evaluate(_DRAWN_JS)
+    finally:
+        page.close()
+    for name, fig in drawn["figures"].items():  # no label outside its figure
+        left, right, top, bottom = fig["box"]
+        for label, (x0, x1, y0, y1), size in fig["texts"]:
+            assert left - 1 <= x0 and x1 <= right + 1 and top - 1 <= y0 and y1 <= bottom + 1, (
+                name, label, fig["box"])
+            assert size >= 10, (name, label, size)
+    # The log val_loss axis: full numbers, increasing upwards, and a title that says log.
+    loss = _numbers_in_order(drawn["loss"]["ticks"], along=3)
+    assert len(loss) >= 2 and loss == sorted(loss), drawn["loss"]
+    assert "log" in drawn["loss"]["title"]
+    # The lr axis of the lr/L2 figure: a few full numbers, none overlapping.
+    lr = _numbers_in_order(drawn["lr"]["ticks"], along=0)
+    assert 2 <= len(lr) <= 5 and lr == sorted(lr) and "log" in drawn["lr"]["title"], drawn["lr"]
+    edges = sorted(box[:2] for _, box, _ in drawn["lr"]["ticks"])
+    assert all(a[1] <= b[0] for a, b in zip(edges, edges[1:], strict=False)), edges
+    # Parallel coordinates: every axis from the same top to the same bottom, and the log
+    # axes (train.lr, train.l2) labelled in full, in order; "0" is an L2 switched off.
+    tops = {round(a["domain"][2]) for a in drawn["axes"]}
+    bottoms = {round(a["domain"][3]) for a in drawn["axes"]}
+    assert max(tops) - min(tops) <= 1 and max(bottoms) - min(bottoms) <= 1, drawn["axes"]
+    for axis in (drawn["axes"][1], drawn["axes"][3]):
+        values = _numbers_in_order(axis["ticks"], along=3)
+        assert len(values) >= 3 and values == sorted(values), axis["ticks"]

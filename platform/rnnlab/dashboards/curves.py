@@ -7,13 +7,22 @@ it, and ``plot_x(frames)`` does both. Tests compare the records without renderin
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from rnnlab.dashboards.style import STATE_STYLE, TUTORIAL_VAL_ACC, colour, esc, floats
+from rnnlab.dashboards.style import (
+    STATE_STYLE,
+    TUTORIAL_VAL_ACC,
+    colour,
+    esc,
+    floats,
+    log_ticks,
+    tick_labels,
+)
 from rnnlab.study.results import StudyFrames
 
 
@@ -81,7 +90,10 @@ def _get_learning_curves_plot(info: _LearningCurvesInfo) -> go.Figure:
         hovertemplate="tutorial epoch %{x}: val_acc %{y:.3f}<extra></extra>"), row=1, col=1)
     fig.update_xaxes(title_text="epoch", row=2, col=1)
     fig.update_yaxes(title_text="val_acc", row=1, col=1)
-    fig.update_yaxes(title_text="val_loss", type="log", dtick="D2", row=2, col=1)
+    losses = [v for c in info.curves for v in c.val_loss if math.isfinite(v) and v > 0]
+    ticks = log_ticks(min(losses), max(losses)) if losses else ()
+    fig.update_yaxes(title_text="val_loss (log scale)", type="log", tickvals=list(ticks),
+                     ticktext=tick_labels(ticks), row=2, col=1)
     fig.update_layout(title="Learning curves (validation), coloured by cell; pruned dashed, "
                       "failed dotted", height=750, legend={"groupclick": "togglegroup"})
     return fig

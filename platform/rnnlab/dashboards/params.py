@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from rnnlab.dashboards.style import colour, empty, esc, floats
+from rnnlab.dashboards.style import colour, empty, esc, floats, log_ticks, tick_labels
 from rnnlab.study.effects import effects
 from rnnlab.study.levels import Effect
 from rnnlab.study.results import StudyFrames
@@ -44,15 +44,21 @@ def _get_parallel_info(frames: StudyFrames) -> _ParallelInfo:
                          floats(t["value"]))
 
 
-def _log_positions(values: tuple) -> tuple[list[float], list[float], list[str]]:
-    """log10 of each value; zeros (an L2 switched off) sit one decade below the smallest."""
+def _log_positions(values: tuple, *, enclose: bool = False
+                   ) -> tuple[list[float], list[float], list[str]]:
+    """log10 of each value, and ticks labelled in full (see
+    :func:`~rnnlab.dashboards.style.log_ticks`); zeros (an L2 switched off) sit one decade
+    below the smallest, labelled 0."""
     positive = [float(v) for v in values if float(v) > 0]
     floor = math.floor(math.log10(min(positive))) - 1 if positive else 0
     pos = [math.log10(float(v)) if float(v) > 0 else floor for v in values]
-    ticks = list(range(math.floor(min(pos)), math.ceil(max(pos)) + 1)) if pos else []
-    text = ["0" if (k == floor and any(float(v) <= 0 for v in values)) else f"1e{k}"
-            for k in ticks]
-    return pos, [float(k) for k in ticks], text
+    zeros = len(positive) < len(values)  # then "0" is a tick too: two more are enough
+    ticks = log_ticks(min(positive), max(positive), 2 if zeros else 3,
+                      enclose=enclose) if positive else ()
+    at, text = [math.log10(t) for t in ticks], tick_labels(ticks)
+    if zeros:
+        at, text = [float(floor), *at], ["0", *text]
+    return pos, at, text
 
 
 def _get_parallel_plot(info: _ParallelInfo) -> go.Figure:
@@ -67,17 +73,22 @@ def _get_parallel_plot(info: _ParallelInfo) -> go.Figure:
                          "tickvals": list(range(len(labels))),
                          "ticktext": [esc(v) for v in labels]})
         elif d.kind == "log":
-            pos, ticks, text = _log_positions(d.values)
-            dims.append({"label": f"{esc(d.key)} (log)", "values": pos, "tickvals": ticks,
+            # The axis is drawn from its first tick to its last: ticks that enclose the
+            # values, and the range they span, keep it as long as the other axes.
+            pos, ticks, text = _log_positions(d.values, enclose=True)
+            dims.append({"label": f"{esc(d.key)} (log scale)", "values": pos,
+                         "range": [min(ticks), max(ticks)], "tickvals": ticks,
                          "ticktext": text})
         else:
             dims.append({"label": esc(d.key), "values": [float(v) for v in d.values]})
     dims.append({"label": f"{esc(info.metric)} (validation)", "values": list(info.objective)})
     fig.add_trace(go.Parcoords(dimensions=dims, line={
         "color": list(info.objective), "colorscale": "Viridis", "showscale": True,
-        "colorbar": {"title": {"text": esc(info.metric)}}}))
+        "colorbar": {"title": {"text": esc(info.metric)}, "x": 1.04}}))
+    # Room above the axes for their titles and end labels, and right of the last axis for
+    # its tick labels before the colour bar.
     fig.update_layout(title="Searched parameters (values trained with) against the objective, "
-                      "complete trials")
+                      "complete trials", margin={"t": 130, "l": 90, "r": 110, "b": 50})
     return fig
 
 
@@ -213,9 +224,11 @@ def _get_lr_l2_plot(info: _PointsInfo) -> go.Figure:
                                  hovertemplate=("trial %{customdata[0]}<br>l2 %{customdata[1]:.3g}"
                                                 "<br>final val_acc %{y:.4f}<extra></extra>")),
                       row=1, col=2)
-    fig.update_xaxes(type="log", title_text="train.lr", row=1, col=1)
-    fig.update_xaxes(type="log", title_text="train.l2", tickvals=[10 ** k for k in l2_ticks],
-                     ticktext=l2_text, row=1, col=2)
+    lr_ticks = log_ticks(min(info.lr), max(info.lr)) if min(info.lr) > 0 else ()
+    fig.update_xaxes(type="log", title_text="train.lr (log scale)", tickvals=list(lr_ticks),
+                     ticktext=tick_labels(lr_ticks), row=1, col=1)
+    fig.update_xaxes(type="log", title_text="train.l2 (log scale; 0 = off)",
+                     tickvals=[10 ** k for k in l2_ticks], ticktext=l2_text, row=1, col=2)
     fig.update_yaxes(title_text="final val_acc (validation)", row=1, col=1)
     fig.update_layout(title="Learning rate and L2 against final validation accuracy, by cell")
     return fig

@@ -1,4 +1,5 @@
-"""What every figure shares: colours per cell, line styles per state, escaping, empty plots.
+"""What every figure shares: colours per cell, line styles per state, escaping, empty plots,
+and the ticks of log axes.
 
 Strings that come from specs, params or failure reasons are HTML-escaped before Plotly sees
 them (Plotly renders a subset of HTML in labels and hover text).
@@ -7,6 +8,7 @@ them (Plotly renders a subset of HTML in labels and hover text).
 from __future__ import annotations
 
 import html
+import math
 
 import plotly.graph_objects as go
 
@@ -36,3 +38,52 @@ def empty(fig: go.Figure, title: str) -> go.Figure:
         "text": "nothing to show yet", "showarrow": False, "xref": "paper", "yref": "paper",
         "x": 0.5, "y": 0.5}])
     return fig
+
+
+# Per decade, from sparse to dense: a log axis takes the first that puts enough ticks in range.
+_MANTISSAS = ((1,), (1, 2, 5), (1, 2, 3, 5, 7), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9))
+
+
+def tick_labels(ticks) -> list[str]:
+    """Tick labels in full, to 3 significant digits, in one style per axis: 0.2, 0.5, 1, 2
+    (Plotly's own log labels shorten 0.5 to a small "5"), or 1e-6, 1e-5 where a tick is below
+    0.001 or from 100,000 up."""
+    values = [float(f"{v:.3g}") for v in ticks]
+    if all(v == 0 or 1e-3 <= abs(v) < 1e5 for v in values):
+        return [f"{v:f}".rstrip("0").rstrip(".") for v in values]
+    return [_scientific(v) for v in values]
+
+
+def _scientific(v: float) -> str:
+    if v == 0:
+        return "0"
+    mantissa, exponent = f"{v:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def log_ticks(lo: float, hi: float, at_least: int = 3, *,
+              enclose: bool = False) -> tuple[float, ...]:
+    """Tick values for a log axis over ``[lo, hi]`` (both > 0): whole decades, or 1-2-5 per
+    decade, or denser, whichever first puts ``at_least`` ticks in range; for a range too narrow
+    for that (less than a factor of 2, say), evenly spaced round numbers. With ``enclose``,
+    also the ticks just outside, so that an axis drawn from its first tick to its last (as
+    parallel coordinates draw them) spans the data."""
+    if not 0 < lo <= hi:
+        return ()
+    decades = range(math.floor(math.log10(lo)) - 1, math.floor(math.log10(hi)) + 2)
+    for mantissas in _MANTISSAS:
+        series = [float(f"{m * 10.0 ** k:.6g}") for k in decades for m in mantissas]
+        if sum(lo <= v <= hi for v in series) >= at_least:
+            break
+    else:
+        if hi == lo:
+            return (lo,)
+        raw = (hi - lo) / 4
+        magnitude = 10.0 ** math.floor(math.log10(raw))
+        step = next(s * magnitude for s in (1, 2, 5, 10) if s * magnitude >= raw)
+        series = [float(f"{k * step:.6g}") for k in range(math.floor(lo / step),
+                                                         math.ceil(hi / step) + 1)]
+    if enclose:
+        lo = max(v for v in series if v <= lo)
+        hi = min(v for v in series if v >= hi)
+    return tuple(v for v in series if lo <= v <= hi)
