@@ -221,8 +221,12 @@ _DRAWN_JS = """() => {
     .map(t => [t.textContent.trim(), box(t), parseFloat(getComputedStyle(t).fontSize)]);
   const fig = id => document.getElementById(id);
   const out = {figures: {}};
-  for (const div of document.querySelectorAll('.js-plotly-plot'))
-    out.figures[div.id] = {box: box(div), texts: texts(div, '.main-svg text')};
+  for (const div of document.querySelectorAll('.js-plotly-plot')) {
+    const title = div.querySelector('.gtitle');
+    out.figures[div.id] = {box: box(div), texts: texts(div, '.main-svg text'),
+                           title: title && box(title),
+                           plots: Array.from(div.querySelectorAll('.bglayer .bg')).map(box)};
+  }
   out.loss = {ticks: texts(fig('fig-learning-curves'), 'g.y2tick text'),
               title: fig('fig-learning-curves').querySelector('.g-y2title').textContent};
   out.lr = {ticks: texts(fig('fig-lr-l2'), 'g.xtick text'),
@@ -260,6 +264,8 @@ def test_dashboard_figures_as_drawn_have_full_log_labels_aligned_axes_and_nothin
             assert left - 1 <= x0 and x1 <= right + 1 and top - 1 <= y0 and y1 <= bottom + 1, (
                 name, label, fig["box"])
             assert size >= 10, (name, label, size)
+        for plot in fig["plots"]:  # the title (with its notes) above the plot area
+            assert fig["title"][3] <= plot[2] + 1, (name, fig["title"], plot)
     # The log val_loss axis: full numbers, increasing upwards, and a title that says log.
     loss = _numbers_in_order(drawn["loss"]["ticks"], along=3)
     assert len(loss) >= 2 and loss == sorted(loss), drawn["loss"]

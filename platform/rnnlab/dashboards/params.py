@@ -115,7 +115,8 @@ def _get_importances_info(frames: StudyFrames) -> _ImportancesInfo:
 
 def _get_importances_plot(info: _ImportancesInfo) -> go.Figure:
     fig = go.Figure()
-    title = "Parameter importances<br><sub>" + "<br>".join(_lines(esc(info.note))) + "</sub>"
+    note = _lines(esc(info.note))
+    title = "Parameter importances<br><sub>" + "<br>".join(note) + "</sub>"
     if not info.params:
         return empty(fig, title)
     mean = list(info.importances)[::-1]
@@ -128,9 +129,11 @@ def _get_importances_plot(info: _ImportancesInfo) -> go.Figure:
         customdata=list(zip(info.low[::-1], info.high[::-1], strict=True)),
         hovertemplate=("%{y}: %{x:.3f} (90% interval %{customdata[0]:.3f} to "
                        "%{customdata[1]:.3f})<extra></extra>")))
-    fig.update_layout(title={"text": title}, margin={"t": 150},
+    # The title and its note sit just above the bars, the top margin grown to hold them.
+    fig.update_layout(title={"text": title, "yref": "paper", "y": 1, "yanchor": "bottom",
+                             "pad": {"b": 12}, "automargin": True},
                       xaxis_title="importance (mean over resamples; bars: 90% interval)",
-                      height=220 + 40 * len(info.params))
+                      height=200 + 24 * len(note) + 40 * len(info.params))
     return fig
 
 
