@@ -157,8 +157,8 @@ def check_columns(browser, url: str, runs: int) -> None:
         assert left <= cell_left and cell_right <= right and top <= cell_top < bottom, col
     lefts = [col["head"][1][0] for col in found["columns"]]
     assert lefts[0] == min(lefts)  # the objective leftmost, and the rows best first
-    objective = [text for text, _ in found["columns"][0]["cells"]]
-    values = [float(text) for text in objective if text]
+    objective = [text if text != "-" else "" for text, _ in found["columns"][0]["cells"]]
+    values = [float(text) for text in objective if text]  # "-": a pruned trial has none
     assert values == sorted(values, reverse=True), objective
     assert all(objective[:len(values)]), objective  # the trials first, then runs without one
 

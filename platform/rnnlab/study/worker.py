@@ -98,17 +98,16 @@ class Worker:
                 result = self._fit_trial(trial, state)
                 value = _objective_value(result.history, s.metric, s.objective, s.direction)
                 if result.status == "completed" and value is not None:
-                    self._finish(trial, state["run_id"], result, TrialState.COMPLETE, value,
-                                 None)
+                    self._finish(trial, state, result, TrialState.COMPLETE, value, None)
                 else:  # pruned by the pruner, or diverged: counts as pruned, with its reason
-                    self._finish(trial, state["run_id"], result, TrialState.PRUNED, None,
+                    self._finish(trial, state, result, TrialState.PRUNED, None,
                                  result.stop_reason or "no finite metric value")
         except KeyboardInterrupt as exc:  # after the tell, fail_trial changes nothing
             fail_trial(self.study, self.tracker, trial, interrupted(exc), "KILLED",
                        s.max_retries, run_id=state["run_id"])
             raise
         except StoreDown:  # the trial stays RUNNING: a resumed sweep's heartbeat check retries it
-            if state["run_id"]:
+            if state["run_id"] and not state.get("closed"):  # (a tell lost mid-way may count)
                 with contextlib.suppress(StoreDown):  # the tracking server may be the one down
                     self.tracker.end_run(state["run_id"], "KILLED")
             raise
@@ -166,9 +165,10 @@ class Worker:
         return ckpt
 
     @whole
-    def _finish(self, trial, run_id, result, state, value, reason) -> None:
+    def _finish(self, trial, run: dict[str, Any], result, state, value, reason) -> None:
         """Close the trial's run with its outcome, then tell the study (a run is never left
         RUNNING behind a finished trial; an interrupt waits for both)."""
+        run_id = run["run_id"]
         if reason:
             trial.set_user_attr(TRIAL_REASON, reason)
         tags = {"rnnlab.trial_state": state.name}
@@ -185,6 +185,7 @@ class Worker:
         self.tracker.log_metrics(run_id, summary)
         self.tracker.log_result(run_id, result, weights=False, tags=tags)
         self.tracker.end_run(run_id, "FINISHED")
+        run["closed"] = True
         try:
             self.study.tell(trial, value, state=state)
         except optuna.exceptions.UpdateFinishedTrialError:
