@@ -1,3 +1,3 @@
-from rnnlab.cli.app import main
+from rnnlab.cli.entry import main
 
 main()

@@ -7,7 +7,8 @@ prefix: only the first process to reach a point creates ``PREFIX-POINT``, so the
 exactly once (the file holds the pid of that process). The command runs in a session of its
 own, so its main process leads the process group.
 
-POINT: ``start`` (the command starts its second worker process), ``ask`` (a worker asks for a
+POINT: ``import`` (the command line is loading: typer is imported), ``start`` (the command
+starts its second worker process), ``ask`` (a worker asks for a
 trial), ``report`` (a trial reports epoch 2), ``train`` (the first backward pass after epoch 2's
 report), ``tell`` (a worker tells the study a trial's outcome), ``end_run`` (a trial's MLflow run
 is being closed), ``fail`` (a trial is being failed as interrupted).
@@ -60,7 +61,18 @@ if FIRE:
         setattr(owner, name, wrapper)
 
     def install(point: str, how: str) -> None:
-        if point == "start":
+        if point == "import":
+            import importlib.abc
+            import sys
+
+            class Fire(importlib.abc.MetaPathFinder):
+                def find_spec(self, name, path=None, target=None):
+                    if name == "typer":
+                        fire(point, how)
+                    return None
+
+            sys.meta_path.insert(0, Fire())
+        elif point == "start":
             import multiprocessing.process
 
             calls = {"start": 0}

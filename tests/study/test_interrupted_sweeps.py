@@ -108,6 +108,7 @@ def finish(proc: subprocess.Popen, code: int, what: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point, how", [
+    ("import", "leader"),  # while the command line is still loading
     ("start", "group"),  # while the command starts its workers
     ("ask", "term"),  # while a worker asks for a trial
     ("train", "group"),  # mid-epoch

@@ -10,8 +10,10 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from rnnlab.errors import EXIT_USER_ERROR, RnnlabError, Terminated
-from rnnlab.interrupts import ignore_interrupts, install_handlers
+from rnnlab.cli.entry import interrupted
+from rnnlab.cli.entry import main as entry_main
+from rnnlab.errors import EXIT_USER_ERROR, RnnlabError
+from rnnlab.interrupts import ignore_interrupts
 
 
 class _Group(TyperGroup):
@@ -29,11 +31,7 @@ class _Group(TyperGroup):
             typer.echo(f"rnnlab: error: {exc}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt as exc:
-            ignore_interrupts()  # closed already: a second one must not cut the last line
-            what, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
-            typer.echo(f"rnnlab: interrupted ({what}); what was running is closed as "
-                       "interrupted and nothing finished is lost", err=True)
-            raise typer.Exit(code) from None
+            raise typer.Exit(interrupted(exc)) from None
 
 
 app = typer.Typer(cls=_Group, add_completion=False, pretty_exceptions_enable=False,
@@ -279,9 +277,8 @@ def keys() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    install_handlers()
-    app(prog_name="rnnlab")
+    """Console-script entry point (:func:`rnnlab.cli.entry.main`)."""
+    entry_main()
 
 
 if __name__ == "__main__":
