@@ -10,8 +10,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from rnnlab.cli.entry import interrupted
-from rnnlab.cli.entry import main as entry_main
+from rnnlab.cli.lines import interrupted
 from rnnlab.errors import EXIT_USER_ERROR, RnnlabError
 from rnnlab.interrupts import ignore_interrupts
 
@@ -274,12 +273,3 @@ def keys() -> None:
 
     for key, value in flatten(RunConfig()).items():
         typer.echo(f"{key} = {value}")
-
-
-def main() -> None:
-    """Console-script entry point (:func:`rnnlab.cli.entry.main`)."""
-    entry_main()
-
-
-if __name__ == "__main__":
-    main()
