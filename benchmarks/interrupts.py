@@ -5,7 +5,9 @@ store) in a process group of its own, as a terminal does, and interrupts it afte
 delay: while the command imports and opens the study, while its workers start, ask for trials,
 train, report, tell, or close runs. An uninterrupted sweep is timed first: odd rounds draw the
 delay uniformly from its whole length, even rounds from the part where trials run (on a busy
-machine, starting up takes most of a short sweep). Modes:
+machine, starting up takes most of a short sweep), counted from the moment the first trial
+appears in the study, so that a machine busier than when it was timed still has them land
+while trials run. Modes:
 
 - ``group``: SIGINT to the whole process group (Ctrl-C in a terminal);
 - ``leader``: SIGINT to the command's process only (``kill -INT PID``);
@@ -133,7 +135,7 @@ def states(folder: Path) -> str:
         " | runs " + (" ".join(f"{k}:{v}" for k, v in sorted(mlflow_states.items())) or "none")
 
 
-def one_round(mode: str, delay: float, args,
+def one_round(mode: str, delay: float, after_trial: bool, args,
               env: dict[str, str]) -> tuple[list[str] | None, str, str]:
     sig_name, want, what = MODES[mode]
     sig = getattr(signal, sig_name)
@@ -142,6 +144,9 @@ def one_round(mode: str, delay: float, args,
         cmd = [sys.executable, "-m", "rnnlab", "sweep", str(spec), "--workers", "2"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True, env=env)
+        if after_trial:  # from the moment a trial exists, whatever the machine's load
+            while proc.poll() is None and not trials_of(folder):
+                time.sleep(0.05)
         time.sleep(delay)
         if proc.poll() is not None:
             return None, "", ""  # it ended before the signal: not an interrupt
@@ -180,8 +185,9 @@ def calibrate(args, env: dict[str, str]) -> tuple[float, float]:
     took = 0.9 * (time.time() - started)  # a little less: the sweep is not always as fast
     first = min(first or 0.0, took)
     print(f"an uninterrupted sweep took {took / 0.9:.1f} s, its first trial started at "
-          f"{first:.1f} s: odd rounds interrupt uniformly in [0, {took:.1f}] s, even rounds in "
-          f"[{first:.1f}, {took:.1f}] s (while trials run)", flush=True)
+          f"{first:.1f} s: odd rounds interrupt uniformly in [0, {took:.1f}] s after the start, "
+          f"even rounds in [0, {took - first:.1f}] s after the first trial appears (while trials "
+          "run, however long starting takes)", flush=True)
     return first, took
 
 
@@ -207,13 +213,15 @@ def main() -> None:
         passed, found_all = 0, collections.Counter()
         for i in range(args.rounds):
             bad = None
+            after_trial = i % 2 == 1 and args.window is None
             while bad is None:  # the sweep was done before the signal: draw again
-                delay = rng.uniform(0 if i % 2 == 0 else first, window)
+                delay = rng.uniform(0, window - first if after_trial else window)
                 started = time.time()
-                bad, found, after = one_round(mode, delay, args, env)
+                bad, found, after = one_round(mode, delay, after_trial, args, env)
             passed += not bad
             found_all[found.split(" | ")[0]] += 1
-            print(f"{mode:6} round {i + 1:2}/{args.rounds}  signal at {delay:4.1f} s  "
+            when = "after the first trial" if after_trial else "after the start"
+            print(f"{mode:6} round {i + 1:2}/{args.rounds}  signal {delay:4.1f} s {when:21}  "
                   f"{'PASS' if not bad else 'FAIL'}  after the interrupt: {found}  "
                   f"after resuming: {after}  ({time.time() - started:.0f} s)", flush=True)
             for line in bad:
