@@ -193,25 +193,31 @@ def trials(
 
 @app.command()
 def dashboard(
-    study: Annotated[str, typer.Argument(help="Study name.")],
+    target: Annotated[str, typer.Argument(
+        help="A study's name (its default view), or a dashboard spec: dashboards/NAME.yaml.")],
     storage: StorageOpt = None,
     out: Annotated[Path | None, typer.Option(
-        help="HTML file to write (default dashboards/<study>.html).")] = None,
+        help="HTML file to write (default: beside the spec, or dashboards/<study>.html).")
+    ] = None,
     watch: Annotated[float | None, typer.Option(
-        min=1, help="Rewrite every N s until the study is done (budget reached, nothing "
+        min=1, help="Rewrite every N s until its studies are done (budget reached, nothing "
                     "running); Ctrl-C stops earlier.")] = None,
+    inline: Annotated[bool, typer.Option(
+        help="Put plotly.js in the page (one file to send) instead of beside it.")] = False,
 ) -> None:
-    """Write a study's Plotly dashboard: one self-contained HTML file that opens offline."""
+    """Write a Plotly dashboard: one HTML page that opens offline, with plotly.js beside it."""
     from rnnlab.cli.render import dashboard_line
-    from rnnlab.dashboards.write import watch_dashboard, write_dashboard
+    from rnnlab.dashboards.write import board_for, watch_board, write_board
 
+    board = board_for(target)
     if watch is None:
-        typer.echo(str(write_dashboard(_storage(storage), study, out)))
+        typer.echo(str(write_board(board, storage, out,
+                                   inline=inline)[0]))
         return
     try:
-        path = watch_dashboard(_storage(storage), study, out, watch,
-                               on_write=lambda p, f: err.print(dashboard_line(p, f),
-                                                               soft_wrap=True, highlight=False))
+        path = watch_board(board, storage, out, watch,
+                           inline=inline, on_write=lambda p, s: err.print(
+                               dashboard_line(p, s), soft_wrap=True, highlight=False))
     except KeyboardInterrupt:
         err.print("stopped watching; the last dashboard written stays in place")
         return

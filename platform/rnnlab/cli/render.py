@@ -45,10 +45,14 @@ def _finite(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def dashboard_line(path: Any, frames: Any) -> str:
+def dashboard_line(path: Any, selection: Any) -> str:
     """One line per dashboard rewrite in ``rnnlab dashboard --watch``."""
     import time
 
-    counts = frames.counts()
-    done = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trials yet"
-    return f"{time.strftime('%H:%M:%S')} wrote {path}: {done} (budget {frames.budget})"
+    said = []
+    for label, frames in selection.studies:
+        counts = frames.counts()
+        done = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trials yet"
+        said.append(f"{label} {done} (budget {frames.budget})" if len(selection.studies) > 1
+                    else f"{done} (budget {frames.budget})")
+    return f"{time.strftime('%H:%M:%S')} wrote {path}: {'; '.join(said)}"

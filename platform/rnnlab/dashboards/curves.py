@@ -7,6 +7,7 @@ it, and ``plot_x(frames)`` does both. Tests compare the records without renderin
 
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import dataclass
 
@@ -14,10 +15,17 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from rnnlab.dashboards.groups import (
+    Labelled,
+    as_labelled,
+    group_colours,
+    ordered,
+    title_of,
+    values_of,
+)
 from rnnlab.dashboards.style import (
     STATE_STYLE,
     TUTORIAL_VAL_ACC,
-    colour,
     esc,
     floats,
     log_ticks,
@@ -28,8 +36,10 @@ from rnnlab.study.results import StudyFrames
 
 @dataclass(frozen=True)
 class _Curve:
+    study: str
     number: int
-    cell: str
+    group: str
+    facet: str
     state: str
     epochs: tuple[int, ...]
     val_acc: tuple[float, ...]
@@ -39,104 +49,187 @@ class _Curve:
 @dataclass(frozen=True)
 class _LearningCurvesInfo:
     curves: tuple[_Curve, ...]
+    group: str = "model.cell"
+    facet: str | None = None
+    metrics: tuple[str, ...] = ("val_acc", "val_loss")
+    studies: int = 1
     reference_val_acc: tuple[float, ...] = TUTORIAL_VAL_ACC
 
 
-def _get_learning_curves_info(frames: StudyFrames) -> _LearningCurvesInfo:
-    table = frames.table(("COMPLETE", "PRUNED", "FAIL", "RUNNING"))
-    cells = dict(zip(table["number"], table.get("model.cell", []), strict=False))
-    states = dict(zip(table["number"], table["state"], strict=True))
-    wide = frames.curves.pivot_table(index=["number", "epoch"], columns="metric",
-                                     values="value").reindex(columns=["val_acc", "val_loss"])
+def _get_learning_curves_info(frames: StudyFrames | Labelled, group: str = "model.cell",
+                              facet: str | None = None,
+                              metrics: tuple[str, ...] = ("val_acc", "val_loss")
+                              ) -> _LearningCurvesInfo:
+    studies = as_labelled(frames)
     curves = []
-    for number, h in wide.groupby(level="number"):
-        if number not in states:
-            continue
-        curves.append(_Curve(int(number), str(cells.get(number)), str(states[number]),
-                             tuple(int(e) for e in h.index.get_level_values("epoch")),
-                             floats(h["val_acc"]), floats(h["val_loss"])))
-    return _LearningCurvesInfo(tuple(curves))
+    for label, f in studies:
+        table = f.table(("COMPLETE", "PRUNED", "FAIL", "RUNNING"))
+        groups = dict(zip(table["number"], values_of(label, table, group), strict=True))
+        facets = dict(zip(table["number"], values_of(label, table, facet), strict=True))
+        states = dict(zip(table["number"], table["state"], strict=True))
+        wide = f.curves.pivot_table(index=["number", "epoch"], columns="metric",
+                                    values="value").reindex(columns=["val_acc", "val_loss"])
+        for number, h in wide.groupby(level="number"):
+            if number not in states:
+                continue
+            curves.append(_Curve(label, int(number), groups[number], facets[number],
+                                 str(states[number]),
+                                 tuple(int(e) for e in h.index.get_level_values("epoch")),
+                                 floats(h["val_acc"]), floats(h["val_loss"])))
+    return _LearningCurvesInfo(tuple(curves), group, facet, tuple(metrics), len(studies))
 
 
 def _get_learning_curves_plot(info: _LearningCurvesInfo) -> go.Figure:
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("validation accuracy", "validation loss"))
-    groups: dict[tuple[str, str], list[_Curve]] = {}
+    panels = ordered(c.facet for c in info.curves) or [""]
+    named = {"val_acc": "validation accuracy", "val_loss": "validation loss"}
+    titles = [f"{named[m]}{f'<br>{esc(title_of(info.facet))} = {esc(p)}' if info.facet else ''}"
+              for m in info.metrics for p in panels]
+    fig = make_subplots(rows=len(info.metrics), cols=len(panels), shared_xaxes="all",
+                        shared_yaxes="rows", vertical_spacing=0.08, horizontal_spacing=0.04,
+                        subplot_titles=titles)
+    colours = group_colours(c.group for c in info.curves)
+    traces: dict[tuple[str, str, str], list[_Curve]] = {}
     for c in info.curves:
-        groups.setdefault((c.cell, c.state), []).append(c)
-    for (cell, state), curves in sorted(groups.items()):
+        traces.setdefault((c.facet, c.group, c.state), []).append(c)
+    counts = collections.Counter((c.group, c.state) for c in info.curves)
+    shown = set()
+    for (panel, grp, state), curves in sorted(traces.items()):
         dash, opacity = STATE_STYLE.get(state, ("solid", 0.85))
-        name = f"{esc(cell)} ({state.lower()}, {len(curves)})"
-        for row, metric in ((1, "val_acc"), (2, "val_loss")):
-            # One trace per (cell, state), curves separated by NaN gaps: a few traces draw
-            # 200 trials x 100 epochs much faster than 200 traces would, and numpy arrays
-            # skip Plotly's per-element validation.
-            gap = [np.nan]
-            xs = np.concatenate([[*c.epochs, *gap] for c in curves])
-            ys = np.concatenate([[*getattr(c, metric), *gap] for c in curves])
-            ids = np.concatenate([[c.number] * len(c.epochs) + gap for c in curves])
-            fig.add_trace(go.Scatter(
-                x=xs, y=ys, customdata=ids, mode="lines", name=name, legendgroup=name,
-                showlegend=row == 1, opacity=opacity, connectgaps=False,
-                line={"color": colour(cell), "dash": dash, "width": 1.5},
-                hovertemplate=(f"trial %{{customdata}} ({esc(cell)}, {state.lower()})<br>"
-                               f"epoch %{{x}}<br>{metric} %{{y:.4f}}<extra></extra>")),
-                row=row, col=1)
+        name = f"{esc(grp)} ({state.lower()}, {counts[grp, state]})"
+        for row, metric in enumerate(info.metrics, start=1):
+            fig.add_trace(_lines(curves, metric, name, colours[grp], dash, opacity,
+                                 showlegend=name not in shown), row=row,
+                          col=panels.index(panel) + 1)
+            shown.add(name)
+    if "val_acc" in info.metrics and info.studies == 1 and not info.facet:
+        # The tutorial's own setup (patch 7, hidden 128, rnn): a reference for one study's
+        # page, not a third column in a comparison.
+        _reference(fig, info, row=info.metrics.index("val_acc") + 1)
+    for col in range(1, len(panels) + 1):
+        fig.update_xaxes(title_text="epoch", row=len(info.metrics), col=col)
+    if max((e for c in info.curves for e in c.epochs), default=0) <= 20:
+        fig.update_xaxes(dtick=1)  # whole epochs only
+    for row, metric in enumerate(info.metrics, start=1):
+        fig.update_yaxes(title_text=metric, row=row, col=1)
+    if "val_loss" in info.metrics:
+        losses = [v for c in info.curves for v in c.val_loss if math.isfinite(v) and v > 0]
+        ticks = log_ticks(min(losses), max(losses)) if losses else ()
+        row = info.metrics.index("val_loss") + 1
+        fig.update_yaxes(type="log", tickvals=list(ticks), ticktext=tick_labels(ticks), row=row)
+        fig.update_yaxes(title_text="val_loss (log scale)", row=row, col=1)
+    across = f" across {info.studies} studies" if info.studies > 1 else ""
+    fig.update_layout(title=f"Learning curves (validation){across}, coloured by "
+                      f"{esc(title_of(info.group)).replace('model.cell', 'cell')}; pruned "
+                      "dashed, failed dotted", height=max(450, 375 * len(info.metrics)),
+                      legend={"groupclick": "togglegroup"})
+    return fig
+
+
+def _lines(curves: list[_Curve], metric: str, name: str, colour: str, dash: str,
+           opacity: float, showlegend: bool) -> go.Scatter:
+    # One trace per (facet, group, state), curves separated by NaN gaps: a few traces draw
+    # 200 trials x 100 epochs much faster than 200 traces would, and numpy arrays skip
+    # Plotly's per-element validation.
+    gap = [np.nan]
+    xs = np.concatenate([[*c.epochs, *gap] for c in curves])
+    ys = np.concatenate([[*getattr(c, metric), *gap] for c in curves])
+    ids = np.concatenate([[_trial(c)] * len(c.epochs) + [""] for c in curves])
+    return go.Scatter(x=xs, y=ys, customdata=ids, mode="lines", name=name, legendgroup=name,
+                      showlegend=showlegend, opacity=opacity, connectgaps=False,
+                      line={"color": colour, "dash": dash, "width": 1.5},
+                      hovertemplate=(f"%{{customdata}} ({name})<br>epoch %{{x}}<br>{metric} "
+                                     "%{y:.4f}<extra></extra>"))
+
+
+def _trial(c: _Curve) -> str:
+    return f"{esc(c.study)} trial {c.number}"
+
+
+def _reference(fig: go.Figure, info: _LearningCurvesInfo, row: int) -> None:
     epochs = list(range(1, len(info.reference_val_acc) + 1))
     fig.add_trace(go.Scatter(
         x=epochs, y=list(info.reference_val_acc), mode="lines+markers", legendgroup="tutorial",
         name="tutorial's logged val_acc (reference; click to hide)",
         line={"color": "black", "dash": "dot", "width": 2},
-        hovertemplate="tutorial epoch %{x}: val_acc %{y:.3f}<extra></extra>"), row=1, col=1)
-    fig.update_xaxes(title_text="epoch", row=2, col=1)
-    fig.update_yaxes(title_text="val_acc", row=1, col=1)
-    losses = [v for c in info.curves for v in c.val_loss if math.isfinite(v) and v > 0]
-    ticks = log_ticks(min(losses), max(losses)) if losses else ()
-    fig.update_yaxes(title_text="val_loss (log scale)", type="log", tickvals=list(ticks),
-                     ticktext=tick_labels(ticks), row=2, col=1)
-    fig.update_layout(title="Learning curves (validation), coloured by cell; pruned dashed, "
-                      "failed dotted", height=750, legend={"groupclick": "togglegroup"})
-    return fig
+        hovertemplate="tutorial epoch %{x}: val_acc %{y:.3f}<extra></extra>"), row=row, col=1)
 
 
-def plot_learning_curves(frames: StudyFrames) -> go.Figure:
-    """Validation accuracy and loss against epoch for every trial, with the tutorial's curve."""
-    return _get_learning_curves_plot(_get_learning_curves_info(frames))
+def plot_learning_curves(frames: StudyFrames | Labelled, group: str = "model.cell",
+                         facet: str | None = None,
+                         metrics: tuple[str, ...] = ("val_acc", "val_loss")) -> go.Figure:
+    """Validation curves against epoch for every trial of one study or several, coloured by
+    ``group`` (a config key, or "study"), one column per value of ``facet``, with the
+    tutorial's curve for reference."""
+    return _get_learning_curves_plot(_get_learning_curves_info(frames, group, facet, metrics))
 
 
 @dataclass(frozen=True)
 class _HistoryInfo:
-    """The complete trials in order and their objective values."""
+    """The complete trials of each study in order, their objective values and groups."""
 
     metric: str
     direction: str
     numbers: tuple[int, ...]
     values: tuple[float, ...]
-    cells: tuple[str, ...]
+    groups: tuple[str, ...]
+    studies: tuple[str, ...] = ()
+    group: str = "model.cell"
 
     @property
     def best_so_far(self) -> tuple[float, ...]:
+        """The best value so far within each study, trial by trial."""
         pick = max if self.direction == "maximize" else min
-        return tuple(pick(self.values[: i + 1]) for i in range(len(self.values)))
+        best: dict[str, float] = {}
+        out = []
+        for study, value in zip(self.studies or [""] * len(self.values), self.values,
+                                strict=True):
+            best[study] = pick(best.get(study, value), value)
+            out.append(best[study])
+        return tuple(out)
 
 
-def _get_history_info(frames: StudyFrames) -> _HistoryInfo:
-    t = frames.table(("COMPLETE",))
-    return _HistoryInfo(frames.metric, frames.direction, tuple(int(n) for n in t["number"]),
-                        floats(t["value"]), tuple(str(c) for c in t.get("model.cell", [])))
+def _get_history_info(frames: StudyFrames | Labelled,
+                      group: str = "model.cell") -> _HistoryInfo:
+    studies = as_labelled(frames)
+    numbers, values, groups, labels = [], [], [], []
+    for label, f in studies:
+        t = f.table(("COMPLETE",))
+        numbers += [int(n) for n in t["number"]]
+        values += floats(t["value"])
+        groups += values_of(label, t, group)
+        labels += [label] * len(t)
+    first = studies[0][1]
+    return _HistoryInfo(first.metric, first.direction, tuple(numbers), tuple(values),
+                        tuple(groups), tuple(labels), group)
 
 
 def _get_history_plot(info: _HistoryInfo) -> go.Figure:
     fig = go.Figure()
-    for cell in sorted(set(info.cells)):
-        idx = [i for i, c in enumerate(info.cells) if c == cell]
+    studies = list(dict.fromkeys(info.studies)) or [""]
+    several = len(studies) > 1
+    colours = group_colours(info.groups)
+    symbols = ("circle", "diamond", "square", "triangle-up", "x", "star")
+    for grp in ordered(info.groups):
+        for s, study in enumerate(studies):
+            idx = [i for i, g in enumerate(info.groups) if g == grp
+                   and (not info.studies or info.studies[i] == study)]
+            if not idx:
+                continue
+            name = f"{esc(grp)}, {esc(study)}" if several else esc(grp)
+            fig.add_trace(go.Scatter(
+                x=[info.numbers[i] for i in idx], y=[info.values[i] for i in idx],
+                mode="markers", name=name, marker={"color": colours[grp], "size": 8,
+                                                   "symbol": symbols[s % len(symbols)]},
+                hovertemplate=f"trial %{{x}} ({name})<br>{esc(info.metric)} %{{y:.4f}}"
+                              "<extra></extra>"))
+    best = info.best_so_far
+    for study in studies:
+        idx = [i for i in range(len(info.values)) if not info.studies or info.studies[i] == study]
         fig.add_trace(go.Scatter(
-            x=[info.numbers[i] for i in idx], y=[info.values[i] for i in idx], mode="markers",
-            name=esc(cell), marker={"color": colour(cell), "size": 8},
-            hovertemplate=f"trial %{{x}} ({esc(cell)})<br>{esc(info.metric)} %{{y:.4f}}"
-                          "<extra></extra>"))
-    fig.add_trace(go.Scatter(x=list(info.numbers), y=list(info.best_so_far), mode="lines",
-                             name="best so far", line={"color": "#d62728", "shape": "hv"}))
+            x=[info.numbers[i] for i in idx], y=[best[i] for i in idx], mode="lines",
+            name=f"best so far, {esc(study)}" if several else "best so far",
+            line={"color": "#d62728", "shape": "hv",
+                  "dash": ("solid", "dash", "dot", "dashdot")[studies.index(study) % 4]}))
     fig.update_layout(title=f"Optimisation history: validation {esc(info.metric)} of complete "
                       f"trials ({esc(info.direction)})", xaxis_title="trial",
                       yaxis_title=f"{esc(info.metric)} (validation)")
@@ -145,6 +238,6 @@ def _get_history_plot(info: _HistoryInfo) -> go.Figure:
     return fig
 
 
-def plot_history(frames: StudyFrames) -> go.Figure:
-    """The objective value of every complete trial and the best so far."""
-    return _get_history_plot(_get_history_info(frames))
+def plot_history(frames: StudyFrames | Labelled, group: str = "model.cell") -> go.Figure:
+    """The objective value of every complete trial and each study's best so far."""
+    return _get_history_plot(_get_history_info(frames, group))

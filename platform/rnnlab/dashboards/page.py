@@ -1,32 +1,13 @@
-"""The dashboard page: every figure of a study in one self-contained HTML file.
-
-plotly.js is inlined, so a page opens offline with no request anywhere.
-"""
+"""HTML pages of figures, with plotly.js inlined or beside them: either way a page opens
+offline with no request anywhere."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timezone
-
 import plotly.graph_objects as go
 
-from rnnlab.dashboards.curves import plot_history, plot_learning_curves
-from rnnlab.dashboards.params import (
-    plot_importances,
-    plot_lr_l2,
-    plot_normalisation,
-    plot_parallel,
-)
 from rnnlab.dashboards.style import esc
-from rnnlab.study.results import StudyFrames
 
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True}
-
-FIGURES: tuple[tuple[str, Callable[[StudyFrames], go.Figure]], ...] = (
-    ("learning-curves", plot_learning_curves), ("history", plot_history),
-    ("parallel", plot_parallel), ("importances", plot_importances),
-    ("normalisation", plot_normalisation), ("lr-l2", plot_lr_l2),
-)
 _STYLE = ("body{font-family:system-ui,sans-serif;margin:1.5rem auto;max-width:1200px;"
           "color:#222}section{margin-bottom:2rem}table{border-collapse:collapse}"
           "td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}"
@@ -46,27 +27,22 @@ def figure_div(fig: go.Figure, div_id: str) -> str:
                        config=_PLOT_CONFIG)
 
 
-def page(title: str, body: str, *, refresh_s: float | None = None) -> str:
-    """A complete HTML page; ``title`` is escaped here, ``body`` must already be safe."""
+def plotly_file() -> tuple[str, str]:
+    """plotly.js as a file to write beside pages: its name (versioned, so pages written by
+    another plotly find their own) and its text."""
+    from plotly.offline import get_plotlyjs, get_plotlyjs_version
+
+    return f"plotly-{get_plotlyjs_version()}.min.js", get_plotlyjs()
+
+
+def page(title: str, body: str, *, refresh_s: float | None = None,
+         script: str | None = None) -> str:
+    """A complete HTML page; ``title`` is escaped here, ``body`` must already be safe.
+    ``script``: the name of plotly.js written beside the page (:func:`plotly_file`); None
+    inlines it."""
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else ""
+    plotly = (f'<script type="text/javascript" src="{esc(script)}"></script>' if script
+              else plotly_script())
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{refresh}'
-            f"<title>{esc(title)}</title><style>{_STYLE}</style>{plotly_script()}</head>"
+            f"<title>{esc(title)}</title><style>{_STYLE}</style>{plotly}</head>"
             f"<body>\n{body}\n</body></html>\n")
-
-
-def dashboard_html(frames: StudyFrames, *, refresh_s: float | None = None) -> str:
-    """The dashboard page of a study: a summary line and every figure."""
-    counts = frames.counts()
-    done = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trials"
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    parts = [f"<h1>Study {esc(frames.name)}</h1>",
-             f"<p>{esc(done)} (budget {esc(frames.budget)}); objective: validation "
-             f"{esc(frames.metric)} ({esc(frames.direction)}). MLflow: "
-             f"<code>{esc(frames.tracking_uri)}</code>, experiment "
-             f"<code>{esc(frames.experiment)}</code>. Written {stamp}"
-             f"{f'; rewritten every {int(refresh_s)} s while the study runs' if refresh_s else ''}"
-             ".</p>"]
-    for div_id, plot in FIGURES:
-        parts.append(f'<section id="{div_id}">{figure_div(plot(frames), f"fig-{div_id}")}'
-                     "</section>")
-    return page(f"rnnlab dashboard: {frames.name}", "\n".join(parts), refresh_s=refresh_s)

@@ -3,13 +3,20 @@ parallel coordinates, importances, normalisation by cell, and learning rate and 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from rnnlab.dashboards.style import colour, empty, esc, floats, log_ticks, tick_labels
+from rnnlab.dashboards.style import (
+    colour,
+    empty,
+    esc,
+    floats,
+    log_positions,
+    log_ticks,
+    tick_labels,
+)
 from rnnlab.study.effects import effects
 from rnnlab.study.levels import Effect
 from rnnlab.study.results import StudyFrames
@@ -44,23 +51,6 @@ def _get_parallel_info(frames: StudyFrames) -> _ParallelInfo:
                          floats(t["value"]))
 
 
-def _log_positions(values: tuple, *, enclose: bool = False
-                   ) -> tuple[list[float], list[float], list[str]]:
-    """log10 of each value, and ticks labelled in full (see
-    :func:`~rnnlab.dashboards.style.log_ticks`); zeros (an L2 switched off) sit one decade
-    below the smallest, labelled 0."""
-    positive = [float(v) for v in values if float(v) > 0]
-    floor = math.floor(math.log10(min(positive))) - 1 if positive else 0
-    pos = [math.log10(float(v)) if float(v) > 0 else floor for v in values]
-    zeros = len(positive) < len(values)  # then "0" is a tick too: two more are enough
-    ticks = log_ticks(min(positive), max(positive), 2 if zeros else 3,
-                      enclose=enclose) if positive else ()
-    at, text = [math.log10(t) for t in ticks], tick_labels(ticks)
-    if zeros:
-        at, text = [float(floor), *at], ["0", *text]
-    return pos, at, text
-
-
 def _get_parallel_plot(info: _ParallelInfo) -> go.Figure:
     fig = go.Figure()
     if not info.numbers:
@@ -75,7 +65,7 @@ def _get_parallel_plot(info: _ParallelInfo) -> go.Figure:
         elif d.kind == "log":
             # The axis is drawn from its first tick to its last: ticks that enclose the
             # values, and the range they span, keep it as long as the other axes.
-            pos, ticks, text = _log_positions(d.values, enclose=True)
+            pos, ticks, text = log_positions(d.values, enclose=True)
             dims.append({"label": f"{esc(d.key)} (log scale)", "values": pos,
                          "range": [min(ticks), max(ticks)], "tickvals": ticks,
                          "ticktext": text})
@@ -213,7 +203,7 @@ def _get_lr_l2_plot(info: _PointsInfo) -> go.Figure:
                         subplot_titles=("learning rate", "L2 (0 = off, at the left edge)"))
     if not info.numbers:
         return empty(fig, "Learning rate and L2: no complete trial yet")
-    l2_pos, l2_ticks, l2_text = _log_positions(info.l2)
+    l2_pos, l2_ticks, l2_text = log_positions(info.l2)
     for cell in sorted(set(info.cells)):
         idx = [i for i, c in enumerate(info.cells) if c == cell]
         common = {"mode": "markers", "name": esc(cell), "legendgroup": cell,

@@ -87,3 +87,19 @@ def log_ticks(lo: float, hi: float, at_least: int = 3, *,
         lo = max(v for v in series if v <= lo)
         hi = min(v for v in series if v >= hi)
     return tuple(v for v in series if lo <= v <= hi)
+
+
+def log_positions(values: tuple, *, enclose: bool = False
+                  ) -> tuple[list[float], list[float], list[str]]:
+    """log10 of each value, and ticks labelled in full (see :func:`log_ticks`); zeros (an L2
+    switched off) sit one decade below the smallest, labelled 0."""
+    positive = [float(v) for v in values if float(v) > 0]
+    floor = math.floor(math.log10(min(positive))) - 1 if positive else 0
+    pos = [math.log10(float(v)) if float(v) > 0 else floor for v in values]
+    zeros = len(positive) < len(values)  # then "0" is a tick too: two more are enough
+    ticks = log_ticks(min(positive), max(positive), 2 if zeros else 3,
+                      enclose=enclose) if positive else ()
+    at, text = [math.log10(t) for t in ticks], tick_labels(ticks)
+    if zeros:
+        at, text = [float(floor), *at], ["0", *text]
+    return pos, at, text
