@@ -18,6 +18,9 @@ last line says it was interrupted, no traceback; in Optuna nothing RUNNING, ever
 failed "interrupted (...)" with its retry queued; in MLflow every run FINISHED or KILLED and
 every trial's run found. Then the same command is run again: it must exit 0 with exactly
 ``n_trials`` finished, nothing RUNNING or WAITING, and each finished trial's run FINISHED.
+A signal that lands before the Python interpreter has even started (its first tenth of a second
+or so) kills the command as it kills any program, before anything is written: such a round is
+checked for exactly that (killed by the signal, no output, no study, no run) and counted apart.
 
     python benchmarks/interrupts.py [--rounds 20] [--mode all|group|leader|term] [--window 8]
 """
@@ -43,6 +46,8 @@ from mlflow.tracking import MlflowClient
 from rnnlab.study.storage import open_storage
 
 NAME = "stress"
+NOTHING = "no study | runs none"
+BEFORE_START = "killed before Python started, nothing written"
 MODES = {"group": ("SIGINT", 130, "Ctrl-C"), "leader": ("SIGINT", 130, "Ctrl-C"),
          "term": ("SIGTERM", 143, "SIGTERM")}
 
@@ -162,8 +167,12 @@ def one_round(mode: str, delay: float, after_trial: bool, args,
             return [f"no exit within 180 s of {sig_name}"], states(folder), ""
         if proc.returncode == 0 and not check_resumed(folder, 0, err, args.trials):
             return None, "", ""  # it had finished the budget before the signal: too late
-        bad = check_interrupted(folder, proc.returncode, err, want, what)
-        found = states(folder)
+        # Signalled before the interpreter had started (no handler of its own yet): killed by
+        # the signal as any program is (a shell reports 128 + N, the same 130 or 143), with
+        # nothing written anywhere. Counted apart in the summary.
+        before = proc.returncode == -sig and not err.strip() and states(folder) == NOTHING
+        bad = [] if before else check_interrupted(folder, proc.returncode, err, want, what)
+        found = BEFORE_START if before else states(folder)
         again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         bad += check_resumed(folder, again.returncode, again.stderr, args.trials)
         return bad, found, states(folder)

@@ -56,3 +56,37 @@ def test_a_second_ctrl_c_raises_at_once():
 def test_a_worker_process_takes_the_first_signal_and_ignores_the_next():
     assert run(once=True, twice=True) == "after first,after second,write done,raised " \
                                          "KeyboardInterrupt"
+
+
+IMPORTED = """
+import os, signal, time
+os.kill(os.getpid(), signal.{sig})  # as if a C++ extension's import were running here
+deadline = time.monotonic() + 0.3
+while time.monotonic() < deadline:
+    pass
+DONE = True
+"""
+
+IMPORTER = """
+import sys, time
+from rnnlab.interrupts import install_handlers
+install_handlers()
+try:
+    import slow_import
+    time.sleep(10)
+    print("never raised")
+except KeyboardInterrupt as exc:
+    done = getattr(sys.modules.get("slow_import"), "DONE", False)
+    print(type(exc).__name__, "after the import" if done else "inside the import")
+"""
+
+
+@pytest.mark.parametrize("sig, name", [("SIGINT", "KeyboardInterrupt"),
+                                       ("SIGTERM", "Terminated")])
+def test_a_signal_during_an_import_is_raised_once_the_import_is_done(tmp_path, sig, name):
+    """Raised inside torch's import (Python called from C++), a KeyboardInterrupt aborted the
+    process or made it kill itself with SIGINT on exit; it now waits for the import."""
+    (tmp_path / "slow_import.py").write_text(IMPORTED.format(sig=sig))
+    out = subprocess.run([sys.executable, "-c", IMPORTER], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path, check=True)
+    assert out.stdout.strip() == f"{name} after the import", out.stderr

@@ -5,6 +5,13 @@ the main thread, as Python's own Ctrl-C does, except inside :func:`uninterrupted
 store waits for the block to end, so it is never cut in half (a transaction left open in an
 SQLite store would lock it for every other worker, whose own cleanup then fails). A second
 signal while the first is held raises at once, so a hung store cannot make Ctrl-C useless.
+
+Nor is an import cut: torch's runs Python code from C++, where a raised KeyboardInterrupt either
+aborts the process ("terminate called after throwing an instance of 'pybind11::error_already_set'",
+exit -6) or, caught there and raised again, leaves CPython's "unhandled KeyboardInterrupt" flag
+set, so that the process kills itself with SIGINT as it exits (exit -2 after the command's own
+interrupted line). A signal that lands while a module is being imported is delivered again a
+moment later, until no import is under way (both seen by ``benchmarks/interrupts.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import contextlib
 import functools
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -35,7 +43,10 @@ def install_handlers(*, once: bool = False) -> None:
             it forwards signals to it, and kills it if it does not stop).
     """
 
-    def handler(signum, frame):  # noqa: ARG001
+    def handler(signum, frame):
+        if _importing(frame):
+            _deliver_again(signum)
+            return
         exc = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         if once:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -49,6 +60,33 @@ def install_handlers(*, once: bool = False) -> None:
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
         _Held.installed = True
+
+
+def _importing(frame) -> bool:
+    """Whether the main thread is running a module's top level (an import), other than the
+    program's own ``__main__`` (which runs the whole command)."""
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") != "__main__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+_AGAIN_S = 0.05
+_again = threading.Lock()  # held while a signal waits to be delivered again
+
+
+def _deliver_again(signum: int) -> None:
+    """Send ``signum`` to the main thread again in a moment (once, however many arrive)."""
+    if not _again.acquire(blocking=False):
+        return
+
+    def later() -> None:
+        time.sleep(_AGAIN_S)
+        _again.release()
+        signal.pthread_kill(threading.main_thread().ident, signum)
+
+    threading.Thread(target=later, name="rnnlab-signal-again", daemon=True).start()
 
 
 def ignore_interrupts() -> None:

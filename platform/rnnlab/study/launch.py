@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing import forkserver
+from multiprocessing import forkserver, resource_tracker
 from multiprocessing.context import BaseContext
 
 from rnnlab.errors import EXIT_USER_ERROR, RnnlabError, Terminated
@@ -36,6 +36,11 @@ def start_fork_server() -> BaseContext:
     """
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(WORKER_PRELOAD)
+    # The fork server starts multiprocessing's resource tracker first, unblocking SIGINT and
+    # SIGTERM once it is spawned: inside the block below, where they are ignored, a Ctrl-C
+    # pending then would be lost. Started here, it blocks and unblocks them around its own
+    # spawn (it ignores them itself), and a Ctrl-C meanwhile is raised as usual.
+    resource_tracker.ensure_running()
     with _ignored_by_children():
         forkserver.ensure_running()
     return ctx
@@ -116,6 +121,9 @@ def _process(target: Callable[..., int], args: tuple, cwd: str, env: dict[str, s
         # that does not stop. Signals were ignored until now (see _ignored_by_children): one
         # the command sent meanwhile was lost, but the command said so first.
         install_handlers(once=True)
+        # The fork server was spawned with them blocked too (so that the command lost none
+        # meanwhile): a worker unblocks them, and takes any sent to it since it was forked.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
         if stopped.value:
             raise Terminated() if stopped.value == signal.SIGTERM else KeyboardInterrupt()
         said.put(("ran", target(*args)))
