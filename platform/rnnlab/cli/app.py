@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 from rnnlab.cli.lines import interrupted
 from rnnlab.cli.options import AllowChangeOpt, DataDirOpt, SetOpt, StorageOpt
 from rnnlab.cli.options import with_data_dir as _with_data_dir
+from rnnlab.cli.slurm import slurm
 from rnnlab.errors import EXIT_USER_ERROR, RnnlabError
 from rnnlab.interrupts import ignore_interrupts
 
@@ -263,3 +264,6 @@ def keys() -> None:
 
     for key, value in flatten(RunConfig()).items():
         typer.echo(f"{key} = {value}")
+
+
+app.command()(slurm)
