@@ -25,6 +25,8 @@ from servers import free_port
 UP_S = 30  # the daemons are up within a second or two here
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo", "scancel")
 GPUS = ("/dev/null", "/dev/zero")
+ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY",
+         "BOOT_FAIL", "DEADLINE"}
 
 
 class SlurmUnavailable(Exception):
@@ -128,19 +130,23 @@ class LocalSlurm:
         return done.stdout
 
     def wait(self, job: str, timeout: float) -> dict[int, tuple[str, str]]:
-        """Wait until no task of ``job`` is pending or running; returns each array task's
-        (state, exit code), e.g. ``{0: ("COMPLETED", "0:0")}``."""
+        """Wait until every task of ``job`` has ended; returns each array task's (state, exit
+        code), e.g. ``{0: ("COMPLETED", "0:0")}``."""
         deadline = time.monotonic() + timeout
-        while self.run("squeue", "-h", "-j", job, "-o", "%i", check=False).strip():
+        while True:
+            found = subprocess.run([self.exe["scontrol"], "-o", "show", "job", job],
+                                   capture_output=True, text=True, env=self.env(), timeout=60)
+            records = [dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+                       for line in found.stdout.splitlines()]
+            # a busy controller's answer is asked again; tasks not yet started are one record
+            if found.returncode == 0 and records and all(
+                    r.get("JobState") in ENDED for r in records):
+                return {int(r.get("ArrayTaskId", 0)): (r["JobState"], r["ExitCode"])
+                        for r in records}
             if time.monotonic() > deadline:
-                raise AssertionError(f"job {job} still queued or running after {timeout} s:\n"
-                                     + self.run("squeue", "-j", job, check=False))
+                raise AssertionError(f"job {job} has not ended after {timeout} s:\n"
+                                     + found.stdout + found.stderr)
             time.sleep(1)
-        tasks = {}
-        for line in self.run("scontrol", "-o", "show", "job", job).splitlines():
-            fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
-            tasks[int(fields.get("ArrayTaskId", 0))] = (fields["JobState"], fields["ExitCode"])
-        return tasks
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-2000:] for p in
