@@ -59,7 +59,6 @@ class Submission:
     notes: list[str] = field(default_factory=list)
 
 
-
 def submit(spec_path: Path, storage: str | None, opts: SlurmOptions,
            overrides: list[str] | None = None, *, dry_run: bool = False,
            allow_spec_change: bool = False) -> Submission:
@@ -111,6 +110,7 @@ def _open(spec: StudySpec, storage: str, allow_spec_change: bool) -> None:
         raise RnnlabError(
             f"study {spec.study.name!r} has its {spec.study.n_trials} trials finished already; "
             "nothing to submit (raise its budget with --set study.n_trials=N)")
+
 
 def write_script(text: str, name: str) -> Path:
     """Write ``slurm/<name>.sbatch`` whole (mode 0600: it may hold a database password)."""

@@ -185,5 +185,3 @@ def loopback_notes(storage: str, tracking: str) -> list[str]:
     return [f"{what} {mask_url(url)} is on this machine's loopback address: only tasks on this "
             "machine reach it" for what, url in (("storage", storage), ("MLflow store", tracking))
             if is_rdb(url) and urlparse(url).hostname in _LOOPBACK]
-
-
