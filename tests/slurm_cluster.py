@@ -89,7 +89,7 @@ class LocalSlurm:
             "JobAcctGatherType=jobacct_gather/none",
             "AccountingStorageType=accounting_storage/none",
             "MinJobAge=3600",  # finished jobs stay in `scontrol show job` for the checks
-            "KillWait=5",
+            "KillWait=30",  # time for a stopped worker to close its trial
             f"{hardware} NodeAddr=127.0.0.1 Gres=gpu:{len(GPUS)} State=UNKNOWN",
             # tasks share CPUs (a small machine still runs an array's tasks at once); each GPU
             # goes to one task at a time

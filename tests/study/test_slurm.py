@@ -7,9 +7,11 @@ PostgreSQL; they are skipped, with the reason, where Slurm cannot run (not root,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
+import time
 from pathlib import Path
 
 import optuna
@@ -20,6 +22,7 @@ from slurm_cluster import LocalSlurm, SlurmUnavailable
 from typer.testing import CliRunner
 
 from rnnlab.cli.app import app
+from rnnlab.tracking.tracker import Tracker
 
 N_TRIALS = 4
 SPEC = {
@@ -65,8 +68,8 @@ def test_dry_run_prints_the_array_script_and_submits_nothing(spec, tmp_path):
               if line.startswith("#SBATCH ")]
     assert sbatch == ["--job-name=rnnlab-arrayed", "--array=0-2%2",
                       f"--output={tmp_path}/slurm/arrayed-%A_%a.out", f"--chdir={tmp_path}",
-                      "--requeue", "--gres=gpu:2", "--partition=gpu", "--time=2:00:00",
-                      "--account=lab", "--mem=8G", "--qos=low"]
+                      "--requeue", "--open-mode=append", "--gres=gpu:2", "--partition=gpu",
+                      "--time=2:00:00", "--account=lab", "--mem=8G", "--qos=low"]
     assert f"export MLFLOW_TRACKING_URI={os.environ['MLFLOW_TRACKING_URI']}\n" in result.stdout
     assert "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-}" in result.stdout
     worker = result.stdout.strip().splitlines()[-1].split()
@@ -187,3 +190,60 @@ def test_a_job_sbatch_refuses_is_one_line(spec, on_cluster):
                            "--storage", storage))
     assert line.endswith("sbatch refused slurm/arrayed.sbatch: Batch job submission failed: "
                          "Invalid partition name specified"), line
+
+
+def wait_for_checkpoint(storage: str, name: str, epoch: int, timeout: float = 300) -> None:
+    """Until a running trial of the study has a checkpoint of ``epoch`` or later stored."""
+    tracker, deadline = Tracker(), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(KeyError):  # no study yet
+            study = optuna.load_study(study_name=name, storage=storage)
+            for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+                run = t.user_attrs.get("mlflow_run_id")
+                ckpt = run and tracker.load_checkpoint(run)
+                if ckpt and ckpt.epoch >= epoch:
+                    return
+        time.sleep(0.3)
+    raise AssertionError(f"no checkpoint of epoch {epoch} in {timeout} s")
+
+
+def test_a_requeued_task_runs_again_and_resumes_its_trial_from_its_checkpoint(tmp_path,
+                                                                              on_cluster):
+    # What a failed or preempted node does to a task: Slurm stops it (SIGTERM) and, with
+    # --requeue, runs it again. One task and one trial, long enough to be stopped in the
+    # middle: the trial it was running is the one it resumes.
+    cluster, storage = on_cluster
+    raw = yaml.safe_load(yaml.safe_dump(SPEC))
+    raw["train"].update(epochs=30, checkpoint_every=1)
+    raw["study"].update(name="requeued", n_trials=1, heartbeat_interval=0.5, grace_period=3)
+    spec = tmp_path / "requeued.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    result = rnnlab("slurm", str(spec), "--array", "1", "--storage", storage)
+    assert result.exit_code == 0, result.output
+    job = re.search(r"submitted job (\d+)", result.stdout)[1]
+    wait_for_checkpoint(storage, "requeued", 2)
+    cluster.run("scontrol", "requeue", f"{job}_0")
+    # Slurm holds a requeued job back for two minutes: release it now.
+    deadline = time.monotonic() + 60
+    while "PENDING" not in cluster.run("squeue", "-h", "-j", job, "-o", "%T", check=False):
+        assert time.monotonic() < deadline, "the requeued task never went back to the queue"
+        time.sleep(0.3)
+    cluster.run("scontrol", "update", f"JobId={job}_0", "StartTime=now")
+    out = tmp_path / "slurm" / f"requeued-{job}_0.out"
+    assert cluster.wait(job, timeout=600) == {0: ("COMPLETED", "0:0")}, out.read_text()
+
+    log = out.read_text()  # both runs of the task, appended
+    assert "(restart 0)" in log and "(restart 1)" in log, log
+    study = optuna.load_study(study_name="requeued", storage=storage)
+    trials = study.get_trials()
+    assert [t.state.name for t in trials].count("COMPLETE") == 1, log
+    assert not [t for t in trials if t.state.name == "RUNNING"]
+    [lost] = [t for t in trials if t.state.name == "FAIL"]
+    retry = next(t for t in trials if t.user_attrs.get("retry_of") == lost.number)
+    assert retry.state.name == "COMPLETE" and retry.params == lost.params
+    assert retry.user_attrs["resumed_from_epoch"] >= 2
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("requeued").experiment_id])
+    status = {r.info.run_id: r.info.status for r in runs}
+    assert status.pop(lost.user_attrs["mlflow_run_id"]) == "KILLED"
+    assert set(status.values()) == {"FINISHED"}  # the trials, retry included, and the study

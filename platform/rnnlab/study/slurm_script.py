@@ -151,7 +151,8 @@ def batch_script(spec_path: Path, spec: StudySpec, storage: str, tracking: str,
     sbatch = [f"--job-name=rnnlab-{name}", f"--array=0-{size - 1}" + (f"%{limit}" if limit
                                                                        else ""),
               f"--output={workdir / FOLDER / name}-%A_%a.out", f"--chdir={workdir}",
-              "--requeue"]  # a task on a node that fails or is preempted runs again
+              "--requeue",  # a task on a node that fails or is preempted runs again...
+              "--open-mode=append"]  # ...after what its first run said
     if opts.gpus_per_task:
         sbatch.append(f"--gres=gpu:{opts.gpus_per_task}")
     for key in ("partition", "time", "account"):
