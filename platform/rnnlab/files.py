@@ -59,8 +59,9 @@ def check_writable(out: str | Path) -> None:
                           "is not writable")
 
 
-def atomic_write(out: str | Path, write) -> Path:
+def atomic_write(out: str | Path, write, mode: int | None = None) -> Path:
     """Call ``write(tmp_path)`` beside ``out``, then rename: a failure leaves no partial file.
+    The file gets ``mode``, else the usual mode for new files (0666 less the umask).
 
     Raises:
         RnnlabError: the folder does not exist or cannot be written.
@@ -74,7 +75,8 @@ def atomic_write(out: str | Path, write) -> Path:
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        # mkstemp makes 0600: give the file the usual mode, unless told to keep it private
+        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)
         os.replace(tmp, target)
     except OSError as exc:  # disk full, a folder in the way: still no partial file
         Path(tmp).unlink(missing_ok=True)

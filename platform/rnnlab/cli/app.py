@@ -11,6 +11,9 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from rnnlab.cli.lines import interrupted
+from rnnlab.cli.options import AllowChangeOpt, DataDirOpt, SetOpt, StorageOpt
+from rnnlab.cli.options import with_data_dir as _with_data_dir
+from rnnlab.cli.slurm import slurm
 from rnnlab.errors import EXIT_USER_ERROR, RnnlabError
 from rnnlab.interrupts import ignore_interrupts
 
@@ -37,19 +40,6 @@ app = typer.Typer(cls=_Group, add_completion=False, pretty_exceptions_enable=Fal
                   no_args_is_help=True, help="Hyperparameter experiments for RNNs on MNIST.")
 err = Console(stderr=True)
 
-SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override a config key: section.key=value (repeatable).")]
-DataDirOpt = Annotated[Path | None, typer.Option(
-    "--data-dir", help="Folder with the four MNIST IDX files (else $RNNLAB_DATA_DIR).")]
-AllowChangeOpt = Annotated[bool, typer.Option(
-    "--allow-spec-change", help="Resume a study whose spec changed only keys that cannot alter "
-    "results (timeout, heartbeats, retries, store outage limit, train.device, train.threads, "
-    "data.dir).")]
-
-
-def _with_data_dir(overrides: list[str] | None, data_dir: Path | None) -> list[str]:
-    return [*(overrides or []), *([f"data.dir={data_dir}"] if data_dir else [])]
-
 
 @app.command()
 def train(
@@ -75,11 +65,6 @@ def train(
         Console().print(summary_table(summary))
     if outcome.result.status == "diverged":
         raise typer.Exit(1)
-
-
-StorageOpt = Annotated[str | None, typer.Option(
-    "--storage",
-    help="Optuna storage: a journal file path or an RDB URL (default rnnlab.journal).")]
 
 
 def _storage(storage: str | None) -> str:
@@ -279,3 +264,6 @@ def keys() -> None:
 
     for key, value in flatten(RunConfig()).items():
         typer.echo(f"{key} = {value}")
+
+
+app.command()(slurm)
