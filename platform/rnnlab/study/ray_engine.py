@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -127,9 +128,9 @@ def ray_sweep(spec: StudySpec, storage: str, address: str, *, workers: int | Non
             by every node, or anything :func:`rnnlab.study.sweep.sweep` refuses.
         KeyboardInterrupt: interrupted (:class:`~rnnlab.errors.Terminated` for SIGTERM).
     """
-    ray = _import_ray()
     uri = tracking_uri()
     check_shared(address, storage, uri)
+    ray = _import_ray()
     check_data(spec)
     tracker = Tracker()  # fails fast on an unreachable tracking server, before the study exists
     try:
@@ -170,6 +171,9 @@ def _import_ray() -> Any:
 
 
 def _connect(ray: Any, address: str) -> None:
+    """Join the cluster (or start a local one). Ray's own SIGTERM handler (a stack dump,
+    then death) is replaced by the one this process had, so SIGTERM cancels as Ctrl-C does."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if address == LOCAL:
             ray.init(include_dashboard=False, logging_level=logging.WARNING)
@@ -179,6 +183,11 @@ def _connect(ray: Any, address: str) -> None:
         raise RnnlabError(f"--ray {address}: no Ray cluster reached "
                           f"({str(exc).splitlines()[0][:160]}); start one with `ray start "
                           "--head`, or use --ray local") from None
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
 
 
 def _run(ray: Any, plan: RayPlan, first: int, args: tuple, study: Any, tracker: Tracker,
@@ -211,9 +220,13 @@ def _wait(ray: Any, refs: list, said: dict, deadline: float | None) -> None:
     """Collect what each task said as it ends, until all have or ``deadline`` passes."""
     pending = [r for r in refs if r not in said]
     while pending and (deadline is None or time.monotonic() < deadline):
-        done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+        # Not a blocking ray.wait: it turns any signal into a plain KeyboardInterrupt, and
+        # SIGTERM must stay Terminated.
+        done, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
         for ref in done:
             said[ref] = _outcome(ray, ref)
+        if pending:
+            time.sleep(0.25)
 
 
 def _outcome(ray: Any, ref: Any) -> tuple[str, Any]:
