@@ -14,7 +14,7 @@ storage and the tracking store (:func:`check_shared`).
   interrupted, retry queued); one still running after ``CANCEL_GRACE_S`` (or at a second
   Ctrl-C) is killed, and its trials are closed for it, as local worker processes' are.
 
-Ray is imported only here (and in the tasks it runs): the ``ray`` extra.
+Ray is imported only here and in the tasks (:mod:`rnnlab.study.ray_task`): the ``ray`` extra.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ from typing import Any
 
 from rnnlab.core.study_spec import StudySpec
 from rnnlab.errors import EXIT_USER_ERROR, RnnlabError, mask_url
-from rnnlab.interrupts import install_handlers, uninterrupted
-from rnnlab.study.claims import close_killed, worker_name
+from rnnlab.interrupts import uninterrupted
+from rnnlab.study.claims import close_killed
 from rnnlab.study.launch import EXIT_INTERRUPTED, Exits
 from rnnlab.study.parent import budget_used, open_study, reopen_parent, reserve_indices
+from rnnlab.study.ray_task import run_worker
 from rnnlab.study.status import StudyStatus, study_status
 from rnnlab.study.storage import is_rdb
 from rnnlab.study.sweep import SweepResult, check_data, polling, settle_interrupted, settle_workers
@@ -133,13 +134,13 @@ def ray_sweep(spec: StudySpec, storage: str, address: str, *, workers: int | Non
     ray = _import_ray()
     check_data(spec)
     tracker = Tracker()  # fails fast on an unreachable tracking server, before the study exists
-    try:
+    try:  # the study first: a spec it refuses starts no cluster
+        study = open_study(spec, storage, tracker, allow_spec_change=allow_spec_change)
         _connect(ray, address)
         alive = sum(n["Alive"] for n in ray.nodes())
         plan = plan_workers(ray.cluster_resources(), alive, spec, workers, per_gpu, address)
         if on_start:
             on_start(plan)
-        study = open_study(spec, storage, tracker, allow_spec_change=allow_spec_change)
         first = reserve_indices(storage, study, plan.workers)
         env = {k: v for k, v in os.environ.items() if k.startswith(_SHIPPED_ENV)}
         env["MLFLOW_TRACKING_URI"] = uri
@@ -194,10 +195,12 @@ def _run(ray: Any, plan: RayPlan, first: int, args: tuple, study: Any, tracker: 
          max_retries: int) -> Exits:
     """Run one task per worker and wait for them; Ctrl-C cancels them (see the module's
     doc). However they end, the study's run is settled."""
-    remote = ray.remote(_task)
-    refs = [remote.options(num_cpus=plan.cpus, num_gpus=plan.gpus, max_retries=NODE_RETRIES,
-                           retry_exceptions=False, name=f"rnnlab-worker-{first + i}")
-            .remote(first + i, *args) for i in range(plan.workers)]
+    remote = ray.remote(run_worker)
+    with uninterrupted():  # every task started is one a Ctrl-C cancels
+        refs = [remote.options(num_cpus=plan.cpus, num_gpus=plan.gpus,
+                               max_retries=NODE_RETRIES, retry_exceptions=False,
+                               name=f"rnnlab-worker-{first + i}")
+                .remote(first + i, *args) for i in range(plan.workers)]
     said: dict[Any, tuple[str, Any]] = {}
     interrupted, killed = None, set()
     try:
@@ -269,33 +272,3 @@ def _exits(refs: list, said: dict, interrupted: KeyboardInterrupt | None,
     return Exits([code[kind] for kind, _ in outcomes],
                  [m for kind, m in outcomes if kind == "error"],
                  sum(m for kind, m in outcomes if kind == "ran"), interrupted)
-
-
-def _task(index: int, spec_json: dict, storage: str, cpus: int, env: dict[str, str],
-          cwd: str | None, allow_spec_change: bool) -> tuple[str, Any]:
-    """A Ray task's body: one worker of the study, on what Ray gave it. Returns ("ran", the
-    trials it ran) or ("error", a user error's line)."""
-    import ray
-
-    from rnnlab.study.worker import work_process
-
-    os.environ.update(env)
-    if cwd:
-        os.chdir(cwd)
-    context = ray.get_runtime_context()
-    placement = {"rnnlab.ray.node": context.get_node_id(),
-                 "rnnlab.ray.gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
-                 "rnnlab.cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
-    # A cancel raises KeyboardInterrupt through the SIGINT handler: rnnlab's holds it back
-    # while a store is written. The worker process serves other tasks after this one.
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    install_handlers(once=True)
-    try:
-        return "ran", work_process(spec_json, storage, index, None, cpus, allow_spec_change,
-                                   name=f"{worker_name()} ray-task {context.get_task_id()}",
-                                   placement=placement)
-    except RnnlabError as exc:
-        return "error", str(exc)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
