@@ -4,6 +4,7 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.rnnlab-installed
+RAY    := $(VENV)/.rnnlab-ray-installed
 
 .PHONY: setup quickstart test
 setup: $(STAMP)
@@ -20,5 +21,10 @@ quickstart: setup
 	$(VENV)/bin/rnnlab sweep studies/quickstart.yaml
 	@echo "rnnlab is installed in $(VENV): run '. $(VENV)/bin/activate' to use it in this shell"
 
-test: setup
+# The tests run a real Ray cluster: the ray extra, which the quickstart's install leaves out.
+$(RAY): $(STAMP)
+	$(PY) -m pip install -q -e '.[ray]'
+	touch $@
+
+test: setup $(RAY)
 	$(PY) -m pytest -q

@@ -99,6 +99,16 @@ def _admin():
 @pytest.fixture
 def databases():
     """Two fresh databases (Optuna, MLflow), dropped afterwards; yields their URLs."""
+    yield from _fresh_databases()
+
+
+@pytest.fixture(scope="module")
+def module_databases():
+    """Like ``databases``, shared by a module's tests (servers that start slowly use them)."""
+    yield from _fresh_databases()
+
+
+def _fresh_databases():
     names = [f"rnnlab_test_{uuid.uuid4().hex[:10]}_{kind}" for kind in ("optuna", "mlflow")]
     conn = _admin()
     with conn.cursor() as cur:

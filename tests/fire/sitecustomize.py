@@ -16,12 +16,19 @@ is being closed), ``fail`` (a trial is being failed as interrupted).
 HOW: ``group`` (SIGINT to the process group: Ctrl-C in a terminal), ``leader`` (SIGINT to the
 main process only), ``term`` (SIGTERM to the main process only), ``double`` (SIGINT to the
 group twice, 50 ms apart), ``hang`` (create the marker, then never return: a worker stuck in
-a store call).
+a store call, or on a node about to be lost).
+
+``RNNLAB_TEST_FIRE_ONLY``, if set, arms only the processes whose command line contains it (a
+Ray node's workers, not the node's own Python processes).
 """
 
 import os
 
 FIRE = os.environ.get("RNNLAB_TEST_FIRE")
+if FIRE and os.environ.get("RNNLAB_TEST_FIRE_ONLY"):
+    with open("/proc/self/cmdline", "rb") as cmdline:
+        if os.environ["RNNLAB_TEST_FIRE_ONLY"].encode() not in cmdline.read():
+            FIRE = None
 
 if FIRE:
     import functools

@@ -78,14 +78,16 @@ def sweep(
     spec: Annotated[Path, typer.Argument(help="Study spec YAML (see studies/).")],
     n_trials: Annotated[int | None, typer.Option(help="Total finished trials wanted.")] = None,
     workers: Annotated[int | None, typer.Option(
-        min=1, help="Local worker processes (default: one per CPU core with 1 thread each, "
-        "at most n_trials; with GPUs, --trials-per-gpu on each).")] = None,
+        min=1, help="Local worker processes, or Ray tasks (default: one per CPU core with 1 "
+        "thread each, at most n_trials; with GPUs, --trials-per-gpu on each).")] = None,
     trials_per_gpu: Annotated[int, typer.Option(min=1, help="Workers per GPU.")] = 1,
     storage: StorageOpt = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after S s.")] = None,
     set_: SetOpt = None,
     data_dir: DataDirOpt = None,
     allow_spec_change: AllowChangeOpt = False,
+    ray: Annotated[str | None, typer.Option(metavar="ADDRESS", help="Run the workers as Ray "
+        "tasks: auto, local (a throwaway cluster here) or the head's host:port.")] = None,
 ) -> None:
     """Run (or resume) an Optuna study: every trial an MLflow run under the study's run.
 
@@ -94,18 +96,25 @@ def sweep(
     from rnnlab.cli.progress import StudyProgress, placement_line
     from rnnlab.cli.tables import next_commands, status_view
     from rnnlab.core.study_spec import load_study_spec
-    from rnnlab.study.placement import place_workers
 
     study_spec = load_study_spec(spec, _with_data_dir(set_, data_dir), n_trials=n_trials,
                                  timeout=timeout)
-    place = place_workers(study_spec, workers, trials_per_gpu)  # starts the fork server first
-    from rnnlab.study.sweep import sweep as run_sweep
+    if ray is not None:
+        from rnnlab.cli.ray_sweep import ray_sweep
 
-    with StudyProgress(err, place.workers, header=placement_line(place, workers is None)) \
-            as progress:
-        final = run_sweep(study_spec, _storage(storage), workers=place.workers,
-                          per_gpu=trials_per_gpu, on_progress=progress,
-                          allow_spec_change=allow_spec_change)
+        final = ray_sweep(err, study_spec, _storage(storage), ray, workers, trials_per_gpu,
+                          allow_spec_change)
+    else:
+        from rnnlab.study.placement import place_workers
+
+        place = place_workers(study_spec, workers, trials_per_gpu)  # starts the fork server
+        from rnnlab.study.sweep import sweep as run_sweep
+
+        with StudyProgress(err, place.workers, header=placement_line(place, workers is None)) \
+                as progress:
+            final = run_sweep(study_spec, _storage(storage), workers=place.workers,
+                              per_gpu=trials_per_gpu, on_progress=progress,
+                              allow_spec_change=allow_spec_change)
     Console().print(status_view([final], detail=True))
     typer.echo(next_commands(final.name, storage))
 

@@ -22,6 +22,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -82,22 +83,27 @@ def _close_failed(study: optuna.Study, tracker: Tracker, frozen: FrozenTrial, re
         })
 
 
+def worker_name(pid: int | None = None) -> str:
+    """The name a trial keeps of the worker that claimed it: ``host:pid`` (this process's
+    unless ``pid``)."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
 @whole
-def close_killed(study: optuna.Study, tracker: Tracker, pids: list[int],
+def close_killed(study: optuna.Study, tracker: Tracker, killed: Callable[[str], bool],
                  exc: KeyboardInterrupt, max_retries: int) -> int:
-    """Close the trials of this machine's worker processes ``pids``, killed while running
-    them or while closing them as interrupted: failed as interrupted, runs KILLED, retries
-    queued (each step not done yet).
+    """Close the trials of the workers that ``killed`` names (it is given a trial's worker
+    name), killed while running them or while closing them as interrupted: failed as
+    interrupted, runs KILLED, retries queued (each step not done yet).
 
     Returns:
         How many trials were closed.
     """
-    names = {f"{socket.gethostname()}:{pid}" for pid in pids}
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get(TRIAL_RETRY_OF) for t in trials}
     closed = 0
     for t in trials:
-        if t.user_attrs.get(TRIAL_WORKER) not in names:
+        if not killed(t.user_attrs.get(TRIAL_WORKER, "")):
             continue
         if t.state == TrialState.RUNNING:
             closed += fail_trial(study, tracker, t, interrupted(exc), "KILLED", max_retries)
@@ -121,9 +127,10 @@ def reap_stale(study: optuna.Study, tracker: Tracker, spec: StudySpec) -> int:
     return reaped
 
 
-def claim(study: optuna.Study, storage: str, spec: StudySpec,
-          tracker: Tracker) -> optuna.Trial | None:
-    """Ask for a trial only while finished + running trials leave room in the budget."""
+def claim(study: optuna.Study, storage: str, spec: StudySpec, tracker: Tracker,
+          name: str | None = None) -> optuna.Trial | None:
+    """Ask for a trial only while finished + running trials leave room in the budget; the
+    trial keeps ``name`` as its worker's (default :func:`worker_name`)."""
     with study_lock(storage, study.study_name):
         reap_stale(study, tracker, spec)
         trials = study.get_trials(deepcopy=False)
@@ -136,7 +143,7 @@ def claim(study: optuna.Study, storage: str, spec: StudySpec,
             with uninterrupted():
                 trial = study.ask()
                 stamp_heartbeat(study, trial)
-                trial.set_user_attr(TRIAL_WORKER, f"{socket.gethostname()}:{os.getpid()}")
+                trial.set_user_attr(TRIAL_WORKER, name or worker_name())
         except KeyboardInterrupt as exc:
             if trial is not None:
                 fail_trial(study, tracker, trial, interrupted(exc), "KILLED",

@@ -11,14 +11,12 @@ as it was, and the worker claims anew.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab.core.study_spec import StudySpec
-from rnnlab.study.claims import claim
+from rnnlab.study.claims import claim, worker_name
 from rnnlab.study.locks import LockLost
 from rnnlab.study.storage import (
     TRIAL_RESUME_RUN,
@@ -35,14 +33,14 @@ _RETRY_KEYS = (TRIAL_RETRY_OF, TRIAL_RETRIES, TRIAL_RESUME_RUN)
 log = logging.getLogger(__name__)
 
 
-def claim_anew(study: optuna.Study, storage: str, spec: StudySpec,
-               tracker: Tracker) -> optuna.Trial | None:
+def claim_anew(study: optuna.Study, storage: str, spec: StudySpec, tracker: Tracker,
+               name: str | None = None) -> optuna.Trial | None:
     """:func:`~rnnlab.study.claims.claim`; None when its lock was lost and it was voided (the
     worker then claims again, as after finding no room)."""
     try:
-        return claim(study, storage, spec, tracker)
+        return claim(study, storage, spec, tracker, name)
     except LockLost:
-        me = f"{socket.gethostname()}:{os.getpid()}"  # as claim() stamps its trial
+        me = name or worker_name()  # as claim() stamps its trial
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if trial.user_attrs.get(TRIAL_WORKER) == me:  # between trials: only that claim's
                 _void(study, trial)

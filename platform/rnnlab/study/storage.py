@@ -60,6 +60,7 @@ TRIAL_RETRIES = "retries"
 TRIAL_RETRY_OF = "retry_of"
 TRIAL_RESUME_RUN = "resume_run_id"  # the run whose checkpoint a retry resumes from
 TRIAL_RESUMED_FROM = "resumed_from_epoch"
+TRIAL_PLACEMENT = "placement"  # where an engine ran it (Ray: node, GPU ids, CUDA devices)
 # Trial system attribute: when a running trial's worker last showed it was alive.
 HEARTBEAT = "rnnlab:heartbeat"
 

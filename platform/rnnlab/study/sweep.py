@@ -20,7 +20,7 @@ import optuna
 from rnnlab.core import data
 from rnnlab.core.study_spec import StudySpec
 from rnnlab.retrying import StoreDown, impatient
-from rnnlab.study.claims import close_killed
+from rnnlab.study.claims import close_killed, worker_name
 from rnnlab.study.launch import Exits, run_workers, start_fork_server
 from rnnlab.study.parent import open_study, reopen_parent, reserve_indices, settle_parent
 from rnnlab.study.status import StudyStatus, study_status
@@ -103,7 +103,7 @@ def sweep(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int | Non
         study = open_study(spec, storage, tracker, allow_spec_change=allow_spec_change)
         first = reserve_indices(storage, study, n)
         devices = [device] * n if device else worker_devices(spec, n, per_gpu)
-        with _polling(storage, spec.study.name, on_progress, poll_s):
+        with polling(storage, spec.study.name, on_progress, poll_s):
             if n == 1:  # work() opens and settles the study's run itself
                 ran = work(spec, storage, index=first, device=devices[0],
                            allow_spec_change=allow_spec_change)
@@ -111,7 +111,7 @@ def sweep(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int | Non
                 ran = _processes(spec, storage, study, tracker, first, devices,
                                  allow_spec_change)
     except KeyboardInterrupt:  # at any moment: the study's run is not left RUNNING
-        _settle_interrupted(storage, spec.study.name, tracker)
+        settle_interrupted(storage, spec.study.name, tracker)
         raise
     final = SweepResult(**vars(study_status(storage, spec.study.name)[0]), trials_run=ran)
     if on_progress:
@@ -119,7 +119,7 @@ def sweep(spec: StudySpec, storage: str = DEFAULT_STORAGE, *, workers: int | Non
     return final
 
 
-def _settle_interrupted(storage: str, name: str, tracker: Tracker) -> None:
+def settle_interrupted(storage: str, name: str, tracker: Tracker) -> None:
     """Settle the study's run, if the study and its run exist by now."""
     if name in study_names(storage):
         study = load_study(storage, name)
@@ -142,17 +142,18 @@ def _processes(spec: StudySpec, storage: str, study: optuna.Study, tracker: Trac
             [f"rnnlab-worker-{first + i}" for i in range(len(devices))])
     finally:
         if exits is not None and exits.killed:
-            close_killed(study, tracker, exits.killed, exits.interrupted or KeyboardInterrupt(),
-                         spec.study.max_retries)
-        _settle(study, tracker, exits)
+            names = {worker_name(pid) for pid in exits.killed}
+            close_killed(study, tracker, names.__contains__,
+                         exits.interrupted or KeyboardInterrupt(), spec.study.max_retries)
+        settle_workers(study, tracker, exits)
     exits.raise_for_exits()
     return exits.trials_run
 
 
-def _settle(study: optuna.Study, tracker: Tracker, exits: Exits | None) -> None:
-    """Settle the study's run after the worker processes stopped (``exits`` None: they never
-    ran). After a worker stopped on an error, a store that is down is not waited for again:
-    the worker's line says what stopped."""
+def settle_workers(study: optuna.Study, tracker: Tracker, exits: Exits | None) -> None:
+    """Settle the study's run after the worker processes (or an engine's tasks) stopped
+    (``exits`` None: they never ran). After a worker stopped on an error, a store that is
+    down is not waited for again: the worker's line says what stopped."""
     errors = exits is not None and bool(exits.errors)
     try:
         with impatient(errors):
@@ -164,7 +165,7 @@ def _settle(study: optuna.Study, tracker: Tracker, exits: Exits | None) -> None:
 
 
 @contextlib.contextmanager
-def _polling(storage: str, name: str, on_progress: Callable[[StudyStatus], None] | None,
+def polling(storage: str, name: str, on_progress: Callable[[StudyStatus], None] | None,
              poll_s: float) -> Iterator[None]:
     """Call ``on_progress`` with the study's status every ``poll_s`` seconds meanwhile."""
     stop = threading.Event()

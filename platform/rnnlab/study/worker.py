@@ -30,6 +30,7 @@ from rnnlab.study.reclaim import claim_anew
 from rnnlab.study.storage import (
     ATTR_PARENT,
     TRIAL_CONFIG,
+    TRIAL_PLACEMENT,
     TRIAL_REASON,
     TRIAL_RESUME_RUN,
     TRIAL_RESUMED_FROM,
@@ -46,8 +47,10 @@ class Worker:
     """Runs trials of one study until its budget is used (one per process)."""
 
     def __init__(self, spec: StudySpec, storage: str, index: int = 0, device: str | None = None,
-                 threads: int | None = None, allow_spec_change: bool = False):
+                 threads: int | None = None, allow_spec_change: bool = False,
+                 name: str | None = None, placement: dict[str, str] | None = None):
         self.storage, self.device = storage, device
+        self.name, self.placement = name, placement or {}  # an engine's, kept on its trials
         self.tracker = Tracker()
         self.study = open_study(spec, storage, self.tracker,
                                 sampler=make_sampler(spec, seed_offset=index),
@@ -67,7 +70,7 @@ class Worker:
         """
         done, failed_in_a_row = 0, 0
         while deadline is None or time.time() < deadline:
-            trial = claim_anew(self.study, self.storage, self.spec, self.tracker)
+            trial = claim_anew(self.study, self.storage, self.spec, self.tracker, self.name)
             if trial is not None:
                 reason = self.run_trial(trial)
                 done += 1
@@ -138,9 +141,11 @@ class Worker:
                 extra_params={"rnnlab.sampled_keys": ",".join(sampled)},
                 tags={"rnnlab.kind": "trial", "rnnlab.study": s.name,
                       "rnnlab.trial_number": str(trial.number),
-                      "rnnlab.storage": mask_url(self.storage)})
+                      "rnnlab.storage": mask_url(self.storage), **self.placement})
             trial.set_user_attr(TRIAL_RUN_ID, run_id)
         trial.set_user_attr(TRIAL_CONFIG, flatten(config))
+        if self.placement:
+            trial.set_user_attr(TRIAL_PLACEMENT, self.placement)
         resume = self._resume_point(trial, run_id)
         if resume is not None:  # replay the curve so far: one continuous curve in both stores
             for epoch, metrics in enumerate(resume.history, start=1):
@@ -220,9 +225,12 @@ def _objective_value(history, metric, objective, direction) -> float | None:
 
 
 def work(spec: StudySpec, storage: str, *, index: int = 0, device: str | None = None,
-         threads: int | None = None, allow_spec_change: bool = False) -> int:
+         threads: int | None = None, allow_spec_change: bool = False,
+         name: str | None = None, placement: dict[str, str] | None = None) -> int:
     """Join the study (creating it if needed) and run trials until its budget is used, on
-    ``device`` and ``threads`` CPU threads where the spec leaves them open.
+    ``device`` and ``threads`` CPU threads where the spec leaves them open. ``name`` names the
+    worker on its trials (default ``host:pid``); ``placement``, where an engine put it, is kept
+    on each trial and as tags of its run.
 
     Returns:
         The number of trials this worker ran.
@@ -233,7 +241,7 @@ def work(spec: StudySpec, storage: str, *, index: int = 0, device: str | None = 
             too many times in a row (the study's run is then KILLED, resumable).
     """
     deadline = time.time() + spec.study.timeout if spec.study.timeout else None
-    worker = Worker(spec, storage, index, device, threads, allow_spec_change)
+    worker = Worker(spec, storage, index, device, threads, allow_spec_change, name, placement)
     try:
         worker.tracker.mark_running(worker.study.user_attrs[ATTR_PARENT])
         done = worker.run(deadline)
@@ -245,9 +253,10 @@ def work(spec: StudySpec, storage: str, *, index: int = 0, device: str | None = 
 
 
 def work_process(spec_json: dict, storage: str, index: int, device: str | None,
-                 threads: int, allow_spec_change: bool = False) -> int:
-    """:func:`work` in a worker process of its own (see :mod:`rnnlab.study.launch`), with
-    ``threads`` CPU threads unless the spec sets them."""
+                 threads: int, allow_spec_change: bool = False, **named: Any) -> int:
+    """:func:`work` in a worker process of its own (see :mod:`rnnlab.study.launch`, and Ray
+    tasks: :mod:`rnnlab.study.ray_task`), with ``threads`` CPU threads unless the spec sets
+    them; ``named``: :func:`work`'s ``name`` and ``placement``."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return work(StudySpec.model_validate(spec_json), storage, index=index, device=device,
-                threads=threads, allow_spec_change=allow_spec_change)
+                threads=threads, allow_spec_change=allow_spec_change, **named)
