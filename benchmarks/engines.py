@@ -7,8 +7,8 @@ MLflow SQLite file (an absolute path, as compute nodes need), with the same numb
 - ``local``: ``rnnlab sweep SPEC --workers N`` on this machine;
 - ``slurm``: ``rnnlab slurm SPEC --array N`` on a single-node Slurm this script starts (as root;
   ``tests/slurm_cluster.py``: munged, slurmctld, slurmd), from submission to the job's end;
-- ``ray``: reserved for ``rnnlab sweep SPEC --ray local``: add a ``run_ray`` beside the others
-  and register it in ``ENGINES``.
+- ``ray``: ``rnnlab sweep SPEC --ray local --workers N``: a throwaway Ray cluster on this machine
+  started by the command (the ``ray`` extra), its workers Ray tasks.
 
 Each run is timed from the command's start (a fresh process) to the study's last trial: starting
 the engine's processes is part of the price, starting the Slurm daemons is not (a cluster is
@@ -16,7 +16,7 @@ already up). Printed per engine: wall time, trials per hour, the wait before the
 started, and the ratio of trials per hour to local workers', so an engine's overhead is a
 measured ratio. Engines and repeats are interleaved, so a busy machine weighs on all alike.
 
-    python benchmarks/engines.py [--engines local,slurm] [--trials 6] [--epochs 2]
+    python benchmarks/engines.py [--engines local,slurm,ray] [--trials 6] [--epochs 2]
         [--workers 2] [--repeats 1]
 """
 
@@ -86,11 +86,15 @@ def run_slurm(spec: Path, storage: str, workers: int, cluster: LocalSlurm) -> No
             p.read_text()[-2000:] for p in Path("slurm").glob("*.out")))
 
 
+def run_ray(spec: Path, storage: str, workers: int, _: object) -> None:
+    rnnlab("sweep", str(spec), "--ray", "local", "--workers", str(workers), "--storage", storage)
+
+
 # An engine: (spec, storage, workers, what its setup() gave) -> None once the study is done.
 ENGINES: dict[str, Callable[[Path, str, int, object], None]] = {
     "local": run_local,
     "slurm": run_slurm,
-    # "ray": run_ray,  # rnnlab sweep SPEC --ray local --workers N (the Ray launcher adds it)
+    "ray": run_ray,
 }
 
 
@@ -144,7 +148,7 @@ def timed(engine: str, raw: dict, workers: int, ready: object) -> Run:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--engines", default="local,slurm",
+    ap.add_argument("--engines", default="local,slurm,ray",
                     help=f"comma-separated, of {', '.join(ENGINES)}")
     ap.add_argument("--trials", type=int, default=SPEC["study"]["n_trials"])
     ap.add_argument("--epochs", type=int, default=SPEC["train"]["epochs"])

@@ -16,6 +16,7 @@ moment later, until no import is under way (both seen by ``benchmarks/interrupts
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import functools
 import signal
@@ -77,14 +78,16 @@ _again = threading.Lock()  # held while a signal waits to be delivered again
 
 
 def _deliver_again(signum: int) -> None:
-    """Send ``signum`` to the main thread again in a moment (once, however many arrive)."""
+    """Have ``signum`` handled again in a moment (once, however many arrive meanwhile)."""
     if not _again.acquire(blocking=False):
         return
 
     def later() -> None:
         time.sleep(_AGAIN_S)
         _again.release()
-        signal.pthread_kill(threading.main_thread().ident, signum)
+        # As if the signal arrived again, without the system: a process that blocks it (a Ray
+        # worker does, and cancels a task through Python's handler alone) still takes it.
+        _thread.interrupt_main(signum)
 
     threading.Thread(target=later, name="rnnlab-signal-again", daemon=True).start()
 
