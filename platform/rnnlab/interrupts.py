@@ -10,8 +10,8 @@ Nor is an import cut: torch's runs Python code from C++, where a raised Keyboard
 aborts the process ("terminate called after throwing an instance of 'pybind11::error_already_set'",
 exit -6) or, caught there and raised again, leaves CPython's "unhandled KeyboardInterrupt" flag
 set, so that the process kills itself with SIGINT as it exits (exit -2 after the command's own
-interrupted line). A signal that lands while a module is being imported is delivered again a
-moment later, until no import is under way (both seen by ``benchmarks/interrupts.py``).
+interrupted line). A signal that lands while torch is being imported is handled again a moment
+later, until that import is done (both seen by ``benchmarks/interrupts.py``).
 """
 
 from __future__ import annotations
@@ -63,11 +63,15 @@ def install_handlers(*, once: bool = False) -> None:
         _Held.installed = True
 
 
+_HELD_IMPORTS = ("torch",)  # packages whose import runs Python code from C++
+
+
 def _importing(frame) -> bool:
-    """Whether the main thread is running a module's top level (an import), other than the
-    program's own ``__main__`` (which runs the whole command)."""
+    """Whether the main thread is running the top level of one of :data:`_HELD_IMPORTS`'
+    modules (an import; any other is cut as usual, inside the caller's own handling)."""
     while frame is not None:
-        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") != "__main__":
+        if (frame.f_code.co_name == "<module>" and str(frame.f_globals.get("__name__", ""))
+                .partition(".")[0] in _HELD_IMPORTS):
             return True
         frame = frame.f_back
     return False

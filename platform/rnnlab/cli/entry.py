@@ -13,6 +13,7 @@ def main() -> None:
     install_handlers()
     try:
         from rnnlab.cli.app import app
-    except KeyboardInterrupt as exc:
+
+        app(prog_name="rnnlab")  # a command's own interrupt ends inside it, with the same line
+    except KeyboardInterrupt as exc:  # while loading, or before a command starts
         raise SystemExit(interrupted(exc)) from None
-    app(prog_name="rnnlab")
