@@ -25,9 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from rnnlab.core.spec import config_keys, read_yaml, validate
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
-# Figures drawn once across every study, and figures drawn once per study (they describe one
-# study's search: its params, their importances, the report's verdict).
-ACROSS = ("learning_curves", "history", "box", "scatter")
+# Figures drawn once per study (they describe one study's search: its params, their
+# importances, the report's verdict); the others are drawn once across every study.
 PER_STUDY = ("parallel", "importances", "normalisation", "lr_l2")
 FigureKind = Literal["learning_curves", "history", "box", "scatter", "parallel", "importances",
                      "normalisation", "lr_l2"]
