@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
 import sys
 import time
@@ -51,24 +53,42 @@ def load(name: str = "chaos") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage("rnnlab.journal"))
 
 
-def wait_for_checkpoint(name: str, epoch: int, timeout: float = 120) -> int:
-    """Block until a running trial's run has a checkpoint of ``epoch`` or later in the store;
-    returns its epoch. A later kill cannot take it back (checkpoints alternate between two
-    artifacts: see rnnlab.tracking.checkpoints)."""
-    tracker, deadline = Tracker(), time.time() + timeout
-    while time.time() < deadline:
-        if Path("rnnlab.journal").exists():
-            try:
-                trials = load(name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
-            except KeyError:
-                trials = []
-            for t in trials:
-                if "mlflow_run_id" in t.user_attrs:
-                    ckpt = tracker.load_checkpoint(t.user_attrs["mlflow_run_id"])
-                    if ckpt is not None and ckpt.epoch >= epoch:
-                        return ckpt.epoch
-        time.sleep(0.3)
-    raise AssertionError(f"no checkpoint of epoch {epoch} in {timeout} s")
+def freeze_at_a_checkpoint(victim: subprocess.Popen, name: str, epochs: range,
+                           timeout: float = 120) -> tuple[int, int]:
+    """Freeze ``victim`` (SIGSTOP) at a moment when the trial it runs has a checkpoint of an
+    epoch in ``epochs`` stored; returns (trial number, checkpoint epoch).
+
+    The worker is frozen *before* anything is read, so what is read is what a kill that
+    follows will cut: the trial cannot finish, nor another one start, between the look and the
+    kill, however loaded the machine. A later write cannot take that checkpoint back
+    (checkpoints alternate between two artifacts: see rnnlab.tracking.checkpoints). Only
+    files are read, never through a lock: a worker frozen inside a write to the MLflow
+    database would hold its lock, and every reader would wait.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)  # let it train a little
+        victim.send_signal(signal.SIGSTOP)
+        with contextlib.suppress(KeyError):  # no study yet
+            for t in load(name).get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+                epoch = newest_checkpoint(t.user_attrs.get("mlflow_run_id"))
+                if epoch in epochs:
+                    return t.number, epoch
+        victim.send_signal(signal.SIGCONT)
+    raise AssertionError(f"no checkpoint of an epoch in {epochs} in {timeout} s")
+
+
+def newest_checkpoint(run_id: str | None) -> int | None:
+    """The epoch of the newest whole checkpoint that run ``run_id`` has in ./mlruns, if any."""
+    import torch
+
+    from rnnlab.tracking.checkpoints import UNREADABLE
+
+    epochs = []
+    for path in Path("mlruns").glob(f"*/{run_id}/artifacts/checkpoint/*.pt") if run_id else ():
+        with contextlib.suppress(*UNREADABLE):  # cut short by the freeze: the other one holds
+            epochs.append(torch.load(path, weights_only=True)["epoch"])
+    return max(epochs, default=None)
 
 
 def assert_nothing_running(study: optuna.Study) -> MlflowClient:
@@ -83,7 +103,7 @@ def assert_nothing_running(study: optuna.Study) -> MlflowClient:
 def test_a_killed_worker_is_reaped_retried_and_resumed_from_its_checkpoint(here):
     path = write(here / "s.yaml")
     victim = rnnlab("worker", str(path))
-    stored = wait_for_checkpoint("chaos", 3)
+    number, stored = freeze_at_a_checkpoint(victim, "chaos", range(3, 12))  # not the last one
     victim.kill()  # SIGKILL: no chance to clean up
     victim.wait()
     work(load_study_spec(path), "rnnlab.journal")  # a live worker finds the silent trial
@@ -91,7 +111,8 @@ def test_a_killed_worker_is_reaped_retried_and_resumed_from_its_checkpoint(here)
     study = load()
     trials = study.get_trials()
     lost = [t for t in trials if t.state.name == "FAIL"]
-    assert len(lost) == 1 and lost[0].user_attrs["reason"].startswith("worker lost")
+    assert [t.number for t in lost] == [number]
+    assert lost[0].user_attrs["reason"].startswith("worker lost")
     finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == 2
     retry = next(t for t in trials if t.user_attrs.get("retry_of") == lost[0].number)
