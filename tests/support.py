@@ -189,3 +189,16 @@ def synthetic_frames(rows: list[dict], search: dict, direction: str = "maximize"
         curves=pd.DataFrame(columns=["number", "epoch", "metric", "value"]),
         finals=pd.DataFrame({"number": pd.Series(dtype=int)}),
         importances=pd.DataFrame(columns=["param", "importance"]))
+
+
+def strings(node: Any) -> Iterator[str]:
+    """Every string in a YAML tree, mapping keys included (a manifest, a compose file)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from strings(k)
+            yield from strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from strings(v)
+    elif isinstance(node, str):
+        yield node

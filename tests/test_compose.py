@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import strings
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
@@ -24,19 +25,6 @@ URL_PASSWORD = re.compile(r"://[^/:@\s]+:([^@/\s]+)@")
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
-
-
-def _strings(node):
-    """Every string in a YAML tree, keys included."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _strings(k)
-            yield from _strings(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _strings(v)
-    elif isinstance(node, str):
-        yield node
 
 
 def test_services_present(compose):
@@ -78,7 +66,7 @@ def test_no_literal_secret(compose):
         for key, value in env.items():
             if re.search(r"PASSWORD|SECRET|TOKEN", key):
                 assert str(value).startswith("${"), f"{name}: {key} is a literal"
-    for text in _strings(compose):
+    for text in strings(compose):
         for password in URL_PASSWORD.findall(text):
             assert password.startswith("${"), f"literal password in {text!r}"
     assert not (REPO / ".env").is_file() or _ignored(".env"), ".env must be git-ignored"

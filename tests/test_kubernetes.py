@@ -16,6 +16,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from support import strings
 
 REPO = Path(__file__).resolve().parents[1]
 FOLDER = REPO / "deploy" / "kubernetes"
@@ -49,17 +50,6 @@ def _containers(docs: list[dict]):
         if d["kind"] in WORKLOADS:
             for c in _pod(d).get("initContainers", []) + _pod(d)["containers"]:
                 yield d, c
-
-
-def _strings(node):
-    if isinstance(node, dict):
-        for v in node.values():
-            yield from _strings(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _strings(v)
-    elif isinstance(node, str):
-        yield node
 
 
 def test_kustomization_applies_every_manifest_but_the_secret_example():
@@ -132,7 +122,7 @@ def test_every_reference_is_to_an_object_that_is_there(docs):
         defined = {e["name"] for e in container.get("env", [])}
         for text in container.get("command", []) + container.get("args", []):
             assert set(re.findall(r"\$\((\w+)\)", text)) <= defined, text
-        for text in _strings(container.get("command", [])):  # in-cluster names resolve
+        for text in strings(container.get("command", [])):  # in-cluster names resolve
             for host, port in re.findall(r"[@/]([a-z][a-z0-9-]*):(\d+)", text):
                 assert host in services, text
                 assert int(port) in [p["port"] for p in services[host]["spec"]["ports"]], text
@@ -171,7 +161,7 @@ def test_no_password_is_written_in_a_manifest(docs):
         for e in container.get("env", []):
             if re.search(r"PASSWORD|SECRET|TOKEN", e["name"]):
                 assert "valueFrom" in e and "value" not in e, e
-        for text in _strings(container):
+        for text in strings(container):
             for password in re.findall(r"://[^/:@\s]+:([^@/\s]+)@", text):
                 assert password == "$(POSTGRES_PASSWORD)", text
 

@@ -20,7 +20,6 @@ from rnnlab.dashboards.groups import (
     as_labelled,
     group_colours,
     ordered,
-    title_of,
     values_of,
 )
 from rnnlab.dashboards.style import (
@@ -82,7 +81,7 @@ def _get_learning_curves_info(frames: StudyFrames | Labelled, group: str = "mode
 def _get_learning_curves_plot(info: _LearningCurvesInfo) -> go.Figure:
     panels = ordered(c.facet for c in info.curves) or [""]
     named = {"val_acc": "validation accuracy", "val_loss": "validation loss"}
-    titles = [f"{named[m]}{f'<br>{esc(title_of(info.facet))} = {esc(p)}' if info.facet else ''}"
+    titles = [f"{named[m]}{f'<br>{esc(info.facet)} = {esc(p)}' if info.facet else ''}"
               for m in info.metrics for p in panels]
     fig = make_subplots(rows=len(info.metrics), cols=len(panels), shared_xaxes="all",
                         shared_yaxes="rows", vertical_spacing=0.08, horizontal_spacing=0.04,
@@ -119,7 +118,7 @@ def _get_learning_curves_plot(info: _LearningCurvesInfo) -> go.Figure:
         fig.update_yaxes(title_text="val_loss (log scale)", row=row, col=1)
     across = f" across {info.studies} studies" if info.studies > 1 else ""
     fig.update_layout(title=f"Learning curves (validation){across}, coloured by "
-                      f"{esc(title_of(info.group)).replace('model.cell', 'cell')}; pruned "
+                      f"{esc(info.group or '').replace('model.cell', 'cell')}; pruned "
                       "dashed, failed dotted", height=max(450, 375 * len(info.metrics)),
                       legend={"groupclick": "togglegroup"})
     return fig

@@ -18,7 +18,6 @@ from rnnlab.dashboards.groups import (
     as_labelled,
     group_colours,
     ordered,
-    title_of,
     values_of,
 )
 from rnnlab.dashboards.style import empty, esc, log_positions
@@ -81,7 +80,7 @@ def _get_box_plot(infos: list[_FactorInfo]) -> go.Figure:
     """One row per factor, one column per facet: a box and its points per level and group."""
     panels = _panels(infos)
     facet = infos[0].facet if infos else None
-    titles = [f"{esc(i.factor)}{f' | {esc(title_of(facet))} = {esc(p)}' if facet else ''}"
+    titles = [f"{esc(i.factor)}{f' | {esc(facet)} = {esc(p)}' if facet else ''}"
               for i in infos for p in panels]
     fig = make_subplots(rows=max(1, len(infos)), cols=len(panels), shared_yaxes=True,
                         subplot_titles=titles or None, vertical_spacing=0.12,
@@ -108,7 +107,7 @@ def _get_box_plot(infos: list[_FactorInfo]) -> go.Figure:
             fig.update_xaxes(categoryorder="array", categoryarray=[esc(v) for v in levels],
                              row=row)
         fig.update_yaxes(title_text=esc(info.y), row=row, col=1)
-    fig.update_layout(title=f"Results by factor, coloured by {esc(title_of(infos[0].group))} "
+    fig.update_layout(title=f"Results by factor, coloured by {esc(infos[0].group or '')} "
                       "(box and every complete trial; validation)",
                       # a group that is the factor itself has one box per level: none beside it
                       boxmode="overlay" if all(i.group == i.factor for i in infos) else "group",
@@ -124,7 +123,7 @@ def plot_factors(frames: StudyFrames | Labelled, factors: list[str], y: str = "o
 
 def _get_scatter_plot(info: _FactorInfo) -> go.Figure:
     panels = _panels([info])
-    titles = [f"{esc(title_of(info.facet))} = {esc(p)}" for p in panels] if info.facet else None
+    titles = [f"{esc(info.facet)} = {esc(p)}" for p in panels] if info.facet else None
     fig = make_subplots(rows=1, cols=len(panels), shared_xaxes="all", shared_yaxes=True,
                         subplot_titles=titles, horizontal_spacing=0.04)
     what = f"{esc(info.y)} against {esc(info.factor)}"
@@ -153,7 +152,7 @@ def _get_scatter_plot(info: _FactorInfo) -> go.Figure:
     scale = " (log scale" + ("; 0 = off" if "0" in text else "") + ")" if log else ""
     fig.update_xaxes(title_text=f"{esc(info.factor)}{scale}", **axis)
     fig.update_yaxes(title_text=esc(info.y), row=1, col=1)
-    fig.update_layout(title=f"{what}, coloured by {esc(title_of(info.group))}")
+    fig.update_layout(title=f"{what}, coloured by {esc(info.group or '')}")
     return fig
 
 

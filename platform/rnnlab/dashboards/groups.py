@@ -59,7 +59,3 @@ def group_colours(values: Iterable[str]) -> dict[str, str]:
     for v in ordered(values):
         out[v] = CELL_COLOURS.get(v) or pool[sum(k not in CELL_COLOURS for k in out) % len(pool)]
     return out
-
-
-def title_of(key: str | None) -> str:
-    return "study" if key == "study" else (key or "")
