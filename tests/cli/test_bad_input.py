@@ -142,6 +142,17 @@ CASES = [
      ["trials", "hopeless", "--out", "no/such/folder/t.csv"], "does not exist"),
     ("report-no-complete", {"@hopeless": ""}, ["report", "hopeless", "--format", "md"],
      "no complete trial"),
+    # a mistyped command line: click's own errors, in the same one line, with where help is
+    ("mistyped-command", {}, ["swep", "s.yaml"],
+     "No such command 'swep'. Did you mean 'sweep'? (see 'rnnlab --help')"),
+    ("unknown-option", {"s.yaml": _spec()}, ["sweep", "s.yaml", "--wrokers", "2"],
+     "No such option: --wrokers"),
+    ("workers-below-one", {"s.yaml": _spec()}, ["sweep", "s.yaml", "--workers", "0"],
+     "'--workers'"),
+    ("workers-not-a-number", {"s.yaml": _spec()}, ["sweep", "s.yaml", "--workers", "two"],
+     "(see 'rnnlab sweep --help')"),
+    ("missing-spec", {}, ["sweep"], "Missing argument"),
+    ("unknown-global-option", {}, ["--verbose", "status"], "No such option: --verbose"),
 ]
 
 

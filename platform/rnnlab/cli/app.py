@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from rnnlab.cli.lines import interrupted
+from rnnlab.cli.lines import UsageError, interrupted, usage_error
 from rnnlab.cli.options import AllowChangeOpt, DataDirOpt, SetOpt, StorageOpt
 from rnnlab.cli.options import with_data_dir as _with_data_dir
 from rnnlab.cli.slurm import slurm
@@ -19,10 +19,17 @@ from rnnlab.interrupts import ignore_interrupts
 
 
 class _Group(TyperGroup):
-    """Catches the one domain error once: one line on stderr, exit code 2, no traceback.
+    """Catches the one domain error once: one line on stderr, exit code 2, no traceback. A
+    mistyped command line (unknown command or option, bad or missing value) is one line too.
 
     Ctrl-C and SIGTERM end in one line too, with exit codes 130 and 143.
     """
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except UsageError as exc:
+            raise typer.Exit(usage_error(exc)) from None
 
     def invoke(self, ctx):
         try:
@@ -32,6 +39,8 @@ class _Group(TyperGroup):
         except RnnlabError as exc:
             typer.echo(f"rnnlab: error: {exc}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
+        except UsageError as exc:  # in a command's own command line
+            raise typer.Exit(usage_error(exc)) from None
         except KeyboardInterrupt as exc:
             raise typer.Exit(interrupted(exc)) from None
 
