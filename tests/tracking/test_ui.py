@@ -18,7 +18,7 @@ from support import SPEC, refused_port, serve_on_a_free_port
 from typer.testing import CliRunner
 
 from rnnlab.cli.app import app
-from rnnlab.study.storage import load_study
+from rnnlab.study.storage import ATTR_PARENT, load_study
 from rnnlab.tracking.ui import StudyRuns, runs_path, saved_view, view_state
 
 START_S = 240  # a cold mlflow server imports and checks its store; slow on a busy machine
@@ -41,6 +41,28 @@ def test_runs_path_opens_the_training_runs_view_on_the_studys_saved_view():
     assert (record["createdAt"], json.loads(record["state"])) == (5, state)
     assert s.view_key.startswith("rnnlab-") and s.view_key != StudyRuns(
         "s", "s", "other", "val_loss", "minimize").view_key  # one view per study run
+
+
+def test_a_new_study_saves_its_trials_view_in_its_experiment(tmp_path, mlflow_db):
+    # Any MLflow UI on the store (not only `rnnlab ui`) lists the view under "Views"; `rnnlab
+    # ui` rewrites the same one (same key) and opens it.
+    import yaml
+
+    from rnnlab.core.study_spec import load_study_spec
+    from rnnlab.study.parent import open_study
+    from rnnlab.tracking.tracker import Tracker
+    from rnnlab.tracking.ui import KIND, KIND_TAG, VIEW_TAG
+
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
+    spec = load_study_spec(tmp_path / "s.yaml")
+    study = open_study(spec, str(tmp_path / "rnnlab.journal"), Tracker())
+    tags = MlflowClient().get_experiment_by_name(spec.study.name).tags
+    assert tags[KIND_TAG] == KIND
+    [key] = [k.removeprefix(VIEW_TAG) for k in tags if k.startswith(VIEW_TAG)]
+    s = StudyRuns(spec.study.name, spec.study.name, study.user_attrs[ATTR_PARENT],
+                  "val_acc", "maximize", params=tuple(spec.search))
+    assert key == s.view_key
+    assert json.loads(json.loads(tags[VIEW_TAG + key])["state"]) == view_state(s, "best_val_acc")
 
 
 def read_line(proc: subprocess.Popen, pattern: str, deadline: float) -> re.Match | None:

@@ -30,6 +30,7 @@ from rnnlab.study.storage import (
     open_storage,
 )
 from rnnlab.tracking.tracker import Tracker
+from rnnlab.tracking.ui import StudyRuns, save_view
 
 
 def open_study(spec: StudySpec, storage: str, tracker: Tracker, *,
@@ -99,6 +100,10 @@ def _start_parent(study: optuna.Study, spec: StudySpec, storage: str, tracker: T
     tracker.flush(run_id)  # its params are in the store before any worker reads them
     study.set_user_attr(ATTR_PARENT, run_id)
     study.set_user_attr(ATTR_EXPERIMENT, s.name)
+    # The trials table as a saved view of the experiment: any MLflow UI lists it under "Views"
+    save_view(tracker.client, tracker.experiment_id(s.name), StudyRuns(
+        s.name, s.name, run_id, s.metric, s.direction, params=tuple(spec.search),
+        objective=s.objective))
 
 
 def finished_count(study: optuna.Study) -> int:

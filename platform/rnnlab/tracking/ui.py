@@ -10,11 +10,13 @@ What MLflow 3.17's UI reads, and what is used here:
   ``mlflow.sharedViewState.<key>`` holding ``{name, createdAt, updatedAt, state}``, opened by
   ``#/experiments/<id>/runs?viewStateShareKey=<key>``. Its ``state`` carries the search facets
   (``searchFilter``, ``orderByKey``, ``orderByAsc``) and the table's ``selectedColumns``, which
-  the URL cannot carry (the UI keeps columns in the browser's localStorage otherwise). The view
-  written here filters to the study run's children (listed flat, not folded under their
-  parent), sorts them by the objective and shows the objective, ``val_acc``, ``val_loss``, the
-  best epoch and every searched param as columns. The UI applies a view only to a URL with no
-  search facets of its own, so the URL made here has none.
+  the URL cannot carry (the UI keeps columns in the browser's localStorage otherwise). The view,
+  written when the study's run is created (so any MLflow UI on the store lists it under
+  "Views") and again by each ``rnnlab ui``, filters to the study run's children (listed
+  flat, not folded under their parent), sorts them by the objective and shows the objective,
+  ``val_acc``, ``val_loss``, the best epoch and every searched param as columns. The UI
+  applies a view only to a URL with no search facets of its own, so the URL made here has
+  none.
 - The assistant panel opens once per browser on a local server and is remembered closed in
   localStorage: nothing a server or URL can set.
 """
@@ -34,6 +36,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mlflow.exceptions import MlflowException
 
@@ -215,8 +218,22 @@ def _paths(reader: RunReader, studies: list[StudyRuns]) -> list[tuple[str, str]]
 
 
 def _save_view(reader: RunReader, experiment_id: str, s: StudyRuns) -> str:
-    """Write the study's saved view (and the experiment's kind) into its experiment; its key."""
-    client = reader.client
+    try:
+        return save_view(reader.client, experiment_id, s)
+    except MlflowException as exc:
+        raise RnnlabError(f"could not save the runs view of study {s.study!r} in "
+                          f"{reader.masked_uri} ({str(exc).splitlines()[0][:160]})") from None
+
+
+def save_view(client: Any, experiment_id: str, s: StudyRuns) -> str:
+    """Write the study's saved view (and the experiment's kind) into its experiment; its key.
+
+    Written when the study's run is created, so any MLflow UI on the store lists it under
+    "Views", and again by each ``rnnlab ui`` (same key), which opens it.
+
+    Raises:
+        MlflowException: the store refused the write.
+    """
     metric = s.metric or "val_acc"
     sort = objective_key(metric, s.objective)
     if s.parent_run_id:  # a study tracked before runs logged their objective: sort by metric
@@ -225,11 +242,7 @@ def _save_view(reader: RunReader, experiment_id: str, s: StudyRuns) -> str:
                                    max_results=1)
         if first and sort not in first[0].data.metrics:
             sort = metric
-    try:
-        client.set_experiment_tag(experiment_id, KIND_TAG, KIND)
-        client.set_experiment_tag(experiment_id, VIEW_TAG + s.view_key,
-                                  saved_view(s, sort, int(time.time() * 1000)))
-    except MlflowException as exc:
-        raise RnnlabError(f"could not save the runs view of study {s.study!r} in "
-                          f"{reader.masked_uri} ({str(exc).splitlines()[0][:160]})") from None
+    client.set_experiment_tag(experiment_id, KIND_TAG, KIND)
+    client.set_experiment_tag(experiment_id, VIEW_TAG + s.view_key,
+                              saved_view(s, sort, int(time.time() * 1000)))
     return s.view_key
