@@ -25,6 +25,7 @@ from rnnlab.cli.app import app
 from rnnlab.tracking.tracker import Tracker
 
 N_TRIALS = 4
+FIRE = Path(__file__).resolve().parents[1] / "fire"  # holds a task at one point
 SPEC = {
     "data": {"source": "mnist-5k", "train_size": 200, "val_size": 100, "patch": 28},
     "model": {"hidden": 8},
@@ -207,14 +208,19 @@ def wait_for_checkpoint(storage: str, name: str, epoch: int, timeout: float = 30
     raise AssertionError(f"no checkpoint of epoch {epoch} in {timeout} s")
 
 
-def test_a_requeued_task_runs_again_and_resumes_its_trial_from_its_checkpoint(tmp_path,
-                                                                              on_cluster):
+def test_a_requeued_task_runs_again_and_resumes_its_trial_from_its_checkpoint(
+        tmp_path, on_cluster, monkeypatch):
     # What a failed or preempted node does to a task: Slurm stops it (SIGTERM) and, with
-    # --requeue, runs it again. One task and one trial, long enough to be stopped in the
-    # middle: the trial it was running is the one it resumes.
+    # --requeue, runs it again. One task and one trial, held at its epoch-2 report (tests/fire)
+    # until Slurm stops it, however slow the machine: the trial it was running is the one it
+    # resumes. The task's second run finds the marker and is not held.
     cluster, storage = on_cluster
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FIRE),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("RNNLAB_TEST_FIRE", "report:hang")
+    monkeypatch.setenv("RNNLAB_TEST_MARKER", str(tmp_path / "fired"))
     raw = yaml.safe_load(yaml.safe_dump(SPEC))
-    raw["train"].update(epochs=30, checkpoint_every=1)
+    raw["train"].update(epochs=4, checkpoint_every=1)
     raw["study"].update(name="requeued", n_trials=1, heartbeat_interval=0.5, grace_period=3)
     spec = tmp_path / "requeued.yaml"
     spec.write_text(yaml.safe_dump(raw))
@@ -222,6 +228,7 @@ def test_a_requeued_task_runs_again_and_resumes_its_trial_from_its_checkpoint(tm
     assert result.exit_code == 0, result.output
     job = re.search(r"submitted job (\d+)", result.stdout)[1]
     wait_for_checkpoint(storage, "requeued", 2)
+    assert (tmp_path / "fired-report").is_file()  # held at epoch 2's report
     cluster.run("scontrol", "requeue", f"{job}_0")
     # Slurm holds a requeued job back for two minutes: release it now.
     deadline = time.monotonic() + 60
@@ -241,7 +248,8 @@ def test_a_requeued_task_runs_again_and_resumes_its_trial_from_its_checkpoint(tm
     [lost] = [t for t in trials if t.state.name == "FAIL"]
     retry = next(t for t in trials if t.user_attrs.get("retry_of") == lost.number)
     assert retry.state.name == "COMPLETE" and retry.params == lost.params
-    assert retry.user_attrs["resumed_from_epoch"] >= 2
+    assert retry.user_attrs["resumed_from_epoch"] == 2  # where it was held
+    assert sorted(retry.intermediate_values) == [1, 2, 3, 4]
     client = MlflowClient()
     runs = client.search_runs([client.get_experiment_by_name("requeued").experiment_id])
     status = {r.info.run_id: r.info.status for r in runs}
