@@ -10,12 +10,16 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from rnnlab.cli.lines import UsageError, interrupted, usage_error
+from rnnlab.cli.lines import interrupted, usage_error
 from rnnlab.cli.options import AllowChangeOpt, DataDirOpt, SetOpt, StorageOpt
 from rnnlab.cli.options import with_data_dir as _with_data_dir
 from rnnlab.cli.slurm import slurm
 from rnnlab.errors import EXIT_USER_ERROR, RnnlabError
 from rnnlab.interrupts import ignore_interrupts
+
+# The command-line errors of the click that typer runs on (newer typers carry their own copy
+# of click, so the installed click's classes are not the ones raised).
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
 class _Group(TyperGroup):

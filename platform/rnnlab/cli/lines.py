@@ -1,10 +1,12 @@
-"""Lines the command line says whatever the command was (shared by the entry point and the app)."""
+"""Lines the command line says whatever the command was (shared by the entry point and the app).
+
+Imported by the entry point before its signal handlers are in place: nothing heavy here.
+"""
 
 from __future__ import annotations
 
 import sys
-
-import typer
+from typing import Any
 
 from rnnlab.errors import EXIT_USER_ERROR, Terminated
 from rnnlab.interrupts import ignore_interrupts
@@ -20,12 +22,7 @@ def interrupted(exc: KeyboardInterrupt) -> int:
     return code
 
 
-# The command-line errors of the click that typer runs on (newer typers carry their own copy
-# of click, so the installed click's classes are not the ones raised).
-UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-
-
-def usage_error(exc: UsageError) -> int:
+def usage_error(exc: Any) -> int:
     """Say in one line what is wrong with the command line and where its help is; returns the
     exit code (2). ``rnnlab`` alone still shows the help."""
     if type(exc).__name__ == "NoArgsIsHelpError":
