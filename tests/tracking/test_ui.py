@@ -65,6 +65,27 @@ def test_a_new_study_saves_its_trials_view_in_its_experiment(tmp_path, mlflow_db
     assert json.loads(json.loads(tags[VIEW_TAG + key])["state"]) == view_state(s, "best_val_acc")
 
 
+def test_a_store_that_refuses_the_view_stops_no_sweep(tmp_path, mlflow_db, monkeypatch, caplog):
+    # Fault injection: a real store that refuses experiment tags (a server's permissions)
+    # cannot be made here. The view is a convenience: the study and its run are made anyway.
+    import yaml
+    from mlflow.exceptions import MlflowException
+
+    from rnnlab.core.study_spec import load_study_spec
+    from rnnlab.study.parent import open_study
+    from rnnlab.tracking.tracker import Tracker
+
+    def refuse(*args, **kwargs):
+        raise MlflowException("PERMISSION_DENIED: no tags for you")
+
+    monkeypatch.setattr(MlflowClient, "set_experiment_tag", refuse)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
+    spec = load_study_spec(tmp_path / "s.yaml")
+    study = open_study(spec, str(tmp_path / "rnnlab.journal"), Tracker())
+    assert MlflowClient().get_run(study.user_attrs[ATTR_PARENT]).info.status == "RUNNING"
+    assert "trials view of study" in caplog.text and "PERMISSION_DENIED" in caplog.text
+
+
 def read_line(proc: subprocess.Popen, pattern: str, deadline: float) -> re.Match | None:
     """Lines of the process's stdout until one matches (the process prints as it goes); None
     once it has exited without printing one."""

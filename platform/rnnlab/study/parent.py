@@ -7,9 +7,11 @@ parent run to what the study is.
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import optuna
+from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from rnnlab.core.spec import flatten
@@ -31,6 +33,8 @@ from rnnlab.study.storage import (
 )
 from rnnlab.tracking.tracker import Tracker
 from rnnlab.tracking.ui import StudyRuns, save_view
+
+log = logging.getLogger(__name__)
 
 
 def open_study(spec: StudySpec, storage: str, tracker: Tracker, *,
@@ -100,10 +104,16 @@ def _start_parent(study: optuna.Study, spec: StudySpec, storage: str, tracker: T
     tracker.flush(run_id)  # its params are in the store before any worker reads them
     study.set_user_attr(ATTR_PARENT, run_id)
     study.set_user_attr(ATTR_EXPERIMENT, s.name)
-    # The trials table as a saved view of the experiment: any MLflow UI lists it under "Views"
-    save_view(tracker.client, tracker.experiment_id(s.name), StudyRuns(
-        s.name, s.name, run_id, s.metric, s.direction, params=tuple(spec.search),
-        objective=s.objective))
+    # The trials table as a saved view of the experiment: any MLflow UI lists it under "Views".
+    # A convenience: a store that refuses it (a server's permissions, say) stops no sweep.
+    try:
+        save_view(tracker.client, tracker.experiment_id(s.name), StudyRuns(
+            s.name, s.name, run_id, s.metric, s.direction, params=tuple(spec.search),
+            objective=s.objective))
+    except MlflowException as exc:
+        log.warning("rnnlab: the trials view of study %r was not saved in its MLflow "
+                    "experiment (%s); `rnnlab ui` saves it again", s.name,
+                    str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__)
 
 
 def finished_count(study: optuna.Study) -> int:
