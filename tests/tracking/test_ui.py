@@ -43,19 +43,25 @@ def test_runs_path_opens_the_training_runs_view_on_the_studys_saved_view():
         "s", "s", "other", "val_loss", "minimize").view_key  # one view per study run
 
 
-def test_a_new_study_saves_its_trials_view_in_its_experiment(tmp_path, mlflow_db):
-    # Any MLflow UI on the store (not only `rnnlab ui`) lists the view under "Views"; `rnnlab
-    # ui` rewrites the same one (same key) and opens it.
+def _new_study(folder):
+    """Open a new study from ``SPEC`` in ``folder`` (its spec and the open study)."""
     import yaml
 
     from rnnlab.core.study_spec import load_study_spec
     from rnnlab.study.parent import open_study
     from rnnlab.tracking.tracker import Tracker
+
+    (folder / "s.yaml").write_text(yaml.safe_dump(SPEC))
+    spec = load_study_spec(folder / "s.yaml")
+    return spec, open_study(spec, str(folder / "rnnlab.journal"), Tracker())
+
+
+def test_a_new_study_saves_its_trials_view_in_its_experiment(tmp_path, mlflow_db):
+    # Any MLflow UI on the store (not only `rnnlab ui`) lists the view under "Views"; `rnnlab
+    # ui` rewrites the same one (same key) and opens it.
     from rnnlab.tracking.ui import KIND, KIND_TAG, VIEW_TAG
 
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
-    spec = load_study_spec(tmp_path / "s.yaml")
-    study = open_study(spec, str(tmp_path / "rnnlab.journal"), Tracker())
+    spec, study = _new_study(tmp_path)
     tags = MlflowClient().get_experiment_by_name(spec.study.name).tags
     assert tags[KIND_TAG] == KIND
     [key] = [k.removeprefix(VIEW_TAG) for k in tags if k.startswith(VIEW_TAG)]
@@ -68,20 +74,13 @@ def test_a_new_study_saves_its_trials_view_in_its_experiment(tmp_path, mlflow_db
 def test_a_store_that_refuses_the_view_stops_no_sweep(tmp_path, mlflow_db, monkeypatch, caplog):
     # Fault injection: a real store that refuses experiment tags (a server's permissions)
     # cannot be made here. The view is a convenience: the study and its run are made anyway.
-    import yaml
     from mlflow.exceptions import MlflowException
-
-    from rnnlab.core.study_spec import load_study_spec
-    from rnnlab.study.parent import open_study
-    from rnnlab.tracking.tracker import Tracker
 
     def refuse(*args, **kwargs):
         raise MlflowException("PERMISSION_DENIED: no tags for you")
 
     monkeypatch.setattr(MlflowClient, "set_experiment_tag", refuse)
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
-    spec = load_study_spec(tmp_path / "s.yaml")
-    study = open_study(spec, str(tmp_path / "rnnlab.journal"), Tracker())
+    _, study = _new_study(tmp_path)
     assert MlflowClient().get_run(study.user_attrs[ATTR_PARENT]).info.status == "RUNNING"
     assert "trials view of study" in caplog.text and "PERMISSION_DENIED" in caplog.text
 

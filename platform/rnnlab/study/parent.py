@@ -31,8 +31,9 @@ from rnnlab.study.storage import (
     check_appendable,
     open_storage,
 )
+from rnnlab.study.ui import runs_of
 from rnnlab.tracking.tracker import Tracker
-from rnnlab.tracking.ui import StudyRuns, save_view
+from rnnlab.tracking.ui import save_view
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +108,7 @@ def _start_parent(study: optuna.Study, spec: StudySpec, storage: str, tracker: T
     # The trials table as a saved view of the experiment: any MLflow UI lists it under "Views".
     # A convenience: a store that refuses it (a server's permissions, say) stops no sweep.
     try:
-        save_view(tracker.client, tracker.experiment_id(s.name), StudyRuns(
-            s.name, s.name, run_id, s.metric, s.direction, params=tuple(spec.search),
-            objective=s.objective))
+        save_view(tracker.client, tracker.experiment_id(s.name), runs_of(study))
     except MlflowException as exc:
         log.warning("rnnlab: the trials view of study %r was not saved in its MLflow "
                     "experiment (%s); `rnnlab ui` saves it again", s.name,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import optuna
+
 from rnnlab.study.storage import (
     ATTR_EXPERIMENT,
     ATTR_PARENT,
@@ -29,17 +31,18 @@ def study_runs(storage: str, study: str | None) -> list[StudyRuns]:
         names = sorted(study_names(storage))
     else:
         names = [study]
-    out = []
-    for name in names:
-        s = load_study(storage, name)
-        spec = s.user_attrs.get(ATTR_SPEC) or {}
-        settings = spec.get("study", {})
-        out.append(StudyRuns(name, s.user_attrs.get(ATTR_EXPERIMENT, name),
-                             s.user_attrs.get(ATTR_PARENT), settings.get("metric"),
-                             s.direction.name.lower(), required=study is not None,
-                             params=tuple(spec.get("search") or ()),
-                             objective=settings.get("objective", "best")))
-    return out
+    return [runs_of(load_study(storage, name), required=study is not None) for name in names]
+
+
+def runs_of(study: optuna.Study, *, required: bool = True) -> StudyRuns:
+    """Where a study's runs are, from what the study keeps (its spec, experiment, parent run)."""
+    spec = study.user_attrs.get(ATTR_SPEC) or {}
+    settings = spec.get("study", {})
+    return StudyRuns(study.study_name, study.user_attrs.get(ATTR_EXPERIMENT, study.study_name),
+                     study.user_attrs.get(ATTR_PARENT), settings.get("metric"),
+                     study.direction.name.lower(), required=required,
+                     params=tuple(spec.get("search") or ()),
+                     objective=settings.get("objective", "best"))
 
 
 def open_ui(storage: str, study: str | None, port: int,
