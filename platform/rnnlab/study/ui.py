@@ -36,10 +36,11 @@ def study_runs(storage: str, study: str | None) -> list[StudyRuns]:
 
 def runs_of(study: optuna.Study, *, required: bool = True) -> StudyRuns:
     """Where a study's runs are, from what the study keeps (its spec, experiment, parent run)."""
-    spec = study.user_attrs.get(ATTR_SPEC) or {}
+    attrs = study.user_attrs  # one read of the storage
+    spec = attrs.get(ATTR_SPEC) or {}
     settings = spec.get("study", {})
-    return StudyRuns(study.study_name, study.user_attrs.get(ATTR_EXPERIMENT, study.study_name),
-                     study.user_attrs.get(ATTR_PARENT), settings.get("metric"),
+    return StudyRuns(study.study_name, attrs.get(ATTR_EXPERIMENT, study.study_name),
+                     attrs.get(ATTR_PARENT), settings.get("metric"),
                      study.direction.name.lower(), required=required,
                      params=tuple(spec.get("search") or ()),
                      objective=settings.get("objective", "best"))
