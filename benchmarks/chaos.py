@@ -44,8 +44,8 @@ import yaml
 from _common import REPO, scratch
 from mlflow.tracking import MlflowClient
 
+from rnnlab.storage.adapter import open_storage
 from rnnlab.study.reclaim import VOIDED
-from rnnlab.study.storage import open_storage
 
 DOWN, BACK = "unreachable (", "is back after"
 

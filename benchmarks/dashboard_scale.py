@@ -29,7 +29,8 @@ from optuna.trial import TrialState, create_trial
 
 from rnnlab.core.spec import RunConfig, apply_overrides, flatten, validate
 from rnnlab.core.study_spec import load_study_spec
-from rnnlab.study.storage import (
+from rnnlab.storage.adapter import open_storage
+from rnnlab.storage.keys import (
     ATTR_BUDGET,
     ATTR_EXPERIMENT,
     ATTR_PARENT,
@@ -37,7 +38,6 @@ from rnnlab.study.storage import (
     TRIAL_CONFIG,
     TRIAL_REASON,
     TRIAL_RUN_ID,
-    open_storage,
 )
 from rnnlab.tracking.tracker import PARENT_TAG, RUN_NAME_TAG, Tracker
 from rnnlab.train import EPOCH_METRICS as METRICS

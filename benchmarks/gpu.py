@@ -74,8 +74,8 @@ def trials_per_hour(data_dir: str | None, per_gpu: int, trial_epochs: int,
 
     from rnnlab.core.spec import validate
     from rnnlab.core.study_spec import StudySpec
-    from rnnlab.study.storage import open_storage
-    from rnnlab.study.sweep import sweep
+    from rnnlab.engines.local import sweep
+    from rnnlab.storage.adapter import open_storage
 
     raw = _spec(data_dir, overrides).model_dump(mode="json")
     raw["train"].update({"epochs": trial_epochs, "device": "auto"})

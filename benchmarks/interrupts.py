@@ -43,7 +43,7 @@ import yaml
 from _common import mnist_dir, scratch
 from mlflow.tracking import MlflowClient
 
-from rnnlab.study.storage import open_storage
+from rnnlab.storage.adapter import open_storage
 
 NAME = "stress"
 NOTHING = "no study | runs none"

@@ -25,8 +25,8 @@ import optuna
 import yaml
 from _common import scratch, spec_from
 
-from rnnlab.study.storage import open_storage
-from rnnlab.study.sweep import sweep
+from rnnlab.engines.local import sweep
+from rnnlab.storage.adapter import open_storage
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 1.7

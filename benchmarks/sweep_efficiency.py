@@ -29,7 +29,7 @@ import optuna
 import yaml
 from _common import scratch, spec_from
 
-from rnnlab.study.storage import open_storage
+from rnnlab.storage.adapter import open_storage
 from rnnlab.study.worker import work
 
 REPO = Path(__file__).resolve().parents[1]

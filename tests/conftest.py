@@ -132,7 +132,7 @@ def study(tmp_path_factory) -> TinyStudy:
 @pytest.fixture(scope="module")
 def frames(study: TinyStudy):
     """The tiny study's frames, as dashboards and reports read them."""
-    from rnnlab.study.results import study_frames
+    from rnnlab.analysis.frames import study_frames
 
     return study_frames(study.storage, study.name, tracking_uri=study.uri)
 
@@ -140,7 +140,7 @@ def frames(study: TinyStudy):
 @pytest.fixture(scope="module")
 def trials(study: TinyStudy):
     """The tiny study's Optuna trials by number."""
-    from rnnlab.study.storage import load_study
+    from rnnlab.storage.adapter import load_study
 
     return {t.number: t for t in load_study(study.storage, study.name).trials}
 

@@ -173,7 +173,7 @@ def synthetic_frames(rows: list[dict], search: dict, direction: str = "maximize"
     for checking what is concluded from known data; no curves."""
     import pandas as pd
 
-    from rnnlab.study.results import StudyFrames
+    from rnnlab.analysis.frames import StudyFrames
 
     spec = {"study": {"name": "synthetic", "n_trials": len(rows), "metric": "val_acc",
                       "direction": direction}, "search": search}

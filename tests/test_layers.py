@@ -1,6 +1,6 @@
-"""The package's shape, checked on its source: parts import only downwards, no circles, each
-outside system's internals behind its one adapter, no module over 300 lines, and a training core
-that loads neither Optuna nor MLflow."""
+"""The package's shape, checked on its source: each folder imports only the folders its
+allow-list names (docs/ARCHITECTURE.md), no circles, each outside system's internals behind its
+one adapter, and a training core that loads neither Optuna nor MLflow."""
 
 from __future__ import annotations
 
@@ -12,20 +12,33 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "platform" / "rnnlab"
-# Parts from the top down (docs/ARCHITECTURE.md): a module imports from its own part or below.
-FLOORS = {"cli": 0, "reports": 1, "dashboards": 2, "study": 3, "tracking": 4, "train": 5,
-          "core": 6, "files": 7, "errors": 7, "interrupts": 7, "retrying": 7}
+BASE = ("errors", "files", "interrupts", "retrying")  # top-level modules every part may use
+SERVICES = {"storage", "tracking", "train"}
+# Which parts each part may import, besides itself and the base (docs/ARCHITECTURE.md).
+ALLOWED = {
+    "cli": {"engines", "study", "reports", "dashboards", "analysis", *SERVICES, "core"},
+    "engines": {"study", *SERVICES, "core"},
+    "study": {*SERVICES, "core"},
+    "reports": {"dashboards", "analysis", "tracking", "train", "core"},
+    "dashboards": {"analysis", "core"},
+    "analysis": {"storage", "tracking", "core"},
+    "storage": set(),
+    "tracking": {"train", "core"},
+    "train": {"core"},
+    "core": set(),
+    "base": set(),
+}
 # Private names of Optuna and MLflow, and the one module allowed to use them.
-PRIVATE = {"._storage": "study/storage.py", "._trial_id": "study/storage.py",
-           "optuna.storages.journal._": "study/storage.py",
+PRIVATE = {"._storage": "storage/adapter.py", "._trial_id": "storage/adapter.py",
+           "._replay_result": "storage/adapter.py",
+           "optuna.storages.journal._": "storage/adapter.py",
            "._tracking_client": "tracking/internals.py"}
-MAX_LINES = 300
 
 
-def _modules() -> dict[str, Path]:
+def _modules(package: Path = PACKAGE) -> dict[str, Path]:
     out = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package.parent).with_suffix("").parts
         out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return out
 
@@ -45,27 +58,23 @@ def _imports(path: Path, known: set[str]) -> set[str]:
 
 def _part(module: str) -> str | None:
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else None  # the package itself (lazy exports) has none
+    if len(parts) == 1 or parts[1] == "__main__":
+        return None  # the package itself (lazy exports) and its entry point
+    return "base" if parts[1] in BASE else parts[1]
 
 
-@pytest.fixture(scope="module")
-def graph() -> dict[str, set[str]]:
-    modules = _modules()
+def _graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    modules = _modules(package)
     return {m: _imports(p, set(modules)) for m, p in modules.items()}
 
 
-def test_every_module_belongs_to_a_part(graph):
-    assert {_part(m) for m in graph} - {None, "__main__"} <= set(FLOORS)
+def _forbidden(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    return sorted((m, i) for m, imports in graph.items() for i in imports
+                  if _part(m) and _part(i) and _part(i) != _part(m)
+                  and _part(i) != "base" and _part(i) not in ALLOWED[_part(m)])
 
 
-def test_no_import_goes_up(graph):
-    upward = [(m, i) for m, imports in graph.items() for i in imports
-              if _part(m) in FLOORS and _part(i) in FLOORS
-              and FLOORS[_part(i)] < FLOORS[_part(m)]]
-    assert upward == []
-
-
-def test_no_import_circle(graph):
+def _circle(graph: dict[str, set[str]]) -> list[str] | None:
     state: dict[str, int] = {}  # 1: on the path, 2: done
 
     def visit(module: str, path: list[str]) -> list[str] | None:
@@ -78,8 +87,41 @@ def test_no_import_circle(graph):
         state[module] = 2
         return None
 
-    cycles = [c for m in sorted(graph) if m not in state and (c := visit(m, []))]
-    assert cycles == []
+    return next((c for m in sorted(graph) if m not in state and (c := visit(m, []))), None)
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    return _graph()
+
+
+def test_every_module_belongs_to_a_part(graph):
+    assert {_part(m) for m in graph} - {None} <= set(ALLOWED)
+
+
+def test_each_part_imports_only_what_its_allow_list_names(graph):
+    assert _forbidden(graph) == []
+
+
+def test_no_import_circle(graph):
+    assert _circle(graph) is None
+
+
+def test_the_checks_catch_a_forbidden_import_and_a_circle(tmp_path):
+    """The same checks on a copy of the package with one import added: a dashboard that
+    reaches the storage, then a storage module that imports the study's lifecycle."""
+    import shutil
+
+    copy = tmp_path / "rnnlab"
+    shutil.copytree(PACKAGE, copy)
+    select = copy / "dashboards" / "select.py"
+    select.write_text(select.read_text() + "\nfrom rnnlab.storage.adapter import study_names\n")
+    assert ("rnnlab.dashboards.select", "rnnlab.storage.adapter") in _forbidden(_graph(copy))
+    keys = copy / "storage" / "keys.py"
+    keys.write_text(keys.read_text() + "\nfrom rnnlab.study import status\n")
+    graph = _graph(copy)
+    assert ("rnnlab.storage.keys", "rnnlab.study.status") in _forbidden(graph)
+    assert {"rnnlab.storage.keys", "rnnlab.study.status"} <= set(_circle(graph) or ())
 
 
 def test_private_optuna_and_mlflow_names_stay_in_their_adapter():
@@ -93,12 +135,6 @@ def test_outside_tracking_nothing_touches_the_mlflow_client():
     users = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
              if "MlflowClient" in p.read_text() and p.relative_to(PACKAGE).parts[0] != "tracking"]
     assert users == []
-
-
-def test_no_module_is_over_300_lines():
-    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
-            if (n := len(p.read_text().splitlines())) > MAX_LINES}
-    assert long == {}
 
 
 def test_the_training_core_imports_neither_optuna_nor_mlflow():

@@ -30,18 +30,27 @@ def _quick():
 
 
 class Down:
-    """A store call that is refused while ``down`` is set, counting its tries."""
+    """A store call that is refused while ``down`` is set, counting its tries per thread."""
 
     def __init__(self, down: bool = True):
         self.down, self.tries = threading.Event(), 0
+        self.by_thread: dict[int, int] = {}
+        self._lock = threading.Lock()
         if down:
             self.down.set()
 
     def __call__(self) -> str:
-        self.tries += 1
+        with self._lock:
+            self.tries += 1
+            me = threading.get_ident()
+            self.by_thread[me] = self.by_thread.get(me, 0) + 1
         if self.down.is_set():
             raise ConnectionRefusedError(111, "Connection refused")
         return "answer"
+
+    def tried_at_least(self, threads: int, times: int) -> bool:
+        with self._lock:
+            return sum(n >= times for n in self.by_thread.values()) >= threads
 
 
 def store() -> Store:
@@ -59,15 +68,19 @@ def test_an_outage_is_said_once_and_its_end_once_however_many_threads_wait(caplo
     threads = [threading.Thread(target=lambda: answers.append(s.call(call))) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while not call.tried_at_least(3, 2) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert call.tried_at_least(3, 2)  # each thread was refused, waited and tried again
     call.down.clear()
     for t in threads:
         t.join(10)
-    assert answers == ["answer"] * 3 and call.tries > 6  # each thread tried more than once
-    assert said(caplog) == [
-        "rnnlab: the store at x://host unreachable (Connection refused); retrying for up to "
-        "30 s", said(caplog)[1]]
-    assert said(caplog)[1].startswith("rnnlab: the store at x://host is back after ")
+    assert answers == ["answer"] * 3
+    lines = said(caplog)
+    assert len(lines) == 2
+    assert lines[0] == ("rnnlab: the store at x://host unreachable (Connection refused); "
+                        "retrying for up to 30 s")
+    assert lines[1].startswith("rnnlab: the store at x://host is back after ")
     assert s.back_at > 0 and s.down_since is None and s.outages == 1
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rnnlab.core.data import load_data
-from rnnlab.train import EPOCH_METRICS, Checkpoint, evaluate, fit
+from rnnlab.train import EPOCH_METRICS, Checkpoint, best_epoch, evaluate, fit
 
 TIMING = {"epoch_time_s", "samples_per_s"}
 
@@ -67,7 +67,17 @@ def test_a_non_finite_loss_ends_the_run_as_diverged(tiny):
     assert result.epochs_run == 1 and seen == [1]  # callbacks still see the fatal epoch
     assert not math.isfinite(result.history[0]["train_loss"])
     assert "non-finite training loss at epoch 1" in result.stop_reason
-    assert result.best("val_acc") is None or math.isfinite(result.best("val_acc"))
+    # the weights are past float32: no finite validation loss to be best, none made up
+    assert not math.isfinite(result.history[0]["val_loss"])
+    assert result.best("val_loss", maximize=False) is None
+    assert result.best_epoch("val_loss", maximize=False) is None
+
+
+def test_the_best_epoch_is_the_first_at_the_best_finite_value():
+    history = [{"m": v} for v in (0.5, math.nan, 0.7, 0.7, math.inf, 0.6)]
+    assert best_epoch(history, "m") == 3  # 0.7 twice: the first; inf is no value
+    assert best_epoch(history, "m", maximize=False) == 1
+    assert best_epoch([{"m": math.nan}], "m") is None and best_epoch([], "m") is None
 
 
 def test_l2_penalty_is_logged_apart_from_the_data_loss(tiny):

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from rnnlab.dashboards.curves import plot_learning_curves
-from rnnlab.dashboards.params import plot_importances, plot_lr_l2, plot_normalisation
-from rnnlab.study.results import study_frames
+from rnnlab.analysis.frames import study_frames
+from rnnlab.dashboards.importances import plot_importances
+from rnnlab.dashboards.learning_curves import plot_learning_curves
+from rnnlab.dashboards.lr_l2 import plot_lr_l2
+from rnnlab.dashboards.normalisation import plot_normalisation
 
 HERE = Path(__file__).resolve().parent
 FIGURES = {

@@ -20,10 +20,10 @@ _EXPORTS = {
     "load_data": "rnnlab.core.data", "build_model": "rnnlab.core.models",
     "fit": "rnnlab.train", "FitResult": "rnnlab.train",
     "train_run": "rnnlab.tracking.runs", "Tracker": "rnnlab.tracking.tracker",
-    "sweep": "rnnlab.study.sweep", "work": "rnnlab.study.worker",
+    "sweep": "rnnlab.engines.local", "work": "rnnlab.study.worker",
     "study_status": "rnnlab.study.status",
-    "study_frames": "rnnlab.study.results", "trials_frame": "rnnlab.study.results",
-    "curves_frame": "rnnlab.study.results",
+    "study_frames": "rnnlab.analysis.frames", "trials_frame": "rnnlab.analysis.frames",
+    "curves_frame": "rnnlab.analysis.frames",
     "write_dashboard": "rnnlab.dashboards.write", "report": "rnnlab.reports.build",
 }
 __all__ = ["__version__", *_EXPORTS]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # Ctrl-C, SIGTERM: 128 + the signal
 
 
 class RnnlabError(Exception):

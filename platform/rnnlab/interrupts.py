@@ -1,18 +1,5 @@
-"""Ctrl-C and SIGTERM: where they may interrupt rnnlab, and where they wait.
-
-An interrupt raises :class:`KeyboardInterrupt` (SIGTERM: :class:`~rnnlab.errors.Terminated`) in
-the main thread, as Python's own Ctrl-C does, except inside :func:`uninterrupted`: a write to a
-store waits for the block to end, so it is never cut in half (a transaction left open in an
-SQLite store would lock it for every other worker, whose own cleanup then fails). A second
-signal while the first is held raises at once, so a hung store cannot make Ctrl-C useless.
-
-Nor is an import cut: torch's runs Python code from C++, where a raised KeyboardInterrupt either
-aborts the process ("terminate called after throwing an instance of 'pybind11::error_already_set'",
-exit -6) or, caught there and raised again, leaves CPython's "unhandled KeyboardInterrupt" flag
-set, so that the process kills itself with SIGINT as it exits (exit -2 after the command's own
-interrupted line). A signal that lands while torch is being imported is handled again a moment
-later, until that import is done (both seen by ``benchmarks/interrupts.py``).
-"""
+"""Ctrl-C and SIGTERM: where they may interrupt rnnlab, and where they wait (a store write, a
+torch import; docs/decisions.md, "Interrupts")."""
 
 from __future__ import annotations
 
@@ -94,6 +81,25 @@ def _deliver_again(signum: int) -> None:
         _thread.interrupt_main(signum)
 
     threading.Thread(target=later, name="rnnlab-signal-again", daemon=True).start()
+
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def kept_handlers() -> Iterator[None]:
+    """Restore the handlers of Ctrl-C and SIGTERM as they were before the block, whatever the
+    block installed (a library that takes them over, a task that installs rnnlab's)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:  # None: set outside Python, cannot be put back from here
+                signal.signal(sig, handler)
 
 
 def ignore_interrupts() -> None:

@@ -1,17 +1,6 @@
-"""Outages of the stores that workers share, ridden out or ended in one line.
-
-A study's workers share an Optuna database and an MLflow tracking server over the network, and
-either may go away for a while (a restart, a failover, a lost link). A call that fails because
-its store cannot be reached is tried again after 1, 2, 4 ... seconds (never more than
-``max_wait_s`` apart), for up to ``limit_s`` seconds from when the store was first found down;
-which errors mean "cannot be reached" is each store's adapter's to say
-(:mod:`rnnlab.study.riding`, :mod:`rnnlab.tracking.riding`), and so is making a call safe to
-try again (a creation carries a token that a retry looks for first). Each outage is one line
-when it starts and one when the store is back, however many threads of the process wait on it.
-A store down for longer ends the call with :class:`StoreDown`: one line naming the store, exit
-code 2, and the study resumable. Ctrl-C is never held back by a wait (nothing is being written
-while the store is down).
-"""
+"""Outages of the stores that workers share, ridden out with backoff or ended in one line (exit
+code 2, the study resumable); each store's adapter says which errors are outages
+(docs/decisions.md, "Outages")."""
 
 from __future__ import annotations
 

@@ -57,14 +57,27 @@ class FitResult:
     def epochs_run(self) -> int:
         return len(self.history)
 
+    def best_epoch(self, metric: str = "val_acc", maximize: bool = True) -> int | None:
+        """The first epoch where ``metric`` is at its best finite value (:func:`best_epoch`)."""
+        return best_epoch(self.history, metric, maximize)
+
     def best(self, metric: str = "val_acc", maximize: bool = True) -> float | None:
-        values = [h[metric] for h in self.history if math.isfinite(h[metric])]
-        if not values:
-            return None
-        return max(values) if maximize else min(values)
+        """The best finite value of ``metric`` over the epochs (None: none is finite)."""
+        epoch = self.best_epoch(metric, maximize)
+        return None if epoch is None else self.history[epoch - 1][metric]
 
     def final(self, metric: str = "val_acc") -> float | None:
         return self.history[-1][metric] if self.history else None
+
+
+def best_epoch(history: Sequence[dict[str, float]], metric: str,
+               maximize: bool = True) -> int | None:
+    """The first epoch (counted from 1) where ``metric`` is at its best finite value; None when
+    no value is finite."""
+    sign = 1.0 if maximize else -1.0
+    finite = [(sign * h[metric], -epoch) for epoch, h in enumerate(history, start=1)
+              if math.isfinite(h[metric])]
+    return -max(finite)[1] if finite else None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -161,9 +174,10 @@ def fit(config: RunConfig, callbacks: Sequence[EpochCallback] = (), *,
                 else contextlib.nullcontext())
     n = len(data.train_x)
     result = FitResult("completed", history, model, data.info, str(device))
-    best: tuple[float, int, dict] | None = None  # (score, epoch, weights) under keep_best
+    first = len(history) + 1  # the first epoch this call trains
+    best: tuple[int, dict] | None = None  # (epoch, weights) under keep_best
 
-    for epoch in range(len(history) + 1, t.epochs + 1):
+    for epoch in range(first, t.epochs + 1):
         started = time.perf_counter()
         perm = torch.randperm(n, generator=order).to(device)
         data_loss = torch.zeros((), device=device)  # summed on the device: one sync per epoch
@@ -195,10 +209,8 @@ def fit(config: RunConfig, callbacks: Sequence[EpochCallback] = (), *,
             "epoch_time_s": time.perf_counter() - started, "samples_per_s": n / train_time,
         }
         history.append(metrics)
-        if keep_best and math.isfinite(metrics[keep_best[0]]):
-            score = metrics[keep_best[0]] * (1.0 if keep_best[1] else -1.0)
-            if best is None or score > best[0]:
-                best = (score, epoch, copy.deepcopy(model.state_dict()))
+        if keep_best and best_epoch(history[first - 1:], *keep_best) == epoch - first + 1:
+            best = (epoch, copy.deepcopy(model.state_dict()))
         if not math.isfinite(train_loss):
             result.status, result.diverged_epoch = "diverged", epoch
             result.stop_reason = f"non-finite training loss at epoch {epoch}"
@@ -217,6 +229,6 @@ def fit(config: RunConfig, callbacks: Sequence[EpochCallback] = (), *,
             result.stop_reason = stop if isinstance(stop, str) else f"stopped at epoch {epoch}"
             break
     if best is not None:
-        model.load_state_dict(best[2])
-        result.weights_epoch = best[1]
+        result.weights_epoch = best[0]
+        model.load_state_dict(best[1])
     return result

@@ -14,7 +14,7 @@ from support import SPEC, build_study, open_html, synthetic_frames
 from typer.testing import CliRunner
 
 from rnnlab.cli.app import app
-from rnnlab.dashboards import curves, factors, select, spec
+from rnnlab.dashboards import learning_curves, scatter, select, spec
 from rnnlab.errors import RnnlabError
 
 SHIPPED = Path(__file__).parents[2] / "dashboards"
@@ -55,15 +55,15 @@ def test_a_filter_keeps_what_it_says(two):
 
 def test_curves_and_factors_across_studies_carry_group_facet_and_study(two):
     studies = frames_of(two, "quickstart", "tutorial_sweep")
-    info = curves._get_learning_curves_info(studies, group="study", facet="model.cell")
+    info = learning_curves._get_learning_curves_info(studies, group="study", facet="model.cell")
     assert {c.study for c in info.curves} == {"quickstart", "tutorial_sweep"}
     assert len(info.curves) == 10 and all(c.group == c.study for c in info.curves)
     for label, f in studies:
         cells = f.configs.set_index("number")["model.cell"]
         assert all(c.facet == cells[c.number] for c in info.curves if c.study == label)
-    fig = curves._get_learning_curves_plot(info)
+    fig = learning_curves._get_learning_curves_plot(info)
     assert len({(t.xaxis, t.yaxis) for t in fig.data}) == 2 * len({c.facet for c in info.curves})
-    lr = factors._get_factor_info(studies, "train.lr", "final_val_acc", "study", "model.cell")
+    lr = scatter._get_scatter_info(studies, "train.lr", "final_val_acc", "study", "model.cell")
     assert lr.log and len(lr.points) == sum(len(f.table()) for _, f in studies)
     for label, f in studies:
         t = f.table().set_index("number")

@@ -11,15 +11,25 @@ import pytest
 from support import GOOD_LR, HOPELESS_LR, build_study, open_html
 from typer.testing import CliRunner
 
+from rnnlab.analysis.frames import study_frames
 from rnnlab.cli.app import app
-from rnnlab.dashboards import board, curves, params, style, write
+from rnnlab.dashboards import (
+    board,
+    history,
+    importances,
+    learning_curves,
+    lr_l2,
+    normalisation,
+    parallel,
+    style,
+    write,
+)
 from rnnlab.dashboards.spec import study_board
 from rnnlab.errors import RnnlabError
-from rnnlab.study.results import study_frames
 
 
 def test_learning_curves_info_has_every_trial_with_its_cell_and_state(frames, trials):
-    info = curves._get_learning_curves_info(frames)
+    info = learning_curves._get_learning_curves_info(frames)
     assert info.reference_val_acc == (0.470, 0.555, 0.595, 0.630, 0.674, 0.680)
     assert [c.number for c in info.curves] == sorted(trials)
     for c in info.curves:
@@ -47,16 +57,17 @@ def pruned_frames(tmp_path_factory, _mlflow_template):
 
 def test_learning_curves_plot_styles_states_and_keeps_the_reference(pruned_frames):
     assert list(pruned_frames.trials["state"]) == ["COMPLETE", "PRUNED"]
-    fig = curves.plot_learning_curves(pruned_frames)
+    fig = learning_curves.plot_learning_curves(pruned_frames)
     dashes = {t.name.split(" (")[1].split(",")[0]: t.line.dash for t in fig.data
               if t.legendgroup != "tutorial"}
     assert dashes == {"complete": "solid", "pruned": "dash"}
     reference = [t for t in fig.data if t.legendgroup == "tutorial"]
-    assert len(reference) == 1 and tuple(reference[0].y) == style.TUTORIAL_VAL_ACC
+    assert len(reference) == 1
+    assert tuple(reference[0].y) == (0.470, 0.555, 0.595, 0.630, 0.674, 0.680)
 
 
 def test_history_info_is_the_complete_trials_and_the_running_best(frames, trials):
-    info = curves._get_history_info(frames)
+    info = history._get_history_info(frames)
     complete = [t for t in trials.values() if t.state.name == "COMPLETE"]
     assert info.numbers == tuple(t.number for t in complete)
     assert info.values == tuple(t.value for t in complete)
@@ -65,14 +76,14 @@ def test_history_info_is_the_complete_trials_and_the_running_best(frames, trials
 
 
 def test_parallel_info_uses_the_values_trained_with(frames, trials):
-    info = params._get_parallel_info(frames)
+    info = parallel._get_parallel_info(frames)
     assert [(x.key, x.kind) for x in info.dimensions] == [
         ("model.cell", "categorical"), ("train.lr", "log"),
         ("data.normalisation", "categorical"), ("train.l2", "log")]
     l2 = dict(zip(info.numbers, info.dimensions[3].values, strict=True))
     for number, value in l2.items():
         assert value == trials[number].user_attrs["config"]["train.l2"]  # 0 below zero_below
-    fig = params._get_parallel_plot(info)
+    fig = parallel._get_parallel_plot(info)
     assert len(fig.data[0].dimensions) == 5  # four params and the objective
 
 
@@ -96,18 +107,18 @@ def test_log_ticks_are_few_round_and_labelled_in_full(lo, hi, labels, enclosing)
 
 
 def test_importances_normalisation_and_lr_l2_infos(frames):
-    imp = params._get_importances_info(frames)
+    imp = importances._get_importances_info(frames)
     assert set(imp.params) == set(frames.importances["param"])
     assert list(imp.importances) == sorted(imp.importances, reverse=True)
     assert all(lo <= m <= hi + 1e-9 for lo, m, hi in zip(imp.low, imp.importances, imp.high,
                                                           strict=True))
-    norm = params.plot_normalisation(frames)  # the report's record, one box per cell
+    norm = normalisation.plot_normalisation(frames)  # the report's record, one box per cell
     values = frames.trials.set_index("number")["value"]
     assert [t.name for t in norm.data] == ["model.cell=rnn", "model.cell=gru"]
     for trace in norm.data:
         assert set(trace.x) <= {"none", "per_pixel"}
         assert list(trace.y) == [values[n] for n in trace.customdata]
-    lr = params._get_points_info(frames)
+    lr = lr_l2._get_lr_l2_info(frames)
     finals = frames.finals.set_index("number")["final_val_acc"]
     assert lr.final_val_acc == tuple(finals[n] for n in lr.numbers)
     configs = frames.configs.set_index("number")
@@ -119,8 +130,8 @@ def test_strings_from_specs_are_escaped(frames):
     evil = "<img src=x onerror=alert(1)>"
     page = board.dashboard_html(dataclasses.replace(frames, name=evil, experiment=evil))
     assert evil not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
-    info = curves._HistoryInfo("val_acc", "maximize", (0,), (0.5,), (evil,))
-    names = [t.name for t in curves._get_history_plot(info).data]
+    info = history._HistoryInfo("val_acc", "maximize", (0,), (0.5,), (evil,))
+    names = [t.name for t in history._get_history_plot(info).data]
     assert evil not in names and html_escaped(evil) in names
 
 
@@ -130,9 +141,9 @@ def test_a_study_that_has_just_started_still_draws(frames):
     started = dataclasses.replace(frames, trials=running, curves=frames.curves.iloc[0:0],
                                   finals=frames.finals.iloc[0:0],
                                   importances=frames.importances.iloc[0:0])
-    assert curves._get_learning_curves_info(started).curves == ()
-    assert curves._get_history_info(started).numbers == ()
-    assert params._get_points_info(started).numbers == ()
+    assert learning_curves._get_learning_curves_info(started).curves == ()
+    assert history._get_history_info(started).numbers == ()
+    assert lr_l2._get_lr_l2_info(started).numbers == ()
     assert "Study" in board.dashboard_html(started)
     assert not started.done()
 

@@ -16,7 +16,8 @@ is being closed), ``fail`` (a trial is being failed as interrupted).
 HOW: ``group`` (SIGINT to the process group: Ctrl-C in a terminal), ``leader`` (SIGINT to the
 main process only), ``term`` (SIGTERM to the main process only), ``double`` (SIGINT to the
 group twice, 50 ms apart), ``hang`` (create the marker, then never return: a worker stuck in
-a store call, or on a node about to be lost).
+a store call, or on a node about to be lost), ``hold`` (create the marker, then wait until a
+file ``PREFIX-POINT.go`` exists, and go on).
 
 ``RNNLAB_TEST_FIRE_ONLY``, if set, arms only the processes whose command line contains it (a
 Ray node's workers, not the node's own Python processes).
@@ -49,6 +50,10 @@ if FIRE:
         if how == "hang":
             while True:
                 time.sleep(60)
+        if how == "hold":
+            while not os.path.exists(f"{MARKER}-{point}.go"):
+                time.sleep(0.05)
+            return
         if how == "double":  # the second from outside: this process may be raising by then
             subprocess.Popen(["sh", "-c", f"sleep 0.05; kill -INT -- -{leader}"])
         if how in ("group", "double"):

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from rnnlab.cli.app import app
 from rnnlab.core.spec import RunConfig, apply_overrides, load_config
 from rnnlab.reports.info import candidates, config_hash, get_report_info, trial_config
-from rnnlab.study.storage import load_study, open_storage
+from rnnlab.storage.adapter import load_study, open_storage
 
 TEST_SET = "1000 images held out of mnist-5k (fixed)"
 

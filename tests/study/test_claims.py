@@ -11,17 +11,12 @@ import yaml
 from optuna.trial import TrialState
 
 from rnnlab.core.study_spec import load_study_spec
+from rnnlab.storage.adapter import last_heartbeat, load_study
+from rnnlab.storage.keys import TRIAL_REASON, TRIAL_RETRIES, TRIAL_RETRY_OF
 from rnnlab.study.claims import claim, fail_trial, interrupted, reap_stale
 from rnnlab.study.parent import open_study
 from rnnlab.study.parts import sample_config
 from rnnlab.study.status import study_status
-from rnnlab.study.storage import (
-    TRIAL_REASON,
-    TRIAL_RETRIES,
-    TRIAL_RETRY_OF,
-    last_heartbeat,
-    load_study,
-)
 from rnnlab.study.worker import work
 from rnnlab.tracking.tracker import Tracker
 

@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 from rnnlab.cli.app import app
 from rnnlab.core.study_spec import StudySpec, load_study_spec
 from rnnlab.errors import RnnlabError
+from rnnlab.storage.adapter import open_storage
+from rnnlab.storage.keys import ATTR_BUDGET, ATTR_SPEC
 from rnnlab.study.spec_change import check_resume
-from rnnlab.study.storage import ATTR_BUDGET, ATTR_SPEC, open_storage
 
 NAME = "fixed"
 SPEC = {

@@ -15,7 +15,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from rnnlab.core.study_spec import load_study_spec
-from rnnlab.study.storage import ATTR_PARENT, open_storage
+from rnnlab.storage.adapter import open_storage
+from rnnlab.storage.keys import ATTR_PARENT
 from rnnlab.study.worker import work
 from rnnlab.tracking.tracker import Tracker
 

@@ -6,7 +6,8 @@ import time
 
 from mlflow.tracking import MlflowClient
 
-from rnnlab.study.storage import TRIAL_RUN_ID, load_study
+from rnnlab.storage.adapter import load_study
+from rnnlab.storage.keys import TRIAL_RUN_ID
 from rnnlab.tracking.internals import close_run, metric_histories_sql
 from rnnlab.tracking.store import metric_histories
 from rnnlab.tracking.tracker import Tracker

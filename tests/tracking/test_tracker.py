@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from rnnlab.core.spec import RunConfig
 from rnnlab.errors import mask_url
 from rnnlab.tracking.tracker import PARENT_TAG, Tracker
+from rnnlab.train import Checkpoint
 
 
 @pytest.mark.parametrize(("url", "masked"), [
@@ -79,7 +83,9 @@ def test_metrics_are_held_until_a_send_interval_a_checkpoint_or_the_end(mlflow_d
 
     monkeypatch.setattr(tracking, "SEND_EVERY_S", 0.0)  # every epoch is sent, in the background
     log(4, {"val_acc": 0.4})
-    tracker._pending[run_id][-1]()  # wait for that one send only
+    deadline = time.monotonic() + 30  # no flush: the background thread sends it by itself
+    while _history(client, run_id)[-1] != (4, 0.4) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert _history(client, run_id)[-1] == (4, 0.4)
     monkeypatch.setattr(tracking, "SEND_EVERY_S", 3600.0)
     log(5, {"val_acc": 0.5})  # held, then sent with the outcome tags
@@ -94,12 +100,11 @@ def test_metrics_are_held_until_a_send_interval_a_checkpoint_or_the_end(mlflow_d
 def test_a_run_whose_background_write_failed_is_still_closed(mlflow_db, tmp_path):
     tracker = Tracker()
     run_id = tracker.start_run("exp", "broken")
-    tracker.flush(run_id)
-
-    def fail() -> None:
-        raise OSError("disk full")
-
-    tracker._in_background(run_id, fail)
-    with pytest.raises(OSError, match="disk full"):
+    # A file where the run's artifact folder should be: storing the checkpoint fails
+    artifacts = Path(MlflowClient().get_run(run_id).info.artifact_uri.removeprefix("file://"))
+    artifacts.parent.mkdir(parents=True, exist_ok=True)
+    artifacts.write_text("in the way")
+    tracker.log_checkpoint(run_id, Checkpoint(1, {}, {}, torch.zeros(1), []))
+    with pytest.raises(OSError):
         tracker.end_run(run_id, "FINISHED")
     assert MlflowClient().get_run(run_id).info.status == "FINISHED"

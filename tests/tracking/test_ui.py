@@ -18,7 +18,8 @@ from support import SPEC, refused_port, serve_on_a_free_port
 from typer.testing import CliRunner
 
 from rnnlab.cli.app import app
-from rnnlab.study.storage import ATTR_PARENT, load_study
+from rnnlab.storage.adapter import load_study
+from rnnlab.storage.keys import ATTR_PARENT
 from rnnlab.tracking.ui import StudyRuns, runs_path, saved_view, view_state
 
 START_S = 240  # a cold mlflow server imports and checks its store; slow on a busy machine

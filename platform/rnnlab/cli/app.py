@@ -81,7 +81,7 @@ def train(
 
 
 def _storage(storage: str | None) -> str:
-    from rnnlab.study.storage import DEFAULT_STORAGE
+    from rnnlab.storage.adapter import DEFAULT_STORAGE
 
     return storage or DEFAULT_STORAGE
 
@@ -118,15 +118,14 @@ def sweep(
         final = ray_sweep(err, study_spec, _storage(storage), ray, workers, trials_per_gpu,
                           allow_spec_change)
     else:
-        from rnnlab.study.placement import place_workers
+        from rnnlab.engines.placement import place_sweep
 
-        place = place_workers(study_spec, workers, trials_per_gpu)  # starts the fork server
-        from rnnlab.study.sweep import sweep as run_sweep
+        place = place_sweep(study_spec, workers, trials_per_gpu)  # starts the fork server
+        from rnnlab.engines.local import sweep as run_sweep
 
         with StudyProgress(err, place.workers, header=placement_line(place, workers is None)) \
                 as progress:
-            final = run_sweep(study_spec, _storage(storage), workers=place.workers,
-                              per_gpu=trials_per_gpu, on_progress=progress,
+            final = run_sweep(study_spec, _storage(storage), place, on_progress=progress,
                               allow_spec_change=allow_spec_change)
     Console().print(status_view([final], detail=True))
     typer.echo(next_commands(final.name, storage))
@@ -153,7 +152,7 @@ def worker(
     """
     from rnnlab.cli.tables import status_view
     from rnnlab.core.study_spec import load_study_spec
-    from rnnlab.study.sweep import sweep as run_sweep
+    from rnnlab.engines.local import sweep as run_sweep
 
     final = run_sweep(load_study_spec(spec, _with_data_dir(set_, data_dir)),
                       _storage(storage), workers=workers, per_gpu=trials_per_gpu, device=device,
@@ -190,8 +189,8 @@ def trials(
     storage: StorageOpt = None,
 ) -> None:
     """Export a study's trials as a table: params and values in columns."""
+    from rnnlab.analysis.frames import trials_frame
     from rnnlab.files import write_frame
-    from rnnlab.study.results import trials_frame
 
     text = write_frame(trials_frame(_storage(storage), study), fmt, out)
     if text is not None:
@@ -218,11 +217,10 @@ def dashboard(
 
     board = board_for(target)
     if watch is None:
-        typer.echo(str(write_board(board, storage, out,
-                                   inline=inline)[0]))
+        typer.echo(str(write_board(board, _storage(storage), out, inline=inline)[0]))
         return
     try:
-        path = watch_board(board, storage, out, watch,
+        path = watch_board(board, _storage(storage), out, watch,
                            inline=inline, on_write=lambda p, s: err.print(
                                dashboard_line(p, s), soft_wrap=True, highlight=False))
     except KeyboardInterrupt:

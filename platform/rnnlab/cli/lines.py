@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from rnnlab.errors import EXIT_USER_ERROR, Terminated
+from rnnlab.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, Terminated
 from rnnlab.interrupts import ignore_interrupts
 
 
@@ -16,7 +16,8 @@ def interrupted(exc: KeyboardInterrupt) -> int:
     """Say in one line that the command was interrupted; returns its exit code (130 for Ctrl-C,
     143 for SIGTERM). Later signals are ignored: what was running is closed already."""
     ignore_interrupts()
-    what, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
+    what, code = (("SIGTERM", EXIT_TERMINATED) if isinstance(exc, Terminated)
+                  else ("Ctrl-C", EXIT_INTERRUPTED))
     print(f"rnnlab: interrupted ({what}); what was running is closed as interrupted and "
           "nothing finished is lost", file=sys.stderr, flush=True)
     return code

@@ -19,9 +19,9 @@ def ray_line(plan: Any) -> str:
 
 def ray_sweep(console: Console, spec: Any, storage: str, address: str, workers: int | None,
               per_gpu: int, allow_spec_change: bool) -> Any:
-    """Run the sweep on Ray (:func:`rnnlab.study.ray_engine.ray_sweep`), showing its
+    """Run the sweep on Ray (:func:`rnnlab.engines.ray_engine.ray_sweep`), showing its
     progress as a local sweep does; returns its result."""
-    from rnnlab.study.ray_engine import ray_sweep as run_on_ray
+    from rnnlab.engines.ray_engine import ray_sweep as run_on_ray
 
     with StudyProgress(console) as progress:
         def started(plan: Any) -> None:

@@ -13,14 +13,12 @@ def train_summary(outcome: Any) -> dict[str, Any]:
     valid for strict parsers (``NaN`` and ``Infinity`` are not JSON).
     """
     r = outcome.result
-    best = r.best("val_acc")
-    best_epoch = next((i + 1 for i, h in enumerate(r.history) if h["val_acc"] == best), None)
     return {
         "status": r.status,
         "epochs": r.epochs_run,
         "final_val_acc": _finite(r.final("val_acc")),
-        "best_val_acc": best,
-        "best_epoch": best_epoch,
+        "best_val_acc": r.best("val_acc"),
+        "best_epoch": r.best_epoch("val_acc"),
         "final_train_loss": _finite(r.final("train_loss")),
         "stop_reason": r.stop_reason,
         "diverged_epoch": r.diverged_epoch,

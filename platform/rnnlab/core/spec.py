@@ -106,15 +106,20 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
-def flatten(config: BaseModel) -> dict[str, Any]:
-    """Return ``{"section.key": value}`` for every key of a config (what MLflow logs as params)."""
+def flatten(config: BaseModel, **dump: Any) -> dict[str, Any]:
+    """Return ``{"section.key": value}`` for every key of a config (what MLflow logs as params),
+    nested sections dotted all the way down (``study.sampler.name``). ``dump`` goes to
+    ``model_dump`` (``mode="json"``, ``exclude=...``)."""
+    return _dotted(config.model_dump(**dump))
+
+
+def _dotted(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for section, values in config.model_dump().items():
-        if isinstance(values, dict):
-            for key, value in values.items():
-                out[f"{section}.{key}"] = value
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out |= _dotted(value, f"{prefix}{key}.")
         else:
-            out[section] = values
+            out[f"{prefix}{key}"] = value
     return out
 
 

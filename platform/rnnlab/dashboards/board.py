@@ -12,19 +12,19 @@ from datetime import datetime, timezone
 
 import plotly.graph_objects as go
 
-from rnnlab.dashboards.curves import plot_history, plot_learning_curves
-from rnnlab.dashboards.factors import plot_factors, plot_scatter
+from rnnlab.analysis.frames import StudyFrames
+from rnnlab.dashboards.box import plot_box
+from rnnlab.dashboards.history import plot_history
+from rnnlab.dashboards.importances import plot_importances
+from rnnlab.dashboards.learning_curves import plot_learning_curves
+from rnnlab.dashboards.lr_l2 import plot_lr_l2
+from rnnlab.dashboards.normalisation import plot_normalisation
 from rnnlab.dashboards.page import figure_div, page
-from rnnlab.dashboards.params import (
-    plot_importances,
-    plot_lr_l2,
-    plot_normalisation,
-    plot_parallel,
-)
+from rnnlab.dashboards.parallel import plot_parallel
+from rnnlab.dashboards.scatter import plot_scatter
 from rnnlab.dashboards.select import Selection
 from rnnlab.dashboards.spec import PER_STUDY, DashboardSpec, Figure, study_board
 from rnnlab.dashboards.style import esc
-from rnnlab.study.results import StudyFrames
 
 _PER_STUDY = {"parallel": plot_parallel, "importances": plot_importances,
               "normalisation": plot_normalisation, "lr_l2": plot_lr_l2}
@@ -59,7 +59,7 @@ def _across(figure: Figure, spec: DashboardSpec,
         return plot_history(studies, group)
     if figure.kind == "box":
         factors = figure.factors or list(dict.fromkeys(k for _, f in studies for k in f.search))
-        return plot_factors(studies, factors, figure.y, group, facet)
+        return plot_box(studies, factors, figure.y, group, facet)
     return plot_scatter(studies, figure.x, figure.y, group, facet)
 
 

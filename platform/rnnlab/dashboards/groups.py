@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import pandas as pd
+from plotly.colors import qualitative
 
+from rnnlab.analysis.frames import StudyFrames
 from rnnlab.dashboards.style import CELL_COLOURS
-from rnnlab.study.results import StudyFrames
 
 Labelled = tuple[tuple[str, StudyFrames], ...]  # (label, frames) per study
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-            "#7f7f7f", "#bcbd22", "#17becf")
 
 
 def as_labelled(frames: StudyFrames | Sequence[tuple[str, StudyFrames]]) -> Labelled:
@@ -54,7 +53,7 @@ def ordered(values: Iterable[str]) -> list[str]:
 def group_colours(values: Iterable[str]) -> dict[str, str]:
     """A colour per group: a cell keeps its colour on every page; other values take the
     palette in order, skipping colours the cells use."""
-    pool = sorted(_PALETTE, key=lambda c: c in CELL_COLOURS.values())  # cells' colours last
+    pool = sorted(qualitative.D3, key=lambda c: c in CELL_COLOURS.values())  # cells' last
     out: dict[str, str] = {}
     for v in ordered(values):
         out[v] = CELL_COLOURS.get(v) or pool[sum(k not in CELL_COLOURS for k in out) % len(pool)]

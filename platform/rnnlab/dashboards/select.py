@@ -1,6 +1,6 @@
 """The trials a dashboard draws: each study's frames, read back and filtered by its spec.
 
-A filter keeps a study's :class:`~rnnlab.study.results.StudyFrames` whole but for the rows of
+A filter keeps a study's :class:`~rnnlab.analysis.frames.StudyFrames` whole but for the rows of
 trials it drops, so every figure draws from frames as it always does. Importances are the one
 exception: they are computed over the whole study, and their note says so.
 """
@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from rnnlab.analysis.frames import StudyFrames, has_study, study_frames
 from rnnlab.dashboards.spec import DashboardSpec, Filter
 from rnnlab.errors import RnnlabError
-from rnnlab.study.results import StudyFrames, study_frames
-from rnnlab.study.storage import DEFAULT_STORAGE, study_names
 
 CURVES = ("val_acc", "val_loss")  # the only curves drawn: reading fewer is faster
 Reader = Callable[[str, str, str | None], StudyFrames]  # (storage, name, tracking_uri)
@@ -40,13 +39,13 @@ def _read(storage: str, name: str, tracking_uri: str | None) -> StudyFrames:
     return study_frames(storage, name, tracking_uri=tracking_uri, metrics=CURVES)
 
 
-def select(spec: DashboardSpec, storage: str | None = None, *, tracking_uri: str | None = None,
+def select(spec: DashboardSpec, storage: str, *, tracking_uri: str | None = None,
            origin: str = "dashboard", read: Reader = _read) -> Selection:
     """Read every study of ``spec`` and apply its filter.
 
     Args:
         spec: the dashboard spec.
-        storage: the storage of studies that name none (default: the default journal).
+        storage: the storage of studies that name none.
         tracking_uri: the MLflow store of studies that name none.
         origin: what error lines name (the spec's path).
         read: how a study's frames are read (the default reads the stores).
@@ -57,8 +56,8 @@ def select(spec: DashboardSpec, storage: str | None = None, *, tracking_uri: str
     """
     studies, missing, kept, total = [], [], 0, 0
     for ref in spec.studies:
-        url = ref.storage or storage or DEFAULT_STORAGE
-        if not ref.required and ref.name not in _names_or_none(url):
+        url = ref.storage or storage
+        if not ref.required and not has_study(url, ref.name):
             missing.append(ref.shown)
             continue
         frames = read(url, ref.name, ref.tracking_uri or tracking_uri)
@@ -85,13 +84,6 @@ def _objective(frames: StudyFrames) -> str:
     study = frames.spec.get("study", {})
     return (f"{study.get('objective', 'best')} {frames.metric} "
             f"({frames.direction})")
-
-
-def _names_or_none(url: str) -> list[str]:
-    try:
-        return study_names(url)
-    except RnnlabError:
-        return []  # no storage yet: the study has not been run
 
 
 def _said(flt: Filter) -> str:

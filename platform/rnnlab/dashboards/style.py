@@ -11,10 +11,12 @@ import html
 import math
 
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 
 # The tutorial's logged validation accuracy after epochs 1-6 (patch 7, hidden 128, rnn).
 TUTORIAL_VAL_ACC = (0.470, 0.555, 0.595, 0.630, 0.674, 0.680)
-CELL_COLOURS = {"rnn": "#1f77b4", "lstm": "#ff7f0e", "gru": "#2ca02c"}
+# The cells take the first colours of Plotly's D3 palette, the one other groups draw from.
+CELL_COLOURS = {"rnn": qualitative.D3[0], "lstm": qualitative.D3[1], "gru": qualitative.D3[2]}
 STATE_STYLE = {  # state: (dash, opacity)
     "COMPLETE": ("solid", 0.85), "PRUNED": ("dash", 0.45), "FAIL": ("dot", 0.3),
     "RUNNING": ("longdash", 0.85),

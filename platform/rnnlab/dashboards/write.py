@@ -47,7 +47,7 @@ def _study(name: str) -> Board:
     return Board(study_board(name), None, Path("dashboards") / f"{name}.html")
 
 
-def write_board(board: Board, storage: str | None = None, out: str | Path | None = None, *,
+def write_board(board: Board, storage: str, out: str | Path | None = None, *,
                 tracking_uri: str | None = None, refresh_s: float | None = None,
                 inline: bool = False) -> tuple[Path, Selection]:
     """Read the board's studies and write its page atomically.
@@ -110,7 +110,7 @@ def write_dashboard(storage: str, name: str, out: str | Path | None = None, *,
                        inline=inline)[0]
 
 
-def watch_board(board: Board, storage: str | None, out: str | Path | None, every_s: float, *,
+def watch_board(board: Board, storage: str, out: str | Path | None, every_s: float, *,
                 tracking_uri: str | None = None, inline: bool = False,
                 on_write: Callable[[Path, Selection], None] | None = None,
                 sleep: Callable[[float], None] = time.sleep) -> Path:

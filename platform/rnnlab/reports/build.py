@@ -11,12 +11,12 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+from rnnlab.analysis.frames import study_frames
 from rnnlab.errors import RnnlabError
 from rnnlab.files import atomic_write, check_writable
 from rnnlab.reports.confirm import confirm
 from rnnlab.reports.info import get_report_info, with_best_of
 from rnnlab.reports.render import FORMATS, render
-from rnnlab.study.results import study_frames
 
 
 def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = None, *,

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rnnlab.analysis.frames import StudyFrames
 from rnnlab.core.data import SplitsCache
 from rnnlab.core.spec import RunConfig
 from rnnlab.errors import RnnlabError
 from rnnlab.reports.info import Confirmation, ReportInfo, candidates, config_hash, trial_config
-from rnnlab.study.results import StudyFrames
 from rnnlab.tracking.store import CONFIRM_KIND, LAST_EPOCH, RunReader
 from rnnlab.tracking.tracker import Tracker
 from rnnlab.train import evaluate, fit, resolve_device

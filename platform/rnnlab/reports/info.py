@@ -15,12 +15,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from rnnlab.analysis.effects import effects
+from rnnlab.analysis.frames import StudyFrames
+from rnnlab.analysis.intervals import std, welch_interval
+from rnnlab.analysis.levels import Effect, Gap
 from rnnlab.core.spec import RunConfig, apply_overrides, to_yaml, validate
 from rnnlab.errors import RnnlabError
-from rnnlab.study.effects import effects
-from rnnlab.study.intervals import std, welch_interval
-from rnnlab.study.levels import Effect, Gap
-from rnnlab.study.results import StudyFrames
 
 TOP_K = 10
 # Where a trial ran is not part of its config: a worker's GPU or thread count is reset to the

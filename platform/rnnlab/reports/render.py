@@ -13,14 +13,15 @@ import json
 import math
 from typing import Any
 
-from rnnlab.dashboards.curves import plot_learning_curves
+from rnnlab.analysis.frames import StudyFrames
+from rnnlab.analysis.intervals import CONFIDENCE
+from rnnlab.analysis.levels import Effect, Gap
+from rnnlab.dashboards.importances import plot_importances
+from rnnlab.dashboards.learning_curves import plot_learning_curves
+from rnnlab.dashboards.normalisation import plot_normalisation
 from rnnlab.dashboards.page import figure_div, page
-from rnnlab.dashboards.params import plot_importances, plot_normalisation
 from rnnlab.reports.confirm import scored_weights
 from rnnlab.reports.info import Confirmation, ReportInfo, TrialRow, native
-from rnnlab.study.intervals import CONFIDENCE
-from rnnlab.study.levels import Effect, Gap
-from rnnlab.study.results import StudyFrames
 
 FORMATS = ("md", "html", "json", "yaml")
 

@@ -1,1 +1,1 @@
-"""Studies: Optuna studies from specs, their workers, launchers, status and results."""
+"""Studies: the life of a study and its trials (workers, claims, retries, parent run, status)."""

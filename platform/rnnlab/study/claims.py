@@ -1,19 +1,5 @@
-"""Claims, heartbeats and failures of trials: how a study never loses one.
-
-- Budget: a trial is claimed under the study's lock only while finished (complete or pruned)
-  plus running trials leave room, so any number of workers stop at exactly ``n_trials``.
-- Heartbeats: a running trial stamps the time every ``study.heartbeat_interval`` seconds. Any
-  worker that finds a running trial silent for ``study.grace_period`` seconds (its worker was
-  SIGKILLed or its machine lost) fails it, closes its MLflow run as KILLED, and enqueues a retry
-  (up to ``study.max_retries``) that resumes from the trial's last checkpoint.
-- Interrupts: Ctrl-C or SIGTERM fail the running trial as interrupted, close its run KILLED and
-  enqueue its retry, so running the same command again continues where it stopped. Each step
-  that writes to both stores runs whole (:mod:`rnnlab.interrupts`): a trial asked for gets its
-  heartbeat and worker, a run created gets its id onto the trial, a trial failed gets its run
-  closed and its retry, before the interrupt is raised.
-- Killed workers (a second Ctrl-C): the command that killed them closes their trials as an
-  interrupt would have (:func:`close_killed`), finishing a close that the kill cut short.
-"""
+"""Claims, heartbeats and failures of trials: how a study never loses one (docs/decisions.md,
+"Claims, heartbeats and failures")."""
 
 from __future__ import annotations
 
@@ -32,8 +18,8 @@ from rnnlab.core.study_spec import StudySpec
 from rnnlab.errors import Terminated
 from rnnlab.interrupts import uninterrupted, whole
 from rnnlab.retrying import StoreDown
-from rnnlab.study.locks import study_lock
-from rnnlab.study.storage import (
+from rnnlab.storage.adapter import fail_running, last_heartbeat, stamp_heartbeat
+from rnnlab.storage.keys import (
     ATTR_BUDGET,
     FINISHED,
     TRIAL_REASON,
@@ -42,10 +28,8 @@ from rnnlab.study.storage import (
     TRIAL_RETRY_OF,
     TRIAL_RUN_ID,
     TRIAL_WORKER,
-    fail_running,
-    last_heartbeat,
-    stamp_heartbeat,
 )
+from rnnlab.storage.locks import study_lock
 from rnnlab.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)

@@ -19,18 +19,17 @@ from rnnlab.core.study_spec import StudySpec
 from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.interrupts import whole
 from rnnlab.retrying import MAX_WAIT_S, configure
-from rnnlab.study.locks import study_lock
-from rnnlab.study.spec_change import check_resume
-from rnnlab.study.storage import (
+from rnnlab.storage.adapter import check_appendable, open_storage
+from rnnlab.storage.keys import (
     ATTR_BUDGET,
     ATTR_EXPERIMENT,
     ATTR_PARENT,
     ATTR_SPEC,
     ATTR_WORKERS,
     FINISHED,
-    check_appendable,
-    open_storage,
 )
+from rnnlab.storage.locks import study_lock
+from rnnlab.study.spec_change import check_resume
 from rnnlab.study.ui import runs_of
 from rnnlab.tracking.tracker import Tracker
 from rnnlab.tracking.ui import save_view

@@ -1,9 +1,9 @@
 """A claim made while an outage took the study's lock away: voided, then made again.
 
-On a database server the study's lock (:mod:`rnnlab.study.locks`) lives as long as the
+On a database server the study's lock (:mod:`rnnlab.storage.locks`) lives as long as the
 connection that holds it. When the server restarts in the middle of a claim, the lock is gone,
 and another worker may have claimed the same place in the budget meanwhile. So a claim counts
-only when its lock is released whole; otherwise (:class:`~rnnlab.study.locks.LockLost`) its
+only when its lock is released whole; otherwise (:class:`~rnnlab.storage.locks.LockLost`) its
 trial is failed, which no budget counts, the retry it carried (if it was one) is enqueued again
 as it was, and the worker claims anew.
 """
@@ -16,16 +16,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab.core.study_spec import StudySpec
+from rnnlab.storage.adapter import enqueued_params, fail_running
+from rnnlab.storage.keys import TRIAL_RESUME_RUN, TRIAL_RETRIES, TRIAL_RETRY_OF, TRIAL_WORKER
+from rnnlab.storage.locks import LockLost
 from rnnlab.study.claims import claim, worker_name
-from rnnlab.study.locks import LockLost
-from rnnlab.study.storage import (
-    TRIAL_RESUME_RUN,
-    TRIAL_RETRIES,
-    TRIAL_RETRY_OF,
-    TRIAL_WORKER,
-    enqueued_params,
-    fail_running,
-)
 from rnnlab.tracking.tracker import Tracker
 
 VOIDED = "claimed while an outage of the study's database took its lock away (not counted)"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rnnlab.core.spec import validate
+from rnnlab.core.spec import flatten, validate
 from rnnlab.core.study_spec import StudySpec
 from rnnlab.errors import RnnlabError
 
@@ -88,14 +88,8 @@ def spec_changes(old: StudySpec, new: StudySpec) -> dict[str, tuple[Any, Any]]:
 
 
 def _dotted(spec: StudySpec) -> dict[str, Any]:
-    raw = spec.model_dump(mode="json", exclude={"search"})
-    out = {}
-    for section, values in raw.items():
-        for key, value in values.items():
-            if isinstance(value, dict):  # study.sampler, study.pruner
-                out |= {f"{section}.{key}.{k}": v for k, v in value.items()}
-            else:
-                out[f"{section}.{key}"] = value
+    """Every key of the spec dotted, but each search key's distribution whole."""
+    out = flatten(spec, mode="json", exclude={"search"})
     for key, dist in spec.search.items():
         out[f"search.{key}"] = dist.model_dump(mode="json")
     return out

@@ -8,16 +8,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from rnnlab.study.storage import (
-    ATTR_BUDGET,
-    ATTR_PARENT,
-    ATTR_SPEC,
-    DEFAULT_STORAGE,
-    FINISHED_NAMES,
-    TRIAL_CONFIG,
-    load_study,
-    study_names,
-)
+from rnnlab.storage.adapter import DEFAULT_STORAGE, load_study, study_names
+from rnnlab.storage.keys import ATTR_BUDGET, ATTR_PARENT, ATTR_SPEC, FINISHED_NAMES, trained_params
 
 
 @dataclass
@@ -51,14 +43,6 @@ class StudyStatus:
         return self.mean_trial_s * max(0, self.budget - self.finished) / max(1, workers)
 
 
-def effective_params(trial: optuna.trial.FrozenTrial | None) -> dict[str, Any]:
-    """The values a trial trained with (a sampled L2 below ``zero_below`` is 0, not the draw)."""
-    if trial is None:
-        return {}
-    config = trial.user_attrs.get(TRIAL_CONFIG, {})
-    return {k: config.get(k, v) for k, v in trial.params.items()}
-
-
 def study_status(storage: str = DEFAULT_STORAGE, name: str | None = None) -> list[StudyStatus]:
     """The status of one study, or of every study in the storage.
 
@@ -72,17 +56,13 @@ def study_status(storage: str = DEFAULT_STORAGE, name: str | None = None) -> lis
 def _status(study: optuna.Study, name: str) -> StudyStatus:
     trials = study.get_trials(deepcopy=False)
     counts = {st.name: sum(t.state == st for t in trials) for st in TrialState}
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = None
-    if complete:
-        pick = max if study.direction.name == "MAXIMIZE" else min
-        best = pick(complete, key=lambda t: t.value)
+    best = study.best_trial if counts[TrialState.COMPLETE.name] else None
     spec = study.user_attrs.get(ATTR_SPEC, {})
     took = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
             if t.state.name in FINISHED_NAMES and t.datetime_start and t.datetime_complete]
     return StudyStatus(
         name=name, budget=study.user_attrs.get(ATTR_BUDGET), counts=counts,
-        best_value=best.value if best else None, best_params=effective_params(best),
+        best_value=best.value if best else None, best_params=trained_params(best),
         best_trial=best.number if best else None, metric=spec.get("study", {}).get("metric"),
         direction=study.direction.name.lower(), parent_run_id=study.user_attrs.get(ATTR_PARENT),
         epochs=spec.get("train", {}).get("epochs"),

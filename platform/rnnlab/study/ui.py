@@ -7,14 +7,8 @@ from pathlib import Path
 
 import optuna
 
-from rnnlab.study.storage import (
-    ATTR_EXPERIMENT,
-    ATTR_PARENT,
-    ATTR_SPEC,
-    is_rdb,
-    load_study,
-    study_names,
-)
+from rnnlab.storage.adapter import is_rdb, load_study, study_names
+from rnnlab.storage.keys import ATTR_EXPERIMENT, ATTR_PARENT, ATTR_SPEC
 from rnnlab.tracking.ui import StudyRuns, serve
 
 

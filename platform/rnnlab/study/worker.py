@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -23,11 +24,7 @@ from rnnlab.core.study_spec import BEST_EPOCH, StudySpec, objective_key
 from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.interrupts import uninterrupted, whole
 from rnnlab.retrying import StoreDown
-from rnnlab.study.claims import Heartbeat, fail_trial, interrupted
-from rnnlab.study.parent import budget_used, open_study, settle_parent
-from rnnlab.study.parts import make_pruner, make_sampler, sample_config
-from rnnlab.study.reclaim import claim_anew
-from rnnlab.study.storage import (
+from rnnlab.storage.keys import (
     ATTR_PARENT,
     TRIAL_CONFIG,
     TRIAL_PLACEMENT,
@@ -36,8 +33,12 @@ from rnnlab.study.storage import (
     TRIAL_RESUMED_FROM,
     TRIAL_RUN_ID,
 )
+from rnnlab.study.claims import Heartbeat, fail_trial, interrupted
+from rnnlab.study.parent import budget_used, open_study, settle_parent
+from rnnlab.study.parts import make_pruner, make_sampler, sample_config
+from rnnlab.study.reclaim import claim_anew
 from rnnlab.tracking.tracker import Tracker
-from rnnlab.train import Checkpoint, fit, free_device_memory, resolve_device
+from rnnlab.train import Checkpoint, FitResult, fit, free_device_memory, resolve_device
 
 WAIT_POLL_S = 1.0  # how often a worker with no trial to claim looks again
 log = logging.getLogger(__name__)
@@ -95,30 +96,30 @@ class Worker:
                 would fail again).
         """
         s = self.spec.study
-        state: dict[str, Any] = {"run_id": None}
+        run = TrialRun()
         try:  # up to the study's tell: an interrupt anywhere before it fails the trial
             with Heartbeat(self.study, trial, s.heartbeat_interval):
-                result = self._fit_trial(trial, state)
-                value = _objective_value(result.history, s.metric, s.objective, s.direction)
+                result = self._fit_trial(trial, run)
+                value = _objective_value(result, s.metric, s.objective, s.direction)
                 if result.status == "completed" and value is not None:
-                    self._finish(trial, state, result, TrialState.COMPLETE, value, None)
+                    self._finish(trial, run, result, TrialState.COMPLETE, value, None)
                 else:  # pruned by the pruner, or diverged: counts as pruned, with its reason
-                    self._finish(trial, state, result, TrialState.PRUNED, None,
+                    self._finish(trial, run, result, TrialState.PRUNED, None,
                                  result.stop_reason or "no finite metric value")
         except KeyboardInterrupt as exc:  # after the tell, fail_trial changes nothing
             fail_trial(self.study, self.tracker, trial, interrupted(exc), "KILLED",
-                       s.max_retries, run_id=state["run_id"])
+                       s.max_retries, run_id=run.run_id)
             raise
         except StoreDown:  # the trial stays RUNNING: a resumed sweep's heartbeat check retries it
-            if state["run_id"] and not state.get("closed"):  # (a tell lost mid-way may count)
+            if run.run_id and not run.closed:  # (a tell lost mid-way may count)
                 with contextlib.suppress(StoreDown):  # the tracking server may be the one down
-                    self.tracker.end_run(state["run_id"], "KILLED")
+                    self.tracker.end_run(run.run_id, "KILLED")
             raise
         except optuna.exceptions.UpdateFinishedTrialError:  # reaped: its heartbeat looked lost
             log.warning("trial %d was failed by another worker (heartbeat lost, or the storage "
                         "was down); its retry carries on", trial.number)
-            if state["run_id"]:
-                self.tracker.end_run(state["run_id"], "KILLED")  # what it still held, stored
+            if run.run_id:
+                self.tracker.end_run(run.run_id, "KILLED")  # what it still held, stored
             return None
         except Exception as exc:  # noqa: BLE001 - one trial's failure must not stop the sweep
             # (a user error does: every trial would fail the same way)
@@ -131,18 +132,19 @@ class Worker:
             return reason
         return None
 
-    def _fit_trial(self, trial: optuna.Trial, state: dict[str, Any]):
+    def _fit_trial(self, trial: optuna.Trial, run: TrialRun) -> FitResult:
         spec, s = self.spec, self.spec.study
         config, sampled = sample_config(trial, spec, device=self.device)
         with uninterrupted():  # a run created is a run its trial knows of
-            run_id = state["run_id"] = self.tracker.start_run(
+            run.run_id = self.tracker.start_run(
                 s.name, f"trial-{trial.number}", config=config,
                 parent_run_id=self.study.user_attrs[ATTR_PARENT],
                 extra_params={"rnnlab.sampled_keys": ",".join(sampled)},
                 tags={"rnnlab.kind": "trial", "rnnlab.study": s.name,
                       "rnnlab.trial_number": str(trial.number),
                       "rnnlab.storage": mask_url(self.storage), **self.placement})
-            trial.set_user_attr(TRIAL_RUN_ID, run_id)
+            trial.set_user_attr(TRIAL_RUN_ID, run.run_id)
+        run_id = run.run_id
         trial.set_user_attr(TRIAL_CONFIG, flatten(config))
         if self.placement:
             trial.set_user_attr(TRIAL_PLACEMENT, self.placement)
@@ -153,11 +155,10 @@ class Worker:
                 if math.isfinite(metrics[s.metric]):
                     trial.report(metrics[s.metric], epoch)
         reporter = _Reporter(trial, s.metric, config.train.epochs)
-        result = fit(config, [self.tracker.epoch_logger(run_id), reporter],
-                     data=self._data.get(config.data, resolve_device(config.train.device)),
-                     resume=resume,
-                     on_checkpoint=lambda ckpt: self.tracker.log_checkpoint(run_id, ckpt))
-        return result
+        return fit(config, [self.tracker.epoch_logger(run_id), reporter],
+                   data=self._data.get(config.data, resolve_device(config.train.device)),
+                   resume=resume,
+                   on_checkpoint=lambda ckpt: self.tracker.log_checkpoint(run_id, ckpt))
 
     def _resume_point(self, trial: optuna.Trial, run_id: str) -> Checkpoint | None:
         source = trial.user_attrs.get(TRIAL_RESUME_RUN)
@@ -170,10 +171,10 @@ class Worker:
         return ckpt
 
     @whole
-    def _finish(self, trial, run: dict[str, Any], result, state, value, reason) -> None:
+    def _finish(self, trial: optuna.Trial, run: TrialRun, result: FitResult, state: TrialState,
+                value: float | None, reason: str | None) -> None:
         """Close the trial's run with its outcome, then tell the study (a run is never left
         RUNNING behind a finished trial; an interrupt waits for both)."""
-        run_id = run["run_id"]
         if reason:
             trial.set_user_attr(TRIAL_REASON, reason)
         tags = {"rnnlab.trial_state": state.name}
@@ -183,19 +184,27 @@ class Worker:
             tags["rnnlab.reason"] = reason
         s = self.spec.study  # the UI's columns: objective value and best epoch, per run
         summary = {objective_key(s.metric, s.objective): value} if value is not None else {}
-        best = [h[s.metric] for h in result.history if math.isfinite(h[s.metric])]
-        if best:
-            pick = max if s.direction == "maximize" else min
-            summary[BEST_EPOCH] = [h[s.metric] for h in result.history].index(pick(best)) + 1
-        self.tracker.log_metrics(run_id, summary)
-        self.tracker.log_result(run_id, result, weights=False, tags=tags)
-        self.tracker.end_run(run_id, "FINISHED")
-        run["closed"] = True
+        best = result.best_epoch(s.metric, s.direction == "maximize")
+        if best is not None:
+            summary[BEST_EPOCH] = best
+        self.tracker.log_metrics(run.run_id, summary)
+        self.tracker.log_result(run.run_id, result, weights=False, tags=tags)
+        self.tracker.end_run(run.run_id, "FINISHED")
+        run.closed = True
         try:
             self.study.tell(trial, value, state=state)
         except optuna.exceptions.UpdateFinishedTrialError:
             log.warning("trial %d was failed by another worker (heartbeat lost) before it "
                         "finished; its retry carries on", trial.number)
+
+
+@dataclass
+class TrialRun:
+    """A trial's MLflow run, as far as it got: its id once created, and whether it was closed
+    with the trial's outcome."""
+
+    run_id: str | None = None
+    closed: bool = False
 
 
 class _Reporter:
@@ -215,13 +224,13 @@ class _Reporter:
         return None
 
 
-def _objective_value(history, metric, objective, direction) -> float | None:
-    values = [h[metric] for h in history if math.isfinite(h[metric])]
-    if not values:
-        return None
+def _objective_value(result: FitResult, metric: str, objective: str,
+                     direction: str) -> float | None:
+    """The trial's value: its metric's best finite value, or its last one (None if not finite)."""
     if objective == "last":
-        return history[-1][metric] if math.isfinite(history[-1][metric]) else None
-    return max(values) if direction == "maximize" else min(values)
+        last = result.final(metric)
+        return last if last is not None and math.isfinite(last) else None
+    return result.best(metric, direction == "maximize")
 
 
 def work(spec: StudySpec, storage: str, *, index: int = 0, device: str | None = None,
@@ -254,8 +263,8 @@ def work(spec: StudySpec, storage: str, *, index: int = 0, device: str | None = 
 
 def work_process(spec_json: dict, storage: str, index: int, device: str | None,
                  threads: int, allow_spec_change: bool = False, **named: Any) -> int:
-    """:func:`work` in a worker process of its own (see :mod:`rnnlab.study.launch`, and Ray
-    tasks: :mod:`rnnlab.study.ray_task`), with ``threads`` CPU threads unless the spec sets
+    """:func:`work` in a worker process of its own (see :mod:`rnnlab.engines.launch`, and Ray
+    tasks: :mod:`rnnlab.engines.ray_task`), with ``threads`` CPU threads unless the spec sets
     them; ``named``: :func:`work`'s ``name`` and ``placement``."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return work(StudySpec.model_validate(spec_json), storage, index=index, device=device,

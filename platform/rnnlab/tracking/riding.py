@@ -1,13 +1,6 @@
-"""An MLflow tracking server, through outages of it (see :mod:`rnnlab.retrying`): every call
-of a :class:`RidingClient` is tried again while the server cannot be reached.
-
-MLflow's own HTTP retries would wait out an outage silently, for minutes, with no way to say
-how long; rnnlab's take their place (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` is 0 unless set).
-Everything rnnlab writes to a server can be repeated safely (params with the same values,
-metrics with the same step and timestamp, tags, statuses and artifacts by key), except creating
-a run: a run is created with a token tag, and a retry first looks for a run with it, so an
-attempt whose answer was lost leaves no second run behind, RUNNING forever.
-"""
+"""An MLflow tracking server, through outages of it: every call of a :class:`RidingClient` is
+tried again while the server cannot be reached, and a run is created exactly once
+(docs/decisions.md, "Outages")."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""Which MLflow store rnnlab talks to, and one quick check that it is a usable one.
-
-The store is ``MLFLOW_TRACKING_URI`` or MLflow's default (``sqlite:///mlflow.db`` in the working
-folder), so ``mlflow ui`` run in the same place shows the runs. Before it is used, a store is
-checked (:func:`check_store`): a tracking server (``http(s)://``) is probed once, so a wrong or
-down server, or one that is not MLflow, fails at once instead of after retries (an outage
-mid-study is ridden out: :mod:`rnnlab.tracking.riding`); a SQLite file is read for damage (cut
-short, not SQLite) and for another application's tables, which MLflow would otherwise add its
-own to. Either way the command ends in one line before it has written anything.
-"""
+"""Which MLflow store rnnlab talks to (``MLFLOW_TRACKING_URI`` or MLflow's default,
+``sqlite:///mlflow.db`` here), and one quick check that it is a usable one, before anything is
+written."""
 
 from __future__ import annotations
 

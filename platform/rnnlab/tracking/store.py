@@ -1,7 +1,7 @@
 """MLflow runs read back into tidy pandas frames: learning curves and confirmation runs.
 
 Everything that reads the tracking store goes through a :class:`RunReader`; the study side of
-the frames (trials, configs, importances) is :mod:`rnnlab.study.results`.
+the frames (trials, configs, importances) is :mod:`rnnlab.analysis.frames`.
 """
 
 from __future__ import annotations

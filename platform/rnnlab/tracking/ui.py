@@ -1,25 +1,5 @@
-"""The MLflow UI: a ``mlflow server`` on the store the sweeps used, and where a study's trials are.
-
-What MLflow 3.17's UI reads, and what is used here:
-
-- ``workflowType=machine_learning`` in the URL: the UI's own GenAI / "Model training" switch
-  (otherwise remembered per browser, GenAI by default). It, not the experiment's
-  ``mlflow.experimentKind`` tag, picks the training-runs view in 3.17; the tag (set too, to
-  ``custom_model_development``) is what earlier 3.x releases read.
-- A saved view ("Views", "Save view" in the UI): the experiment tag
-  ``mlflow.sharedViewState.<key>`` holding ``{name, createdAt, updatedAt, state}``, opened by
-  ``#/experiments/<id>/runs?viewStateShareKey=<key>``. Its ``state`` carries the search facets
-  (``searchFilter``, ``orderByKey``, ``orderByAsc``) and the table's ``selectedColumns``, which
-  the URL cannot carry (the UI keeps columns in the browser's localStorage otherwise). The view,
-  written when the study's run is created (so any MLflow UI on the store lists it under
-  "Views") and again by each ``rnnlab ui``, filters to the study run's children (listed
-  flat, not folded under their parent), sorts them by the objective and shows the objective,
-  ``val_acc``, ``val_loss``, the best epoch and every searched param as columns. The UI
-  applies a view only to a URL with no search facets of its own, so the URL made here has
-  none.
-- The assistant panel opens once per browser on a local server and is remembered closed in
-  localStorage: nothing a server or URL can set.
-"""
+"""The MLflow UI: a ``mlflow server`` on the store the sweeps used, and the saved view of each
+study's trials (what the UI reads: docs/decisions.md, "The MLflow UI")."""
 
 from __future__ import annotations
 

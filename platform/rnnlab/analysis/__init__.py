@@ -1,0 +1,1 @@
+"""Analysis: what is computed from finished trials (frames, effects, intervals, importances)."""

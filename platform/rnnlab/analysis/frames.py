@@ -1,0 +1,189 @@
+"""A study and its MLflow runs, read back into tidy pandas DataFrames.
+
+Dashboards and reports draw only from what this module returns; they never open a store. The
+trials come from the Optuna storage (through :mod:`rnnlab.storage.adapter`), their curves from the
+tracking store (through :mod:`rnnlab.tracking.store`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from rnnlab.analysis.importances import importances as param_importances
+from rnnlab.core.study_spec import OBJECTIVE_METRICS, StudySpec
+from rnnlab.errors import RnnlabError
+from rnnlab.storage.adapter import load_study, study_names
+from rnnlab.storage.keys import (
+    ATTR_BUDGET,
+    ATTR_EXPERIMENT,
+    ATTR_PARENT,
+    ATTR_SPEC,
+    FINISHED_NAMES,
+    TRIAL_CONFIG,
+    TRIAL_REASON,
+    TRIAL_RUN_ID,
+    trained_params,
+)
+from rnnlab.tracking.store import RunReader
+
+CURVE_METRICS = OBJECTIVE_METRICS  # the curves a study's frames hold unless asked otherwise
+
+
+@dataclass(frozen=True, eq=False)
+class StudyFrames:
+    """Everything dashboards and reports draw from: a study's meta data and its frames.
+
+    ``trials`` is :func:`trials_frame`; ``configs`` has one row per trial that got a config
+    (``number`` and every dotted config key, the values trained with); ``curves`` is
+    :func:`curves_frame`; ``finals`` has one row per trial with curves (``number``, ``epochs``
+    and ``final_<metric>``, the last epoch's value); ``importances`` is
+    :func:`rnnlab.analysis.importances.importances` (``param``, mean ``importance``, ``std``,
+    ``low``, ``high``; empty with fewer than two complete trials, see ``importance_note``).
+    """
+
+    name: str
+    metric: str
+    direction: str
+    budget: int | None
+    search: tuple[str, ...]
+    log_keys: tuple[str, ...]
+    parent_run_id: str | None
+    experiment: str | None
+    spec: dict[str, Any]
+    trials: pd.DataFrame
+    configs: pd.DataFrame
+    curves: pd.DataFrame
+    finals: pd.DataFrame
+    importances: pd.DataFrame
+    importance_note: str = ""
+    tracking_uri: str = ""
+
+    def counts(self) -> dict[str, int]:
+        """Trials per state name (``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``, ...)."""
+        return self.trials["state"].value_counts().to_dict() if len(self.trials) else {}
+
+    def done(self) -> bool:
+        """Nothing runs or waits and the finished trials have reached the budget."""
+        counts = self.counts()
+        finished = sum(counts.get(s, 0) for s in FINISHED_NAMES)
+        active = counts.get("RUNNING", 0) + counts.get("WAITING", 0)
+        return active == 0 and self.budget is not None and finished >= self.budget
+
+    def table(self, states: Sequence[str] = ("COMPLETE",)) -> pd.DataFrame:
+        """One row per trial in ``states``: number, state, value, duration_s, mlflow_run_id,
+        every dotted config key and the ``finals`` columns; ordered by number."""
+        base = ["number", "state", "value", "duration_s", TRIAL_RUN_ID, TRIAL_REASON]
+        t = self.trials.reindex(columns=base)
+        t = t[t["state"].isin(list(states))]
+        out = t.merge(self.configs, on="number", how="left")
+        out = out.merge(self.finals, on="number", how="left")
+        return out.sort_values("number").reset_index(drop=True)
+
+
+def has_study(storage: str, name: str) -> bool:
+    """Whether ``storage`` holds a study ``name``; a storage that cannot be opened (not made
+    yet) holds none."""
+    try:
+        return name in study_names(storage)
+    except RnnlabError:
+        return False
+
+
+def trials_frame(storage: str, name: str) -> pd.DataFrame:
+    """One row per trial: number, state, value, timings, every param (``params_<key>``), the
+    trial's MLflow run id and reason (for pruned or failed trials).
+
+    Raises:
+        RnnlabError: the study does not exist.
+    """
+    study = load_study(storage, name)
+    return _trials_frame(study, study.get_trials(deepcopy=False))
+
+
+def _trials_frame(study: optuna.Study,
+                  trials: list[optuna.trial.FrozenTrial]) -> pd.DataFrame:
+    df = study.trials_dataframe(attrs=("number", "value", "state", "datetime_start",
+                                       "datetime_complete", "duration", "params", "user_attrs"))
+    if df.empty:
+        return pd.DataFrame(columns=["number", "value", "state", "duration_s"])
+    # a study that names its metric gets "value_val_acc" from Optuna: "value" here, as always
+    df = df.rename(columns={f"value_{m}": "value" for m in study.metric_names or []})
+    df["duration_s"] = df.pop("duration").dt.total_seconds()
+    df = df.rename(columns=lambda c: c.replace("user_attrs_", ""))
+    if TRIAL_CONFIG in df:  # the values trained with (a draw below zero_below trained as 0)
+        trained = {t.number: trained_params(t) for t in trials}
+        for col in [c for c in df.columns if c.startswith("params_")]:
+            key = col.removeprefix("params_")
+            df[col] = [trained[n].get(key, raw) for n, raw in zip(df["number"], df[col],
+                                                                  strict=True)]
+        df = df.drop(columns=TRIAL_CONFIG)
+    return df
+
+
+def curves_frame(storage: str, name: str, *, tracking_uri: str | None = None,
+                 metrics: Sequence[str] = CURVE_METRICS) -> pd.DataFrame:
+    """One row per trial, epoch and metric: ``number``, ``epoch``, ``metric``, ``value``.
+
+    Read from the trials' MLflow runs (per-epoch metrics logged at ``step=epoch``).
+
+    Raises:
+        RnnlabError: the study does not exist or the tracking store cannot be read.
+    """
+    study = load_study(storage, name)
+    return RunReader(tracking_uri).curves(_run_numbers(study.get_trials(deepcopy=False)),
+                                          metrics)
+
+
+def study_frames(storage: str, name: str, *, tracking_uri: str | None = None,
+                 metrics: Sequence[str] = CURVE_METRICS) -> StudyFrames:
+    """Read a study and its trials' MLflow runs into :class:`StudyFrames`.
+
+    Raises:
+        RnnlabError: the study does not exist, or its runs are not in the tracking store.
+    """
+    study = load_study(storage, name)
+    trials = study.get_trials(deepcopy=False)
+    spec = study.user_attrs.get(ATTR_SPEC) or {}
+    search = StudySpec.model_validate(spec).search if spec else {}
+    parent = study.user_attrs.get(ATTR_PARENT)
+    runs = _run_numbers(trials)
+    reader = RunReader(tracking_uri)  # no runs: the store is left untouched
+    if parent and runs:
+        reader.check_run(parent, name)
+    curves = reader.curves(runs, metrics)
+    importances, note = param_importances(study, trials)
+    return StudyFrames(
+        name=name, metric=spec.get("study", {}).get("metric", "value"),
+        direction=study.direction.name.lower(), budget=study.user_attrs.get(ATTR_BUDGET),
+        search=tuple(search) or tuple(sorted({k for t in trials for k in t.params})),
+        log_keys=tuple(k for k, d in search.items() if d.log), parent_run_id=parent,
+        experiment=study.user_attrs.get(ATTR_EXPERIMENT), spec=spec,
+        trials=_trials_frame(study, trials), configs=_configs(trials), curves=curves,
+        finals=_finals(curves), importances=importances, importance_note=note,
+        tracking_uri=reader.masked_uri)
+
+
+def _run_numbers(trials: Iterable[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    return {t.user_attrs[TRIAL_RUN_ID]: t.number for t in trials
+            if t.user_attrs.get(TRIAL_RUN_ID)}
+
+
+def _configs(trials: Iterable[optuna.trial.FrozenTrial]) -> pd.DataFrame:
+    rows = [{"number": t.number, **t.user_attrs[TRIAL_CONFIG]} for t in trials
+            if isinstance(t.user_attrs.get(TRIAL_CONFIG), dict)]
+    return pd.DataFrame(rows) if rows else pd.DataFrame({"number": pd.Series(dtype=int)})
+
+
+def _finals(curves: pd.DataFrame) -> pd.DataFrame:
+    if curves.empty:
+        return pd.DataFrame({"number": pd.Series(dtype=int), "epochs": pd.Series(dtype=int)})
+    last = curves.sort_values("epoch").groupby(["number", "metric"]).tail(1)
+    wide = last.pivot(index="number", columns="metric", values="value").add_prefix("final_")
+    wide.columns.name = None
+    wide.insert(0, "epochs", curves.groupby("number")["epoch"].max())
+    return wide.reset_index()

@@ -1,0 +1,271 @@
+"""The Optuna adapter: storages by URL (a journal path or an RDB URL), refused in one line when
+damaged or another tool's, and every call into Optuna's internals (docs/decisions.md,
+"Storages")."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import fcntl
+import functools
+import logging
+import shlex
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+# Private in Optuna, but the documented extension point for journal file locks.
+from optuna.storages.journal._file import BaseJournalFileLock
+from optuna.trial import FrozenTrial, TrialState
+
+from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.interrupts import uninterrupted, whole
+from rnnlab.storage import journal
+from rnnlab.storage.forwarding import ForwardingStorage
+from rnnlab.storage.keys import HEARTBEAT, TRIAL_REASON
+from rnnlab.storage.rdb import FIX, has_schema, open_rdb
+from rnnlab.storage.riding import RidingStorage, back_at
+
+DEFAULT_STORAGE = "rnnlab.journal"
+
+log = logging.getLogger(__name__)
+
+
+class FlockLock(BaseJournalFileLock):
+    """A journal lock the kernel releases when its holder dies.
+
+    Optuna's own file locks are lock *files*: a worker SIGKILLed while holding one leaves it
+    behind, and every other worker stalls for the lock's grace period. ``flock`` cannot leak.
+    Each acquire opens its own file description, so threads of one process exclude each other
+    too; closing it releases the lock. No in-process lock is held: a Ctrl-C that lands between
+    acquire and release must not leave a lock that the interrupted trial's cleanup then waits
+    on forever.
+    """
+
+    def __init__(self, path: str):
+        self.path = f"{path}.lock"
+        self._local = threading.local()
+
+    def acquire(self) -> bool:
+        stale = getattr(self._local, "fh", None)
+        if stale is not None:  # an interrupt struck between this thread's acquire and release
+            stale.close()
+        self._local.fh = open(self.path, "a")  # noqa: SIM115 - closed by release()
+        fcntl.flock(self._local.fh, fcntl.LOCK_EX)
+        return True
+
+    def release(self) -> None:
+        fh, self._local.fh = getattr(self._local, "fh", None), None
+        if fh is not None:
+            fh.close()  # closing the file description releases the flock
+
+
+def is_rdb(url: str) -> bool:
+    return "://" in url
+
+
+def open_storage(url: str = DEFAULT_STORAGE) -> BaseStorage:
+    """Open (creating if needed) the storage a URL or path names; cached per process. Each of
+    its writes runs whole: an interrupt waits for it to end (:mod:`rnnlab.interrupts`).
+
+    Raises:
+        RnnlabError: the database cannot be reached or the path cannot be written.
+    """
+    return _WholeStorage(_inner(_key(url)))
+
+
+def open_database(url: str) -> RidingStorage:
+    """The storage on the database server ``url`` names (the one :func:`open_storage` wraps):
+    its connections and outage record, for what must hold a connection (the study's lock).
+
+    Raises:
+        RnnlabError: the database cannot be reached.
+        ValueError: ``url`` names a file, not a database server.
+    """
+    storage = _inner(_key(url))
+    if not isinstance(storage, RidingStorage):
+        raise ValueError(f"{mask_url(url)} names a file, not a database server")
+    return storage
+
+
+def _key(url: str) -> str:
+    # A journal keeps its replayed state in memory: key the cache on the absolute path, so a
+    # relative name opened from another folder is another storage.
+    return url if is_rdb(url) else str(Path(url).expanduser().absolute())
+
+
+@functools.lru_cache(maxsize=8)
+def _inner(url: str) -> BaseStorage:
+    if not is_rdb(url):
+        return _journal_storage(Path(url).expanduser())
+    if url.startswith("sqlite"):  # a file: no server to lose
+        return optuna.storages.get_storage(open_rdb(url))  # Optuna's cache before the file
+    return RidingStorage(open_rdb(url), url)  # a server: its outages are ridden out
+
+
+class _WholeStorage(ForwardingStorage):
+    """A storage whose writes an interrupt never cuts in half."""
+
+    _WRITES = frozenset({
+        "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+        "create_new_trial", "set_trial_param", "set_trial_state_values",
+        "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr"})
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if name not in self._WRITES:
+            return super().call(name, *args, **kwargs)
+        with uninterrupted():
+            return super().call(name, *args, **kwargs)
+
+
+def _journal_storage(path: Path) -> JournalStorage:
+    """The journal at ``path`` (created when missing), replayed; refused in one line when it is
+    another tool's file or holds a record Optuna cannot replay."""
+    if not path.parent.is_dir():
+        raise RnnlabError(f"storage {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    if path.is_file() and (why := journal.foreign(path)):
+        raise RnnlabError(f"storage {str(path)!r} {why}")
+    try:
+        backend = JournalFileBackend(str(path), lock_obj=FlockLock(str(path)))
+    except OSError as exc:
+        raise RnnlabError(f"storage {str(path)!r}: cannot open ({exc.strerror})") from None
+    try:
+        return JournalStorage(backend)  # replays the whole journal
+    except (ValueError, KeyError, TypeError):  # a record that is not JSON, or not Optuna's
+        found = journal.bad_record(path)
+        if found is None:
+            raise
+        raise RnnlabError(
+            f"journal {str(path)!r} is damaged: record {found[0]} (at byte {found[1]}) is not "
+            f"an Optuna operation, so the study cannot be replayed; {FIX}") from None
+
+
+def study_names(url: str) -> list[str]:
+    """The studies a storage holds. A journal file that does not exist, or a database without
+    Optuna's tables, holds none (and reading it creates nothing). A journal whose last record
+    is incomplete is read up to it, with a note saying so (once).
+
+    Raises:
+        RnnlabError: the storage cannot be opened, or is damaged or another tool's.
+    """
+    if not is_rdb(url) and not Path(url).expanduser().exists():
+        return []
+    if is_rdb(url) and not has_schema(url):
+        return []
+    storage = open_storage(url)
+    if not is_rdb(url):
+        _note_incomplete(_key(url))
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+_NOTED: set[str] = set()  # journals whose end has been looked at in this process
+
+
+def _note_incomplete(path: str) -> None:
+    if path in _NOTED:
+        return
+    _NOTED.add(path)
+    with _append_lock(Path(path)):
+        cut = journal.incomplete_tail(Path(path))
+    if cut is not None:  # Optuna skipped it; how many it read is its replay's count
+        read = getattr(getattr(_inner(path), "_replay_result", None), "log_number_read", None)
+        log.warning("rnnlab: note: journal %r ends in an incomplete record (a crash "
+                    "mid-write?), which is skipped; the %srecords before it are read", path,
+                    "" if read is None else f"{read} ")
+
+
+def check_appendable(url: str) -> None:
+    """Before writing to a journal: refuse one whose last record is incomplete, since the next
+    record appended would be glued to it and the journal would no longer load.
+
+    Raises:
+        RnnlabError: the journal ends in an incomplete record (or cannot be opened).
+    """
+    if is_rdb(url) or not (path := Path(url).expanduser().absolute()).is_file():
+        return
+    open_storage(url)  # damaged or another tool's: refused here, as one line
+    with _append_lock(path):
+        cut = journal.incomplete_tail(path)
+    if cut is not None:
+        raise RnnlabError(
+            f"journal {str(path)!r} ends in an incomplete record (a crash mid-write?), and "
+            "writing after it would make the journal unreadable; keep a copy, cut it to its "
+            f"complete records (truncate -s {cut} {shlex.quote(str(path))}) and run again")
+
+
+@contextlib.contextmanager
+def _append_lock(path: Path):
+    """Hold the journal's append lock while its end is read, so a record being appended by a
+    running worker is not taken for a cut one; only when a lock file exists (nothing is
+    created)."""
+    if not Path(f"{path}.lock").exists():
+        yield
+        return
+    lock = FlockLock(str(path))
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def load_study(url: str, name: str) -> optuna.Study:
+    """Load an existing study, or fail with a line that lists the studies there are."""
+    names = study_names(url)
+    if name not in names:
+        listing = ", ".join(sorted(names)) or "none"
+        close = difflib.get_close_matches(name, names, n=1)
+        raise RnnlabError(f"no study named {name!r} in storage {mask_url(url)} "
+                          + (f"(did you mean {close[0]!r}? " if close else "(")
+                          + f"studies there: {listing}); check the name or pass --storage")
+    return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+# --- trial internals ------------------------------------------------------------------------
+# Optuna's public API writes to a trial only through the Trial object of the worker that asked
+# for it, and has no trial state but through tell. Heartbeats come from a thread of their own,
+# and a trial whose worker died is failed by another worker: both write through the storage by
+# trial id, as Optuna's own heartbeat code does (there is no public equivalent to test against).
+
+def stamp_heartbeat(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> None:
+    """Stamp a running trial as alive now.
+
+    Raises:
+        optuna.exceptions.UpdateFinishedTrialError: the trial has finished meanwhile.
+    """
+    study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, time.time())
+
+
+def last_heartbeat(trial: FrozenTrial) -> float:
+    """When a running trial was last stamped (its start, before the first stamp), or when this
+    process's database came back from an outage, if later: no one could stamp meanwhile."""
+    return max(trial.system_attrs.get(HEARTBEAT) or trial.datetime_start.timestamp(),
+               back_at())
+
+
+def enqueued_params(trial: FrozenTrial) -> dict:
+    """The params a trial was enqueued with, sampled or not yet (Optuna keeps them as a system
+    attribute until they are), else the params it sampled."""
+    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+
+
+@whole
+def fail_running(study: optuna.Study, trial: optuna.Trial | FrozenTrial,
+                 reason: str) -> FrozenTrial | None:
+    """Mark a running trial FAIL with ``reason``.
+
+    Returns:
+        The failed trial, or None when another worker had already finished it.
+    """
+    storage, trial_id = study._storage, trial._trial_id
+    try:
+        storage.set_trial_user_attr(trial_id, TRIAL_REASON, reason)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+        return None  # another worker got there first
+    return storage.get_trial(trial_id)

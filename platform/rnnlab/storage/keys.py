@@ -1,0 +1,44 @@
+"""The attribute keys rnnlab keeps on Optuna studies and trials, and what a trial counts as.
+
+Every part reads and writes these names; none spells a key itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+# Study user attributes.
+ATTR_PARENT = "mlflow_parent_run_id"  # the study's own MLflow run, parent of every trial's
+ATTR_EXPERIMENT = "mlflow_experiment"
+ATTR_BUDGET = "n_trials"  # finished trials wanted (complete + pruned)
+ATTR_SPEC = "spec"  # the spec the study was last run with, as JSON
+ATTR_WORKERS = "rnnlab:workers_started"  # numbers every worker, on every machine
+# Trial user attributes.
+TRIAL_RUN_ID = "mlflow_run_id"
+TRIAL_CONFIG = "config"  # the flat config trained with (a draw below zero_below is 0)
+TRIAL_REASON = "reason"  # why a trial was pruned or failed
+TRIAL_WORKER = "worker"  # host:pid
+TRIAL_RETRIES = "retries"
+TRIAL_RETRY_OF = "retry_of"
+TRIAL_RESUME_RUN = "resume_run_id"  # the run whose checkpoint a retry resumes from
+TRIAL_RESUMED_FROM = "resumed_from_epoch"
+TRIAL_PLACEMENT = "placement"  # where an engine ran it (Ray: node, GPU ids, CUDA devices)
+# Trial system attributes.
+HEARTBEAT = "rnnlab:heartbeat"  # when a running trial's worker last showed it was alive
+TOKEN = "rnnlab:created"  # the token a trial was created with (storage.riding)
+DUPLICATE_OF = "rnnlab:duplicate_of"  # on a copy failed at once: the trial it copies
+
+# A study's budget counts finished trials: complete or pruned (failed ones are retried).
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+FINISHED_NAMES = tuple(s.name for s in FINISHED)
+
+
+def trained_params(trial: FrozenTrial | None) -> dict[str, Any]:
+    """The searched values a trial trained with: a sampled L2 below ``zero_below`` is 0, not
+    the draw."""
+    if trial is None:
+        return {}
+    config = trial.user_attrs.get(TRIAL_CONFIG, {})
+    return {k: config.get(k, v) for k, v in trial.params.items()}

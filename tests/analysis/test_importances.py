@@ -1,0 +1,73 @@
+"""Importances come with their spread: a strong param is ranked with certainty, noise is
+called too uncertain to rank, and too few trials give no ranking at all."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from rnnlab.analysis.importances import RESAMPLES, importances
+
+DIST = {"lr": FloatDistribution(1e-5, 1e-1, log=True),
+        "cell": CategoricalDistribution(["rnn", "gru"]),
+        "l2": FloatDistribution(0.0, 1.0)}
+
+
+def study_of(n: int, value, seed: int = 0) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        params = {"lr": 10 ** rng.uniform(-5, -1), "cell": ["rnn", "gru"][int(rng.integers(2))],
+                  "l2": rng.uniform(0, 1)}
+        study.add_trial(create_trial(params=params, distributions=DIST,
+                                     value=value(params, rng)))
+    return study
+
+
+def test_a_param_that_drives_the_objective_is_ranked_first_for_sure():
+    study = study_of(40, lambda p, rng: -abs(math.log10(p["lr"]) + 3) + rng.normal(0, 0.01))
+    frame, note = importances(study, study.trials)
+    assert list(frame.columns) == ["param", "importance", "std", "low", "high"]
+    assert frame["param"].iloc[0] == "lr" and frame["low"].iloc[0] > frame["high"].iloc[1]
+    assert note.startswith(f"fANOVA over 40 complete trials, mean of {RESAMPLES} bootstrap")
+    first_pair = note.split("; ")[1]
+    assert first_pair.startswith("lr ahead of ") and "too uncertain" not in first_pair
+    assert ((frame["low"] <= frame["importance"]) & (frame["importance"] <= frame["high"])).all()
+
+
+def test_noise_is_called_too_uncertain_to_rank():
+    study = study_of(8, lambda p, rng: rng.normal(0.9, 0.01), seed=3)
+    frame, note = importances(study, study.trials)
+    assert len(frame) == 3 and "too uncertain to rank" in note
+    assert (frame["std"] > 0).all()
+
+
+def test_importances_need_two_complete_trials():
+    study = optuna.create_study()
+    dist = {"x": FloatDistribution(0, 1)}
+    study.add_trial(create_trial(params={"x": 0.5}, distributions=dist, value=1.0))
+    study.add_trial(create_trial(params={"x": 0.2}, distributions=dist, state=TrialState.FAIL))
+    frame, note = importances(study, study.trials)
+    assert frame.empty and "at least 2 complete trials (has 1)" in note
+
+
+def test_the_same_complete_trials_are_not_fitted_again(monkeypatch):
+    """`dashboard --watch` reads the study every few seconds; a new complete trial refits."""
+    from rnnlab.analysis import importances as module
+
+    study = study_of(12, lambda p, rng: -abs(math.log10(p["lr"]) + 3))
+    fits = []
+    real = module._fanova
+    monkeypatch.setattr(module, "_fanova", lambda *a: fits.append(1) or real(*a))
+    first = importances(study, study.trials)
+    assert len(fits) == RESAMPLES
+    again = importances(study, study.trials)
+    assert len(fits) == RESAMPLES and again[1] == first[1] and again[0].equals(first[0])
+    study.add_trial(create_trial(params={"lr": 1e-3, "cell": "gru", "l2": 0.5},
+                                 distributions=DIST, value=0.0))
+    importances(study, study.trials)
+    assert len(fits) == 2 * RESAMPLES

@@ -1,0 +1,147 @@
+"""The Optuna storage on PostgreSQL through outages: what an outage looks like, and the writes
+whose answer an outage took away (the commit landed, the reply did not) done exactly once.
+
+The database here stays up (it is the shared one); the lost answer is the real call, followed
+by the error a dropped connection raises. Whole outages: tests/study/test_outages.py.
+"""
+
+from __future__ import annotations
+
+import optuna
+import psycopg2
+import pytest
+import yaml
+from conftest import PG
+from optuna.trial import TrialState
+from servers import free_port
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from rnnlab.core.study_spec import load_study_spec
+from rnnlab.retrying import DEFAULT_LIMIT_S, MAX_WAIT_S, configure, reason
+from rnnlab.storage.adapter import enqueued_params, open_database, open_storage
+from rnnlab.storage.keys import DUPLICATE_OF
+from rnnlab.storage.riding import is_db_outage
+from rnnlab.study import claims
+from rnnlab.study.parent import open_study
+from rnnlab.study.reclaim import VOIDED, claim_anew
+from rnnlab.tracking.tracker import Tracker
+
+
+@pytest.fixture(autouse=True)
+def _quick():
+    configure(limit_s=30, max_wait_s=0.05)
+    yield
+    configure(DEFAULT_LIMIT_S, MAX_WAIT_S)
+
+
+def dropped() -> OperationalError:
+    """What SQLAlchemy raises when the server drops the connection mid-commit."""
+    return OperationalError("COMMIT", {}, ConnectionResetError(104, "Connection reset by peer"))
+
+
+def answer_lost(monkeypatch, obj, name: str, times: int = 1) -> None:
+    """``obj.name`` does its work, then loses its answer ``times`` times."""
+    real = getattr(obj, name)
+    left = [times]
+
+    def call(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if left[0]:
+            left[0] -= 1
+            raise dropped()
+        return result
+
+    monkeypatch.setattr(obj, name, call)
+
+
+def study_on(url: str) -> optuna.Study:
+    return optuna.create_study(study_name="riding", storage=open_storage(url))
+
+
+def test_a_database_that_is_down_is_told_from_a_wrong_statement(databases):
+    engine = create_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/none")
+    with pytest.raises(OperationalError) as refused:
+        engine.connect()
+    assert is_db_outage(refused.value) and reason(refused.value) == "Connection refused"
+    assert is_db_outage(dropped())
+    with create_engine(databases[0]).connect() as conn, pytest.raises(Exception) as wrong:
+        conn.execute(text("SELECT * FROM no_such_table"))
+    assert not is_db_outage(wrong.value)
+
+
+def test_a_trial_whose_creation_lost_its_answer_is_created_once(databases, monkeypatch):
+    study = study_on(databases[0])
+    answer_lost(monkeypatch, open_database(databases[0]).inner, "create_new_trial")
+    trial = study.ask()
+    trials = study.get_trials()
+    assert [(t.number, t.state) for t in trials] == [(0, TrialState.RUNNING)]
+    assert trial.number == 0
+    study.tell(trial, 1.0)
+
+
+def test_copies_that_optunas_own_retries_made_are_failed_at_once(databases, monkeypatch):
+    study = study_on(databases[0])
+    inner = open_database(databases[0]).inner  # Optuna's cache, before the database
+    real = inner.create_new_trial
+    monkeypatch.setattr(inner, "create_new_trial",  # a retry after a lost commit: two made
+                        lambda *a, **k: (real(*a, **k), real(*a, **k))[0])
+    trial = study.ask()
+    states = {t.number: (t.state, t.system_attrs.get(DUPLICATE_OF)) for t in study.get_trials()}
+    assert trial.number == 0
+    assert states == {0: (TrialState.RUNNING, None), 1: (TrialState.FAIL, 0)}
+
+
+def test_a_tell_whose_answer_was_lost_counts_once(databases, monkeypatch):
+    study = study_on(databases[0])
+    trial = study.ask()
+    answer_lost(monkeypatch, open_database(databases[0]).inner, "set_trial_state_values")
+    study.tell(trial, 0.5)  # no UpdateFinishedTrialError: it was this worker's tell
+    assert [(t.state, t.value) for t in study.get_trials()] == [(TrialState.COMPLETE, 0.5)]
+
+
+def test_a_popped_retry_whose_answer_was_lost_is_this_claims(databases, monkeypatch):
+    study = study_on(databases[0])
+    study.enqueue_trial({}, user_attrs={"retry_of": 7})
+    answer_lost(monkeypatch, open_database(databases[0]).inner, "set_trial_state_values")
+    trial = study.ask()
+    assert trial.number == 0 and trial.user_attrs == {"retry_of": 7}
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING]  # no second trial
+
+
+SPEC = {
+    "data": {"source": "mnist-5k", "train_size": 200, "val_size": 100, "patch": 28},
+    "model": {"hidden": 8},
+    "train": {"epochs": 1},
+    "study": {"name": "riding", "n_trials": 2, "sampler": {"name": "random", "seed": 0}},
+    "search": {"model.cell": {"choices": ["rnn", "gru"]}},
+}
+
+
+def test_a_claim_whose_study_lock_was_lost_is_voided_and_its_retry_kept(
+        databases, monkeypatch, tmp_path, mlflow_db):
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(SPEC))
+    spec, tracker = load_study_spec(tmp_path / "spec.yaml"), Tracker()
+    study = open_study(spec, databases[0], tracker)
+    study.enqueue_trial({"model.cell": "gru"}, user_attrs={"retry_of": 5, "retries": 1})
+    real = claims.stamp_heartbeat
+
+    def restart_midway(study, trial):  # the database drops the lock's connection
+        admin = psycopg2.connect(dbname=databases[0].rsplit("/", 1)[1], **PG)
+        with admin, admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE "
+                        "locktype = 'advisory' AND database = (SELECT oid FROM pg_database "
+                        "WHERE datname = current_database())")
+        admin.close()
+        real(study, trial)
+
+    monkeypatch.setattr(claims, "stamp_heartbeat", restart_midway)
+    assert claim_anew(study, databases[0], spec, tracker) is None
+    trials = study.get_trials()
+    assert [(t.state, t.user_attrs.get("reason")) for t in trials] == [
+        (TrialState.FAIL, VOIDED), (TrialState.WAITING, None)]
+    assert enqueued_params(trials[1]) == {"model.cell": "gru"}
+    assert trials[1].user_attrs == {"retry_of": 5, "retries": 1}  # the same retry, again
+    monkeypatch.setattr(claims, "stamp_heartbeat", real)
+    trial = claim_anew(study, databases[0], spec, tracker)  # the lock works again
+    assert trial is not None and trial.number == 1
