@@ -55,6 +55,21 @@ def test_importances_need_two_complete_trials():
     assert frame.empty and "at least 2 complete trials (has 1)" in note
 
 
+def test_an_objective_that_never_varies_ranks_nothing():
+    study = study_of(6, lambda p, rng: 0.24)  # every trial predicts one class, say
+    frame, note = importances(study, study.trials)
+    assert frame.empty and note == "the objective is the same in every complete trial"
+
+
+def test_resamples_where_the_objective_does_not_vary_are_drawn_again():
+    # two of three trials share their value: a fifth of the resamples hold those two alone
+    values = iter([0.9, 0.5, 0.5])
+    study = study_of(3, lambda p, rng: next(values), seed=1)
+    frame, note = importances(study, study.trials)
+    assert note.startswith(f"fANOVA over 3 complete trials, mean of {RESAMPLES} bootstrap")
+    assert len(frame) == 3
+
+
 def test_the_same_complete_trials_are_not_fitted_again(monkeypatch):
     """`dashboard --watch` reads the study every few seconds; a new complete trial refits."""
     from rnnlab.analysis import importances as module

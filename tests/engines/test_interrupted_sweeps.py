@@ -159,3 +159,20 @@ def test_an_interrupted_rnnlab_worker_closes_its_trial_and_resumes(here, how):
     finish(start(here, "worker", fire=f"report:{how}"), code, what)
     assert assert_closed(what)["FAIL"] == 1
     resume_and_check(here)
+
+
+@pytest.mark.slow
+def test_an_interrupted_stratified_sweep_resumes_with_every_stratum_at_its_share(here):
+    raw = yaml.safe_load(yaml.safe_dump(SPEC))
+    raw["study"].update(n_trials=4, strata=["model.cell"])
+    (here / "s.yaml").write_text(yaml.safe_dump(raw))
+    finish(start(here, "sweep", "--workers", "2", fire="report:group"), 130, "Ctrl-C")
+    assert assert_closed("Ctrl-C")["FAIL"] >= 1  # a trial was cut, and is retried
+    again = start(here, "sweep")
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    trials, _ = records()
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    finished = collections.Counter(t.params["model.cell"] for t in trials
+                                   if t.state.name in ("COMPLETE", "PRUNED"))
+    assert finished == {"rnn": 2, "gru": 2}

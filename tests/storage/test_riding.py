@@ -19,8 +19,8 @@ from sqlalchemy.exc import OperationalError
 
 from rnnlab.core.study_spec import load_study_spec
 from rnnlab.retrying import DEFAULT_LIMIT_S, MAX_WAIT_S, configure, reason
-from rnnlab.storage.adapter import enqueued_params, open_database, open_storage
-from rnnlab.storage.keys import DUPLICATE_OF
+from rnnlab.storage.adapter import open_database, open_storage
+from rnnlab.storage.keys import DUPLICATE_OF, enqueued_params
 from rnnlab.storage.riding import is_db_outage
 from rnnlab.study import claims
 from rnnlab.study.parent import open_study

@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 
 from rnnlab.analysis.importances import importances as param_importances
-from rnnlab.core.study_spec import OBJECTIVE_METRICS, StudySpec
+from rnnlab.core.study_spec import OBJECTIVE_METRICS, StudySpec, strata_levels, stratum_name
 from rnnlab.errors import RnnlabError
 from rnnlab.storage.adapter import load_study, study_names
 from rnnlab.storage.keys import (
@@ -27,11 +27,22 @@ from rnnlab.storage.keys import (
     TRIAL_CONFIG,
     TRIAL_REASON,
     TRIAL_RUN_ID,
+    enqueued_params,
     trained_params,
 )
 from rnnlab.tracking.store import RunReader
 
 CURVE_METRICS = OBJECTIVE_METRICS  # the curves a study's frames hold unless asked otherwise
+
+
+@dataclass(frozen=True)
+class StratumSummary:
+    """One stratum of a stratified study, validation only: its finished trials and its best."""
+
+    name: str  # model.cell=gru
+    finished: int  # complete or pruned
+    best_value: float | None
+    best_trial: int | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,6 +85,23 @@ class StudyFrames:
         active = counts.get("RUNNING", 0) + counts.get("WAITING", 0)
         return active == 0 and self.budget is not None and finished >= self.budget
 
+    def by_stratum(self) -> tuple[StratumSummary, ...]:
+        """Each stratum's finished trials and best complete trial (none without strata)."""
+        if "stratum" not in self.trials or not len(self.trials):
+            return ()
+        levels = strata_levels(StudySpec.model_validate(self.spec)) if self.spec else []
+        out = []
+        for name in [stratum_name(m) for m in levels]:
+            mine = self.trials[self.trials["stratum"] == name]
+            done = mine[mine["state"] == "COMPLETE"].dropna(subset=["value"])
+            best = (done.sort_values(["value", "number"], ascending=[
+                self.direction == "minimize", True]).iloc[0] if len(done) else None)
+            out.append(StratumSummary(
+                name, int(mine["state"].isin(FINISHED_NAMES).sum()),
+                None if best is None else float(best["value"]),
+                None if best is None else int(best["number"])))
+        return tuple(out)
+
     def table(self, states: Sequence[str] = ("COMPLETE",)) -> pd.DataFrame:
         """One row per trial in ``states``: number, state, value, duration_s, mlflow_run_id,
         every dotted config key and the ``finals`` columns; ordered by number."""
@@ -96,7 +124,8 @@ def has_study(storage: str, name: str) -> bool:
 
 def trials_frame(storage: str, name: str) -> pd.DataFrame:
     """One row per trial: number, state, value, timings, every param (``params_<key>``), the
-    trial's MLflow run id and reason (for pruned or failed trials).
+    trial's MLflow run id and reason (for pruned or failed trials), and its ``stratum`` in a
+    stratified study.
 
     Raises:
         RnnlabError: the study does not exist.
@@ -122,6 +151,12 @@ def _trials_frame(study: optuna.Study,
             df[col] = [trained[n].get(key, raw) for n, raw in zip(df["number"], df[col],
                                                                   strict=True)]
         df = df.drop(columns=TRIAL_CONFIG)
+    keys = (study.user_attrs.get(ATTR_SPEC) or {}).get("study", {}).get("strata")
+    if keys:
+        levels = {t.number: enqueued_params(t) for t in trials}
+        df.insert(df.columns.get_loc("state") + 1, "stratum", [
+            stratum_name({k: levels[n][k] for k in keys})
+            if all(k in levels[n] for k in keys) else None for n in df["number"]])
     return df
 
 

@@ -43,6 +43,8 @@ def importances(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], *,
     params = sorted(_varying(complete))
     if not params:
         return empty, "no searched parameter varies across the complete trials"
+    if len({t.value for t in complete}) < 2:
+        return empty, "the objective is the same in every complete trial"
     # `dashboard --watch` reads a study every few seconds: fit again only when its complete
     # trials changed (20 fits take seconds)
     key = (study.direction, resamples, seed,
@@ -69,7 +71,8 @@ def _bootstrap(direction, complete, params, resamples: int,
             if len(draws) == resamples:
                 break
             sample = [rng.choice(complete) for _ in complete]
-            if _varying(sample) >= set(params):  # a resample must still vary every param
+            # a resample must still vary every param, and the objective (fANOVA needs both)
+            if _varying(sample) >= set(params) and len({t.value for t in sample}) > 1:
                 draws.append(_fanova(direction, sample, params, seed + len(draws)))
     finally:
         optuna.logging.set_verbosity(level)

@@ -54,11 +54,26 @@ def params_table(s: Any) -> Group:
     return Group(Text(title, overflow="fold"), table)  # a title wider than its table stays whole
 
 
+def strata_table(s: Any) -> Table:
+    """A stratified study's strata: each one's share of the budget, how far it got, its best."""
+    table = _table(f"{s.name} by stratum")
+    table.add_column("stratum", overflow="fold")
+    table.add_column("trials", justify="right", no_wrap=True)
+    table.add_column("running", justify="right", no_wrap=True)
+    table.add_column("best", overflow="fold")
+    for st in s.strata:
+        best = "-" if st.best_value is None else f"{st.best_value:.4f} #{st.best_trial}"
+        table.add_row(st.name, f"{st.finished}/{st.share}", str(st.running), best)
+    return table
+
+
 def status_view(statuses: list[Any], detail: bool) -> Group:
-    """The overview table, and with ``detail`` each study's best params under it."""
+    """The overview table, and with ``detail`` each study's strata and best params under it."""
     parts: list[Any] = [status_table(statuses)]
     if detail:
-        parts += [params_table(s) for s in statuses]
+        for s in statuses:
+            parts += [strata_table(s)] if s.strata else []
+            parts.append(params_table(s))
     elif any(s.best_params for s in statuses):
         parts.append("best params: rnnlab status STUDY")
     return Group(*parts)

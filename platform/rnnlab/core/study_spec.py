@@ -6,6 +6,7 @@ spec fails as one line naming the key, never in a trial.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -66,6 +67,9 @@ class StudySection(Section):
     timeout: Annotated[float, Field(gt=0)] | None = None
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+    # Categorical search keys whose levels share the budget equally, each pruned against and
+    # sampled from its own trials only (a vanilla RNN is not cut against GRUs).
+    strata: list[str] = Field(default_factory=list)
     # A running trial stamps a heartbeat every heartbeat_interval s; one silent for
     # grace_period s (its worker was killed) is failed and retried up to max_retries times,
     # resuming from its last checkpoint (train.checkpoint_every).
@@ -184,6 +188,7 @@ def load_study_spec(path: str | Path, overrides: list[str] | None = None, *,
     spec = validate(StudySpec, raw, str(path), flags)
     for key, dist in spec.search.items():
         _check_distribution(spec.base, key, dist, str(path))
+    _check_strata(spec, str(path))
     if spec.study.sampler.name == "grid":
         size = 1
         for key, dist in spec.search.items():
@@ -196,3 +201,42 @@ def load_study_spec(path: str | Path, overrides: list[str] | None = None, *,
             raise RnnlabError(f"{path}: study.n_trials {spec.study.n_trials} exceeds the "
                               f"{size} points of the grid; lower it")
     return spec
+
+
+def stratum_name(levels: dict[str, Any]) -> str:
+    """A stratum as text: ``model.cell=gru`` (several keys joined by ``, ``)."""
+    return ", ".join(f"{k}={v}" for k, v in levels.items())
+
+
+def shares(budget: int, strata: int) -> list[int]:
+    """A budget shared out equally between strata: the first ``budget % strata`` get one more."""
+    return [budget // strata + (i < budget % strata) for i in range(strata)]
+
+
+def strata_levels(spec: StudySpec) -> list[dict[str, Any]]:
+    """Every stratum of a study, as ``{key: level}`` over ``study.strata``, in search order
+    (one stratum, ``{}``, without strata)."""
+    keys = spec.study.strata
+    return [dict(zip(keys, combo, strict=True))
+            for combo in itertools.product(*(spec.search[k].choices for k in keys))]
+
+
+def _check_strata(spec: StudySpec, origin: str) -> None:
+    where = f"{origin}: study.strata"
+    for key in spec.study.strata:
+        if key not in spec.search:
+            raise RnnlabError(f"{where}: {key} is not searched; strata are categorical search "
+                              "keys (e.g. [model.cell])")
+        if spec.search[key].type != "categorical":
+            raise RnnlabError(f"{where}: {key} is a {spec.search[key].type} range; strata are "
+                              "categorical search keys (give it choices)")
+    if len(set(spec.study.strata)) < len(spec.study.strata):
+        raise RnnlabError(f"{where}: a key is listed twice; list each once")
+    if spec.study.strata and spec.study.sampler.name == "grid":
+        raise RnnlabError(f"{where}: the grid sampler runs every point already, balanced; drop "
+                          "strata or use another sampler")
+    count = len(strata_levels(spec))
+    if count > spec.study.n_trials:
+        raise RnnlabError(f"{where}: {count} strata need at least one trial each, but "
+                          f"study.n_trials is {spec.study.n_trials}; raise it or stratify on "
+                          "fewer keys")

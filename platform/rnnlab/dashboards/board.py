@@ -95,7 +95,7 @@ def _header(spec: DashboardSpec, selection: Selection, origin: str | None,
         items.append(f"<li><b>{esc(label)}</b> (study <code>{esc(f.name)}</code>): {esc(shown)} "
                      f"drawn (budget {esc(f.budget)}); objective: validation {esc(f.metric)} "
                      f"({esc(f.direction)}). MLflow: <code>{esc(f.tracking_uri)}</code>, "
-                     f"experiment <code>{esc(f.experiment)}</code>.</li>")
+                     f"experiment <code>{esc(f.experiment)}</code>.{_strata(f)}</li>")
     for label in selection.missing:
         items.append(f"<li><b>{esc(label)}</b>: not run yet (nothing to draw).</li>")
     flt = spec.filter
@@ -109,6 +109,14 @@ def _header(spec: DashboardSpec, selection: Selection, origin: str | None,
             f"({esc('; '.join(said))}); coloured by {esc(spec.group)}"
             f"{f', one panel per {esc(spec.facet)}' if spec.facet else ''}. Every value is "
             f"validation, never the test set. Written {stamp}{source}{again}.</p>")
+
+
+def _strata(frames: StudyFrames) -> str:
+    """A stratified study's finished trials and best per stratum, as a sentence (or "")."""
+    said = [f"{s.name}: {s.finished} finished, best "
+            + ("-" if s.best_value is None else f"{s.best_value:.4f} (trial {s.best_trial})")
+            for s in frames.by_stratum()]
+    return f" By stratum: {esc('; '.join(said))}." if said else ""
 
 
 def dashboard_html(frames: StudyFrames, *, refresh_s: float | None = None) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rnnlab.analysis.effects import effects
-from rnnlab.analysis.frames import StudyFrames
+from rnnlab.analysis.frames import StratumSummary, StudyFrames
 from rnnlab.analysis.intervals import std, welch_interval
 from rnnlab.analysis.levels import Effect, Gap
 from rnnlab.core.spec import RunConfig, apply_overrides, to_yaml, validate
@@ -90,6 +90,7 @@ class ReportInfo:
     best_config: dict[str, Any]
     top: tuple[TrialRow, ...]
     per_cell: tuple[TrialRow, ...]
+    per_stratum: tuple[StratumSummary, ...]  # a stratified study's strata (else empty)
     importances: tuple[Importance, ...]
     importance_note: str
     effects: tuple[Effect, ...]
@@ -138,6 +139,7 @@ def get_report_info(frames: StudyFrames, top_k: int = TOP_K) -> ReportInfo:
         counts=frames.counts(), best=rows[0],
         best_config=trial_config(frames, rows[0].number).model_dump(mode="json"),
         top=tuple(rows[:top_k]), per_cell=tuple(per_cell.values()),
+        per_stratum=frames.by_stratum(),
         importances=tuple(Importance(str(r["param"]), float(r["importance"]),
                                      *(native(r.get(k)) for k in ("std", "low", "high")))
                           for r in frames.importances.to_dict("records")),

@@ -158,6 +158,17 @@ def _cells_on_test(info: ReportInfo) -> str:
             + "; ".join(parts) + ".")
 
 
+_STRATA_HEAD = "## Trials per stratum (validation)"
+_STRATA_NOTE = ("The study's budget was shared out equally between its strata; each stratum's "
+                "trials were pruned against, and sampled from, that stratum's trials only.")
+
+
+def _strata_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
+    return (["stratum", "finished trials", f"best {info.metric} (validation)", "best trial"],
+            [[s.name, str(s.finished), _f(s.best_value),
+              "-" if s.best_trial is None else str(s.best_trial)] for s in info.per_stratum])
+
+
 def _importance_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
     return (["param", "importance (mean)", "std", "90% interval"],
             [[i.param, f"{i.importance:.3f}", _f(i.std, 3),
@@ -196,8 +207,10 @@ def markdown(info: ReportInfo) -> str:
     parts += [f"## Top {len(info.top)} complete trials (validation)", "",
               _md_table(*_trial_table(info, info.top, "rank")), "",
               "## Best trial per cell (validation)", "",
-              _md_table(*_trial_table(info, info.per_cell)), "",
-              "## Parameter importances (validation objective)", "",
+              _md_table(*_trial_table(info, info.per_cell)), ""]
+    if info.per_stratum:
+        parts += [_STRATA_HEAD, "", _md(_STRATA_NOTE), "", _md_table(*_strata_table(info)), ""]
+    parts += ["## Parameter importances (validation objective)", "",
               _md(info.importance_note) + ".", ""]
     parts += [_md_table(*_importance_table(info)) if info.importances else "None yet.", ""]
     parts += ["## Effects of the searched factors (validation)", "",
@@ -232,8 +245,11 @@ def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
     parts += [f"<h2>Top {len(info.top)} complete trials (validation)</h2>",
               _html_table(*_trial_table(info, info.top, "rank")),
               "<h2>Best trial per cell (validation)</h2>",
-              _html_table(*_trial_table(info, info.per_cell)),
-              "<h2>Parameter importances (validation objective)</h2>",
+              _html_table(*_trial_table(info, info.per_cell))]
+    if info.per_stratum:
+        parts += [f"<h2>{e(_STRATA_HEAD.removeprefix('## '))}</h2>", f"<p>{e(_STRATA_NOTE)}</p>",
+                  _html_table(*_strata_table(info))]
+    parts += ["<h2>Parameter importances (validation objective)</h2>",
               f"<p>{e(info.importance_note)}.</p>",
               _html_table(*_importance_table(info)) if info.importances else "<p>None yet.</p>",
               "<h2>Effects of the searched factors (validation)</h2>",

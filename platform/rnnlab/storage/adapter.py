@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.interrupts import uninterrupted, whole
 from rnnlab.storage import journal
-from rnnlab.storage.forwarding import ForwardingStorage
+from rnnlab.storage.forwarding import ForwardingStorage, StratumStorage
 from rnnlab.storage.keys import HEARTBEAT, TRIAL_REASON
 from rnnlab.storage.rdb import FIX, has_schema, open_rdb
 from rnnlab.storage.riding import RidingStorage, back_at
@@ -248,10 +248,19 @@ def last_heartbeat(trial: FrozenTrial) -> float:
                back_at())
 
 
-def enqueued_params(trial: FrozenTrial) -> dict:
-    """The params a trial was enqueued with, sampled or not yet (Optuna keeps them as a system
-    attribute until they are), else the params it sampled."""
-    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+def stratum_study(study: optuna.Study, match: dict[str, Any],
+                  sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    """The study as one of its strata sees it: only the trials whose params match ``match``
+    (what a stratified pruner and sampler judge a trial against). Writes reach the study.
+
+    Args:
+        study: the whole study.
+        match: the stratum's levels, ``{key: value}``.
+        sampler: the sampler the view names as its own (the stratum's).
+    """
+    return optuna.Study(study_name=study.study_name,
+                        storage=StratumStorage(study._storage, match), sampler=sampler,
+                        pruner=optuna.pruners.NopPruner())
 
 
 @whole

@@ -29,6 +29,7 @@ TRIAL_PLACEMENT = "placement"  # where an engine ran it (Ray: node, GPU ids, CUD
 HEARTBEAT = "rnnlab:heartbeat"  # when a running trial's worker last showed it was alive
 TOKEN = "rnnlab:created"  # the token a trial was created with (storage.riding)
 DUPLICATE_OF = "rnnlab:duplicate_of"  # on a copy failed at once: the trial it copies
+FIXED_PARAMS = "fixed_params"  # Optuna's: the params a trial was enqueued with, until sampled
 
 # A study's budget counts finished trials: complete or pruned (failed ones are retried).
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -42,3 +43,8 @@ def trained_params(trial: FrozenTrial | None) -> dict[str, Any]:
         return {}
     config = trial.user_attrs.get(TRIAL_CONFIG, {})
     return {k: config.get(k, v) for k, v in trial.params.items()}
+
+
+def enqueued_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The params a trial was enqueued with, sampled or not yet, and the params it sampled."""
+    return {**trial.system_attrs.get(FIXED_PARAMS, {}), **trial.params}

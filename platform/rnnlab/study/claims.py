@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from rnnlab.core.study_spec import StudySpec
+from rnnlab.core.study_spec import StudySpec, strata_levels
 from rnnlab.errors import Terminated
 from rnnlab.interrupts import uninterrupted, whole
 from rnnlab.retrying import StoreDown
@@ -30,6 +30,7 @@ from rnnlab.storage.keys import (
     TRIAL_WORKER,
 )
 from rnnlab.storage.locks import study_lock
+from rnnlab.study.strata import next_stratum
 from rnnlab.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -120,11 +121,16 @@ def claim(study: optuna.Study, storage: str, spec: StudySpec, tracker: Tracker,
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         taken = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials)
-        if not waiting and taken >= study.user_attrs.get(ATTR_BUDGET, spec.study.n_trials):
+        budget = study.user_attrs.get(ATTR_BUDGET, spec.study.n_trials)
+        if not waiting and taken >= budget:
             return None
+        stratum = None if waiting or not spec.study.strata else next_stratum(
+            strata_levels(spec), budget, trials)
         trial = None
         try:  # never a RUNNING trial that no worker runs
             with uninterrupted():
+                if stratum is not None:  # the share of the stratum furthest behind
+                    study.enqueue_trial(stratum)
                 trial = study.ask()
                 stamp_heartbeat(study, trial)
                 trial.set_user_attr(TRIAL_WORKER, name or worker_name())

@@ -9,11 +9,18 @@ import optuna
 
 from rnnlab.core.spec import RunConfig, apply_overrides, validate
 from rnnlab.core.study_spec import Distribution, StudySpec
+from rnnlab.study.strata import StratifiedPruner, StratifiedSampler
 
 
 def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The spec's sampler. Each worker offsets the seed, so workers never draw the same points;
-    a grid keeps the spec's seed, since its points are numbered by their shuffled order."""
+    """The spec's sampler, modelling each stratum apart when the study has strata. Each worker
+    offsets the seed, so workers never draw the same points; a grid keeps the spec's seed,
+    since its points are numbered by their shuffled order."""
+    sampler = _sampler(spec, seed_offset)
+    return StratifiedSampler(sampler, spec.study.strata) if spec.study.strata else sampler
+
+
+def _sampler(spec: StudySpec, seed_offset: int) -> optuna.samplers.BaseSampler:
     cfg = spec.study.sampler
     seed = None if cfg.seed is None else cfg.seed + seed_offset
     if cfg.name == "random":
@@ -52,7 +59,13 @@ def grid_space(spec: StudySpec) -> dict[str, list[Any]]:
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """The spec's pruner. Hyperband's largest budget is the trial's epochs (unless searched)."""
+    """The spec's pruner, judging each trial within its stratum when the study has strata.
+    Hyperband's largest budget is the trial's epochs (unless searched)."""
+    pruner = _pruner(spec)
+    return StratifiedPruner(pruner, spec.study.strata) if spec.study.strata else pruner
+
+
+def _pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     cfg, p = spec.study.pruner, optuna.pruners
     max_resource = "auto" if "train.epochs" in spec.search else spec.train.epochs
     if cfg.name == "none":
@@ -96,6 +109,3 @@ def sample_config(trial: optuna.Trial, spec: StudySpec,
         values["train.device"] = device
     raw = apply_overrides(spec.base.model_dump(), values)
     return validate(RunConfig, raw, f"trial {trial.number}"), list(spec.search)
-
-
-

@@ -16,8 +16,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab.core.study_spec import StudySpec
-from rnnlab.storage.adapter import enqueued_params, fail_running
-from rnnlab.storage.keys import TRIAL_RESUME_RUN, TRIAL_RETRIES, TRIAL_RETRY_OF, TRIAL_WORKER
+from rnnlab.storage.adapter import fail_running
+from rnnlab.storage.keys import (
+    TRIAL_RESUME_RUN,
+    TRIAL_RETRIES,
+    TRIAL_RETRY_OF,
+    TRIAL_WORKER,
+    enqueued_params,
+)
 from rnnlab.storage.locks import LockLost
 from rnnlab.study.claims import claim, worker_name
 from rnnlab.tracking.tracker import Tracker

@@ -6,10 +6,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from rnnlab.storage.adapter import DEFAULT_STORAGE, load_study, study_names
+from rnnlab.core.study_spec import StudySpec, shares, strata_levels, stratum_name
+from rnnlab.storage.adapter import DEFAULT_STORAGE, load_study, stratum_study, study_names
 from rnnlab.storage.keys import ATTR_BUDGET, ATTR_PARENT, ATTR_SPEC, FINISHED_NAMES, trained_params
+from rnnlab.study.strata import stratum_of
+
+
+@dataclass
+class StratumStatus:
+    """One stratum of a stratified study: its share of the budget, and how far it got."""
+
+    name: str  # model.cell=gru
+    share: int
+    finished: int  # complete or pruned
+    running: int
+    best_value: float | None
+    best_trial: int | None
 
 
 @dataclass
@@ -28,6 +42,7 @@ class StudyStatus:
     epochs: int | None = None  # each trial's epochs (the spec's train.epochs)
     running_epochs: dict[int, int] = field(default_factory=dict)  # running trial: epochs done
     mean_trial_s: float | None = None  # mean wall time of the finished trials
+    strata: list[StratumStatus] = field(default_factory=list)  # a stratified study's, in order
 
     @property
     def finished(self) -> int:
@@ -57,15 +72,34 @@ def _status(study: optuna.Study, name: str) -> StudyStatus:
     trials = study.get_trials(deepcopy=False)
     counts = {st.name: sum(t.state == st for t in trials) for st in TrialState}
     best = study.best_trial if counts[TrialState.COMPLETE.name] else None
-    spec = study.user_attrs.get(ATTR_SPEC, {})
+    attrs = study.user_attrs  # one read of the storage
+    spec = attrs.get(ATTR_SPEC, {})
     took = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
             if t.state.name in FINISHED_NAMES and t.datetime_start and t.datetime_complete]
     return StudyStatus(
-        name=name, budget=study.user_attrs.get(ATTR_BUDGET), counts=counts,
+        name=name, budget=attrs.get(ATTR_BUDGET), counts=counts,
         best_value=best.value if best else None, best_params=trained_params(best),
         best_trial=best.number if best else None, metric=spec.get("study", {}).get("metric"),
-        direction=study.direction.name.lower(), parent_run_id=study.user_attrs.get(ATTR_PARENT),
+        direction=study.direction.name.lower(), parent_run_id=attrs.get(ATTR_PARENT),
         epochs=spec.get("train", {}).get("epochs"),
         running_epochs={t.number: len(t.intermediate_values) for t in trials
                         if t.state == TrialState.RUNNING},
-        mean_trial_s=sum(took) / len(took) if took else None)
+        mean_trial_s=sum(took) / len(took) if took else None,
+        strata=_strata(study, spec, trials, attrs.get(ATTR_BUDGET)))
+
+
+def _strata(study: optuna.Study, stored: dict[str, Any], trials: list[FrozenTrial],
+            budget: int | None) -> list[StratumStatus]:
+    if not stored.get("study", {}).get("strata"):
+        return []
+    levels = strata_levels(StudySpec.model_validate(stored))
+    out = []
+    for share, match in zip(shares(budget or 0, len(levels)), levels, strict=True):
+        mine = [t for t in trials if stratum_of(t, list(match)) == match]
+        done = any(t.state == TrialState.COMPLETE for t in mine)
+        best = stratum_study(study, match, study.sampler).best_trial if done else None
+        out.append(StratumStatus(
+            stratum_name(match), share, sum(t.state.name in FINISHED_NAMES for t in mine),
+            sum(t.state == TrialState.RUNNING for t in mine),
+            best.value if best else None, best.number if best else None))
+    return out
