@@ -3,6 +3,8 @@ only, worded by :mod:`rnnlab.analysis.verdicts` (docs/decisions.md, "Effects")."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 
 from rnnlab.analysis.frames import StudyFrames
@@ -45,12 +47,23 @@ def _space(frames: StudyFrames, table: pd.DataFrame) -> Space:
             kinds[key], choices[key] = "categorical", tuple(sorted(set(observed)))
         else:
             kinds[key] = "log" if key in frames.log_keys else "linear"
-    return Space(tuple(k for k in frames.search if k in table), kinds, choices, frames.metric,
-                 -1.0 if frames.direction == "minimize" else 1.0, SEED_KEY in frames.search)
+    space = Space(tuple(k for k in frames.search if k in table), kinds, choices, frames.metric,
+                  -1.0 if frames.direction == "minimize" else 1.0, SEED_KEY in frames.search)
+    ablation = (frames.spec.get("study") or {}).get("ablation")
+    if not ablation:
+        return space
+    keys = tuple(frames.spec["study"].get("strata") or ())
+    planned: dict[tuple, tuple[str, ...]] = {}
+    for t in ablation["trials"]:
+        within = tuple((k, label(t[k])) for k in keys)
+        levels = planned.setdefault(within, ())
+        if label(t[ablation["factor"]]) not in levels:
+            planned[within] = (*levels, label(t[ablation["factor"]]))
+    return replace(space, only=ablation["factor"], within=keys, planned=planned)
 
 
 def _categorical(space: Space, table: pd.DataFrame, key: str) -> Effect:
-    others = space.categorical(but=key)
+    others = space.categorical(but=key) if space.within is None else space.within
     found = tuple(_stratum(space, rows, key, within)
                   for within, rows in strata(table, others, space.choices))
     tried = [s for s in found if s.leader is not None]
@@ -65,8 +78,8 @@ def _categorical(space: Space, table: pd.DataFrame, key: str) -> Effect:
 
 
 def _stratum(space: Space, rows: pd.DataFrame, key: str, within) -> Stratum:
-    levels = tuple(level_of(c, rows[rows[key].map(label) == c], space.sign)
-                   for c in space.choices[key])
+    chosen = space.choices[key] if space.planned is None else space.planned.get(within, ())
+    levels = tuple(level_of(c, rows[rows[key].map(label) == c], space.sign) for c in chosen)
     done = rows[rows["state"] == "COMPLETE"]
     confounders = tuple(k for k in space.numeric if done[k].map(label).nunique() > 1)
     tried = ranked(levels, space.sign)

@@ -28,9 +28,16 @@ class Space:
     metric: str
     sign: float  # 1.0 when the objective is maximised, -1.0 when minimised
     seeded: bool  # SEED_KEY is searched: gaps pair over it
+    # An ablation study (rnnlab ablate): its one factor, judged within the declared strata
+    # only, each stratum at the levels its plan gave it (the other keys are fixed per stratum).
+    only: str | None = None
+    within: tuple[str, ...] | None = None
+    planned: dict[tuple, tuple[str, ...]] | None = None
 
     @property
     def factors(self) -> tuple[str, ...]:
+        if self.only:
+            return (self.only,)
         return tuple(k for k in self.searched if k != SEED_KEY)
 
     def categorical(self, but: str = "") -> tuple[str, ...]:

@@ -128,7 +128,51 @@ def sweep(
             final = run_sweep(study_spec, _storage(storage), place, on_progress=progress,
                               allow_spec_change=allow_spec_change)
     Console().print(status_view([final], detail=True))
+    if final.finished >= (final.budget or 0):  # the search is done: its ablations run now
+        for config in study_spec.ablate:
+            _ablate(final.name, config, _storage(storage), None if ray else workers)
     typer.echo(next_commands(final.name, storage))
+
+
+def _ablate(study: str, config, storage: str, workers: int | None) -> None:
+    """Run an ablation of ``study`` with the sweep's progress lines, and show its table."""
+    from rnnlab.cli.progress import StudyProgress, placement_line
+    from rnnlab.cli.tables import status_view
+    from rnnlab.engines.ablate import ablate as run_ablation
+
+    with StudyProgress(err) as progress:
+        def started(place) -> None:
+            progress.workers = place.workers
+            progress.header = (f"ablation of {config.factor}: "
+                               + placement_line(place, workers is None))
+
+        final = run_ablation(storage, study, config, workers, on_start=started,
+                             on_progress=progress)
+    Console().print(status_view([final], detail=True))
+
+
+@app.command()
+def ablate(
+    study: Annotated[str, typer.Argument(help="The searched study.")],
+    factor: Annotated[str, typer.Option(help="The searched key to ablate (e.g. "
+                                              "data.normalisation).")],
+    levels: Annotated[str | None, typer.Option(
+        help="Its levels, comma-separated (default: a categorical's every choice; L2: 0 and "
+        "the best; another range: the best /3, x1, x3).")] = None,
+    seeds: Annotated[int, typer.Option(help="Paired seeds per level (at least 2).")] = 3,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Local worker processes (default: as a sweep starts).")] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Train each stratum's best config with FACTOR at each level, with paired seeds: a derived
+    study (STUDY-ablate-FACTOR) whose report gives the paired verdict within each stratum."""
+    from rnnlab.cli.tables import next_commands
+    from rnnlab.engines.ablate import ablation
+    from rnnlab.study.ablation import derived_name
+
+    config = ablation(factor, levels, seeds)
+    _ablate(study, config, _storage(storage), workers)
+    typer.echo(next_commands(derived_name(study, config.factor), storage))
 
 
 @app.command()

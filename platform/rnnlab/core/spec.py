@@ -149,7 +149,7 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
             out[key] = None if raw.strip() in ("", "null", "~") else raw
             continue
         try:
-            out[key] = _yaml_scalar(raw)
+            out[key] = yaml_scalar(raw)
         except yaml.YAMLError as exc:
             raise RnnlabError(
                 f"--set {pair!r}: value is not valid YAML ({_first_line(exc)})"
@@ -171,7 +171,9 @@ def _text_keys() -> set[str]:
             if inner.annotation in (str, str | None)}
 
 
-def _yaml_scalar(raw: str) -> Any:
+def yaml_scalar(raw: str) -> Any:
+    """A command-line value read as a YAML scalar: ``1e-3`` a float, ``true`` a bool, ``gru``
+    text, nothing ``None``."""
     value = yaml.safe_load(raw) if raw.strip() else None
     if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string; numbers were meant
         try:

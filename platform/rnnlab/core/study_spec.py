@@ -58,6 +58,26 @@ def objective_key(metric: str, objective: str) -> str:
     return f"{objective}_{metric}"
 
 
+class AblationOf(Section):
+    """What a derived ablation study comes from, and the trials it runs (``rnnlab ablate``
+    writes it: each stratum's best config with the factor at each level, each seed)."""
+
+    of: str  # the searched study
+    factor: str
+    trials: list[dict[str, Any]]  # the params of every trial, in order
+
+
+class AblationConfig(Section):
+    """An ablation of one searched key, run once the search is done: each stratum's best
+    config with ``factor`` set to each level, ``seeds`` paired seeds each, no pruning."""
+
+    factor: str
+    # default: a categorical's every choice; a range with zero_below, 0 and the best value;
+    # another float range, the best value /3, x1 and x3 (those inside the range)
+    levels: list[Any] | None = None
+    seeds: Annotated[int, Field(ge=2)] = 3
+
+
 class StudySection(Section):
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
     metric: Metric = "val_acc"
@@ -70,6 +90,7 @@ class StudySection(Section):
     # Categorical search keys whose levels share the budget equally, each pruned against and
     # sampled from its own trials only (a vanilla RNN is not cut against GRUs).
     strata: list[str] = Field(default_factory=list)
+    ablation: AblationOf | None = None
     # A running trial stamps a heartbeat every heartbeat_interval s; one silent for
     # grace_period s (its worker was killed) is failed and retried up to max_retries times,
     # resuming from its last checkpoint (train.checkpoint_every).
@@ -116,6 +137,7 @@ class StudySpec(RunConfig):
 
     study: StudySection
     search: dict[str, Distribution] = Field(default_factory=dict)
+    ablate: list[AblationConfig] = Field(default_factory=list)
 
     @property
     def base(self) -> RunConfig:
@@ -185,20 +207,37 @@ def load_study_spec(path: str | Path, overrides: list[str] | None = None, *,
                           "study.n_trials (see studies/quickstart.yaml)")
     flags = {**override_flags(overrides), **{k: f"--{k.split('.')[1].replace('_', '-')} {v}"
                                              for k, v in extra.items() if v is not None}}
-    spec = validate(StudySpec, raw, str(path), flags)
+    return study_spec(raw, str(path), flags)
+
+
+def study_spec(raw: dict[str, Any], origin: str,
+               flags: dict[str, str] | None = None) -> StudySpec:
+    """A study spec from its raw mapping, every search key, range, stratum and ablation checked.
+
+    Args:
+        raw: the spec as a mapping (read from YAML, or made by rnnlab).
+        origin: what error lines name (the spec's path).
+        flags: dotted keys set on the command line, with the flag that set each.
+
+    Raises:
+        RnnlabError: the spec is malformed, names an unknown key, or has an invalid range.
+    """
+    spec = validate(StudySpec, raw, origin, flags)
     for key, dist in spec.search.items():
-        _check_distribution(spec.base, key, dist, str(path))
-    _check_strata(spec, str(path))
+        _check_distribution(spec.base, key, dist, origin)
+    _check_strata(spec, origin)
+    for i, ablation in enumerate(spec.ablate):
+        check_ablation(spec, ablation, f"{origin}: ablate[{i}]")
     if spec.study.sampler.name == "grid":
         size = 1
         for key, dist in spec.search.items():
             if dist.type != "categorical" and not (dist.type == "int" or dist.step):
-                raise RnnlabError(f"{path}: search.{key}: the grid sampler needs choices, an "
+                raise RnnlabError(f"{origin}: search.{key}: the grid sampler needs choices, an "
                                   "int range or a float range with step")
             size *= (len(dist.choices) if dist.type == "categorical"
                      else int((dist.high - dist.low) / (dist.step or 1) + 1e-9) + 1)
         if spec.study.n_trials > size:
-            raise RnnlabError(f"{path}: study.n_trials {spec.study.n_trials} exceeds the "
+            raise RnnlabError(f"{origin}: study.n_trials {spec.study.n_trials} exceeds the "
                               f"{size} points of the grid; lower it")
     return spec
 
@@ -240,3 +279,43 @@ def _check_strata(spec: StudySpec, origin: str) -> None:
         raise RnnlabError(f"{where}: {count} strata need at least one trial each, but "
                           f"study.n_trials is {spec.study.n_trials}; raise it or stratify on "
                           "fewer keys")
+
+
+def check_ablation(spec: StudySpec, ablation: AblationConfig, where: str) -> None:
+    """Refuse an ablation the study cannot run: a factor it did not search, a stratum or the
+    seed, given levels outside the searched range, fewer than two levels, or an int range
+    without levels.
+
+    Raises:
+        RnnlabError: one line naming ``where`` and the fix.
+    """
+    key, dist = ablation.factor, spec.search.get(ablation.factor)
+    if dist is None:
+        raise RnnlabError(f"{where}: factor {key} was not searched in study "
+                          f"{spec.study.name!r}; ablate one of {', '.join(spec.search)}")
+    if key in spec.study.strata or key == "train.seed":
+        what = "the seed" if key == "train.seed" else "a stratum"
+        raise RnnlabError(f"{where}: factor {key} is {what} of the study, which every "
+                          "ablation keeps apart; ablate another key")
+    if ablation.levels is None:
+        if dist.type == "int":
+            raise RnnlabError(f"{where}: factor {key} is an int range: give its levels")
+        return
+    for level in ablation.levels:
+        if not _in_range(dist, level):
+            bounds = (dist.choices if dist.type == "categorical" else
+                      f"{dist.low:g} to {dist.high:g}" + (" or 0" if dist.zero_below else ""))
+            raise RnnlabError(f"{where}: level {level!r} of {key} is outside what the study "
+                              f"searched ({bounds}); give levels inside it")
+    if len(set(ablation.levels)) < 2:
+        raise RnnlabError(f"{where}: give at least two distinct levels of {key} to compare")
+
+
+def _in_range(dist: Distribution, level: Any) -> bool:
+    if dist.type == "categorical":
+        return level in dist.choices
+    if isinstance(level, bool) or not isinstance(level, int | float):
+        return False
+    if dist.type == "int" and not float(level).is_integer():
+        return False
+    return dist.low <= level <= dist.high or (dist.zero_below is not None and level == 0)

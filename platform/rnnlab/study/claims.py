@@ -30,6 +30,7 @@ from rnnlab.storage.keys import (
     TRIAL_WORKER,
 )
 from rnnlab.storage.locks import study_lock
+from rnnlab.study.ablation import fill_plan
 from rnnlab.study.strata import next_stratum
 from rnnlab.tracking.tracker import Tracker
 
@@ -118,6 +119,9 @@ def claim(study: optuna.Study, storage: str, spec: StudySpec, tracker: Tracker,
     trial keeps ``name`` as its worker's (default :func:`worker_name`)."""
     with study_lock(storage, study.study_name):
         reap_stale(study, tracker, spec)
+        if spec.study.ablation:  # an ablation runs its plan, and samples nothing
+            with uninterrupted():
+                fill_plan(study, spec)
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         taken = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials)

@@ -1,0 +1,125 @@
+"""Ablations from the best: a derived study that trains each stratum's best config with one
+factor set to each level, with paired seeds and no pruning, so that its report gives a paired
+verdict within each stratum (at each stratum's own best config, not at a default).
+
+The derived study's spec holds its whole plan (``study.ablation.trials``): every worker fills
+the plan, enqueuing a planned trial that has no live one, and never samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from rnnlab.core.study_spec import (
+    AblationConfig,
+    Distribution,
+    StudySpec,
+    check_ablation,
+    strata_levels,
+    stratum_name,
+    study_spec,
+)
+from rnnlab.errors import RnnlabError
+from rnnlab.storage.adapter import load_study, stratum_study
+from rnnlab.storage.keys import ATTR_SPEC, FINISHED, enqueued_params, trained_params
+
+SEED_KEY = "train.seed"
+LIVE = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)  # a planned trial that needs no more
+
+
+def derived_name(study: str, factor: str) -> str:
+    """The derived study's name: where it comes from, and what it ablates."""
+    return f"{study}-ablate-{factor}"
+
+
+def ablation_spec(storage: str, name: str, ablation: AblationConfig,
+                  where: str = "rnnlab ablate") -> StudySpec:
+    """The derived study of ``ablation`` on study ``name``: its base config and settings are the
+    study's, its trials each stratum's best with the factor at each level, for each seed.
+
+    Raises:
+        RnnlabError: the study does not exist or has no complete trial, or the ablation is one
+            it cannot run (see :func:`~rnnlab.core.study_spec.check_ablation`).
+    """
+    study = load_study(storage, name)
+    stored = study.user_attrs.get(ATTR_SPEC)
+    if not stored:
+        raise RnnlabError(f"study {name!r} was not made by `rnnlab sweep`: nothing to ablate")
+    spec = StudySpec.model_validate(stored)
+    check_ablation(spec, ablation, where)
+    seeds = [spec.train.seed + i for i in range(ablation.seeds)]
+    trials = []
+    for match in strata_levels(spec):
+        best = _best(study, match)
+        if best is None:
+            raise RnnlabError(f"{where}: stratum {stratum_name(match) or 'of the study'} of "
+                              f"study {name!r} has no complete trial yet; finish the search "
+                              "first (rnnlab sweep)")
+        params = {k: v for k, v in trained_params(best).items() if k in spec.search}
+        for level in _levels(ablation, spec.search[ablation.factor], params, where):
+            trials += [{**params, **match, ablation.factor: level, SEED_KEY: s} for s in seeds]
+    return _derived(spec, stored, ablation, trials)
+
+
+def _best(study: optuna.Study, match: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
+    view = stratum_study(study, match, study.sampler) if match else study
+    try:
+        return view.best_trial
+    except ValueError:  # no complete trial
+        return None
+
+
+def _levels(ablation: AblationConfig, dist: Distribution, best: dict[str, Any],
+            where: str) -> list[Any]:
+    """The levels asked for, else the default (see :class:`AblationConfig`), around ``best``."""
+    if ablation.levels is not None:
+        return list(dict.fromkeys(ablation.levels))
+    if dist.type == "categorical":
+        return list(dist.choices)
+    value = float(best[ablation.factor])
+    if dist.zero_below is not None:  # a best trained without the penalty: the range's middle
+        return [0.0, value or float(math.sqrt(dist.zero_below * dist.high))]
+    levels = [v for v in (value / 3, value, value * 3) if dist.low <= v <= dist.high]
+    if len(levels) < 2:
+        raise RnnlabError(f"{where}: the best {ablation.factor} {value:g} leaves no room x/÷3 "
+                          f"inside {dist.low:g} to {dist.high:g}; give --levels")
+    return levels
+
+
+def _derived(spec: StudySpec, stored: dict[str, Any], ablation: AblationConfig,
+             trials: list[dict[str, Any]]) -> StudySpec:
+    name = derived_name(spec.study.name, ablation.factor)
+    settings = {k: v for k, v in stored["study"].items() if k not in ("timeout", "ablation")}
+    raw = {**{k: stored[k] for k in ("data", "model", "train")},
+           "study": {**settings, "name": name, "n_trials": len(trials),
+                     "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
+                     "ablation": {"of": spec.study.name, "factor": ablation.factor,
+                                  "trials": trials}},
+           # every value a trial is enqueued with, as the choices of its key
+           "search": {k: {"choices": list(dict.fromkeys(t[k] for t in trials))}
+                      for k in trials[0]}}
+    return study_spec(raw, f"ablation of {spec.study.name!r}")
+
+
+def fill_plan(study: optuna.Study, spec: StudySpec) -> int:
+    """Enqueue every planned trial of a derived ablation study that has no live trial (never
+    made, or failed for good); returns how many. Call it under the study's lock."""
+    live = Counter(_key(enqueued_params(t)) for t in study.get_trials(deepcopy=False)
+                   if t.state in LIVE)
+    added = 0
+    for params in spec.study.ablation.trials:
+        if live[_key(params)]:
+            live[_key(params)] -= 1
+        else:
+            study.enqueue_trial(params)
+            added += 1
+    return added
+
+
+def _key(params: dict[str, Any]) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))

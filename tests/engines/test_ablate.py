@@ -1,0 +1,149 @@
+"""Ablations from the best, on real stores: the derived study trains each stratum's best config
+with the factor at each level and paired seeds, its report judges the factor within each
+stratum, it resumes after a Ctrl-C with its plan whole, and every bad input is one line."""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from support import SPEC, build_study
+from typer.testing import CliRunner
+
+from rnnlab.analysis.effects import effects
+from rnnlab.analysis.frames import study_frames
+from rnnlab.cli.app import app
+from rnnlab.core.study_spec import AblationConfig
+from rnnlab.engines.ablate import ablate
+from rnnlab.storage.adapter import load_study, open_storage, stratum_study
+from rnnlab.storage.keys import trained_params
+
+FIRE = Path(__file__).resolve().parents[1] / "fire"
+NAME = "searched"
+
+
+@pytest.fixture
+def searched(tmp_path, monkeypatch, mlflow_db):
+    """A finished stratified search (2 cells x 2 trials) in this test's folder."""
+    raw = yaml.safe_load(yaml.safe_dump(SPEC))
+    raw["train"]["checkpoint_every"] = 1
+    raw["study"].update(name=NAME, n_trials=4, strata=["model.cell"],
+                        pruner={"name": "none"})
+    study = build_study(tmp_path, raw)
+    monkeypatch.chdir(tmp_path)
+    return study
+
+
+def _bests(storage: str) -> dict[str, dict]:
+    study = load_study(storage, NAME)
+    return {cell: trained_params(stratum_study(study, {"model.cell": cell},
+                                               study.sampler).best_trial)
+            for cell in ("rnn", "gru")}
+
+
+def test_each_strata_best_is_trained_at_each_level_with_paired_seeds(searched):
+    final = ablate(searched.storage, NAME, AblationConfig(factor="data.normalisation",
+                                                          seeds=2), workers=1)
+    assert final.name == f"{NAME}-ablate-data.normalisation" and final.finished == 8
+    bests = _bests(searched.storage)
+    trials = load_study(searched.storage, final.name).get_trials()
+    assert {t.state.name for t in trials} == {"COMPLETE"}  # no pruning
+    seen = collections.Counter()
+    for t in trials:
+        cell = t.params["model.cell"]
+        for key in ("train.lr", "train.l2"):  # the stratum's best, as trained
+            assert t.params[key] == bests[cell][key]
+        seen[cell, t.params["data.normalisation"], t.params["train.seed"]] += 1
+    assert seen == {(c, n, s): 1 for c in ("rnn", "gru") for n in ("none", "per_pixel")
+                    for s in (0, 1)}
+
+    [effect] = effects(study_frames(searched.storage, final.name))
+    assert effect.key == "data.normalisation" and effect.stratified_by == ("model.cell",)
+    for stratum in effect.strata:
+        assert [lv.level for lv in stratum.levels] == ["none", "per_pixel"]
+        assert all(lv.n == 2 for lv in stratum.levels)
+        assert [g.test for g in stratum.gaps] == ["paired over seeds"]
+        assert [g.n for g in stratum.gaps] == [2]
+
+
+def test_a_continuous_factor_defaults_to_zero_and_each_strata_best(searched):
+    final = ablate(searched.storage, NAME, AblationConfig(factor="train.l2"), workers=1)
+    bests = _bests(searched.storage)
+    trials = load_study(searched.storage, final.name).get_trials()
+    for cell in ("rnn", "gru"):
+        levels = sorted({t.params["train.l2"] for t in trials if t.params["model.cell"] == cell})
+        # a best trained without the penalty is compared with the range's middle (log scale)
+        best = bests[cell]["train.l2"] or (1e-6 * 1e-3) ** 0.5
+        assert levels == [0.0, pytest.approx(best)]
+    assert final.finished == 2 * 2 * 3  # two cells, two levels, three seeds
+
+
+def test_an_interrupted_ablation_resumes_and_runs_its_plan_exactly(searched):
+    env = {**os.environ, "RNNLAB_TEST_FIRE": "report:group",
+           "RNNLAB_TEST_MARKER": str(searched.folder / "fired"),
+           "PYTHONPATH": os.pathsep.join([str(FIRE), os.environ.get("PYTHONPATH", "")])}
+    argv = [sys.executable, "-m", "rnnlab", "ablate", NAME, "--factor", "data.normalisation",
+            "--seeds", "2", "--workers", "2"]
+    cut = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300,
+                         start_new_session=True)
+    assert cut.returncode == 130, cut.stderr
+    derived = f"{NAME}-ablate-data.normalisation"
+    study = optuna.load_study(study_name=derived, storage=open_storage(searched.storage))
+    assert "FAIL" in {t.state.name for t in study.get_trials()}  # a trial was cut
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    trials = optuna.load_study(study_name=derived,
+                               storage=open_storage(searched.storage)).get_trials()
+    done = collections.Counter(
+        (t.params["model.cell"], t.params["data.normalisation"], t.params["train.seed"])
+        for t in trials if t.state.name == "COMPLETE")
+    assert done == {(c, n, s): 1 for c in ("rnn", "gru") for n in ("none", "per_pixel")
+                    for s in (0, 1)}
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    once_more = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert once_more.returncode == 0, once_more.stderr
+    assert len(optuna.load_study(study_name=derived, storage=open_storage(
+        searched.storage)).get_trials()) == len(trials)  # nothing trained again
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["ghost", "--factor", "data.normalisation"], "no study named 'ghost'"),
+    ([NAME, "--factor", "model.hidden"], "factor model.hidden was not searched"),
+    ([NAME, "--factor", "model.cell"], "factor model.cell is a stratum"),
+    ([NAME, "--factor", "train.lr", "--levels", "5e-3,0.5"],
+     "level 0.5 of train.lr is outside what the study searched"),
+    ([NAME, "--factor", "data.normalisation", "--levels", "none,zscore"],
+     "level 'zscore' of data.normalisation is outside"),
+    ([NAME, "--factor", "data.normalisation", "--seeds", "1"], "--seeds 1: seeds"),
+])
+def test_bad_ablations_are_one_line_and_create_nothing(searched, args, words):
+    before = load_study(searched.storage, NAME).study_name
+    names = {s.study_name for s in optuna.get_all_study_summaries(
+        open_storage(searched.storage))}
+    result = CliRunner().invoke(app, ["ablate", *args, "--storage", searched.storage])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rnnlab: error: ") and words in lines[0], \
+        lines
+    assert before == NAME and {s.study_name for s in optuna.get_all_study_summaries(
+        open_storage(searched.storage))} == names
+
+
+def test_a_specs_ablate_section_runs_once_the_search_is_done(tmp_path, mlflow_db):
+    raw = yaml.safe_load(yaml.safe_dump(SPEC))
+    raw["study"].update(name="with-ablation", n_trials=2, strata=["model.cell"],
+                        pruner={"name": "none"})
+    raw["ablate"] = [{"factor": "data.normalisation", "seeds": 2}]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["sweep", "s.yaml", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "ablation of data.normalisation" in result.stderr
+    derived = load_study("rnnlab.journal", "with-ablation-ablate-data.normalisation")
+    assert len(derived.get_trials()) == 2 * 2 * 2  # cells x levels x seeds
+    assert {t.state.name for t in derived.get_trials()} == {"COMPLETE"}
