@@ -84,41 +84,46 @@ def test_yaml_of_each_cells_best_config(env, frames, tmp_path):
     assert not (tmp_path / "lstm.yaml").exists()
 
 
+def _tag(run, key: str) -> int:
+    return int(run.data.tags[f"rnnlab.confirm_{key}"])
+
+
 def test_confirmation_is_tracked_on_the_test_set_and_reused(env, frames, tmp_path):
     runner = CliRunner()
     first = runner.invoke(app, ["report", env.name, "--storage", env.storage,
-                                "--format", "md", "--confirm-seeds", "2"])
+                                "--format", "md", "--confirm-seeds", "2", "--confirm-splits", "2"])
     assert first.exit_code == 0, first.output
     info = get_report_info(frames)
-    wanted = {(n, trial_config(frames, n).train.seed + i) for _, n in candidates(info)
-              for i in range(2)}
+    own = trial_config(frames, info.best.number).data.split_seed
+    wanted = {(n, own + j, trial_config(frames, n).train.seed + i) for _, n in candidates(info)
+              for j in range(3) for i in range(2)}
     runs = confirm_runs(env)
-    seen = {(int(r.data.tags["rnnlab.confirm_trial"]), int(r.data.tags["rnnlab.confirm_seed"]))
-            for r in runs}
+    seen = {(_tag(r, "trial"), _tag(r, "split"), _tag(r, "seed")) for r in runs}
     assert wanted <= seen
     parent = load_study(env.storage, env.name).user_attrs["mlflow_parent_run_id"]
     for r in runs:
         assert r.data.tags["mlflow.parentRunId"] == parent
         assert r.data.tags["data.test_set"] == TEST_SET
         assert 0 <= r.data.metrics["test_acc"] <= 1
-        n, seed = int(r.data.tags["rnnlab.confirm_trial"]), int(r.data.tags["rnnlab.confirm_seed"])
-        config = trial_config(frames, n)
-        config = config.model_copy(update={"train": config.train.model_copy(
-            update={"seed": seed})})
+        config = trial_config(frames, _tag(r, "trial"))
+        config = config.model_copy(update={
+            "data": config.data.model_copy(update={"split_seed": _tag(r, "split")}),
+            "train": config.train.model_copy(update={"seed": _tag(r, "seed")})})
         assert r.data.tags["rnnlab.config_hash"] == config_hash(config)
         # the tiny study's objective is the best epoch: its weights are the ones scored
         assert r.data.tags["rnnlab.confirm_weights"] == "best validation val_acc epoch"
         assert 1 <= r.data.metrics["weights_epoch"] <= config.train.epochs
     md = first.stdout
     assert f"Test set: {TEST_SET}" in md and "(validation" in md
-    assert "test accuracy (mean ± std)" in md and "```yaml" in md
+    assert "test accuracy, the study's subset (mean ± std of 2 seeds" in md and "```yaml" in md
     # A second report trains nothing: every confirmation run is found by its config hash.
-    second = runner.invoke(app, ["report", env.name, "--storage", env.storage,
-                                 "--format", "json", "--confirm-seeds", "2", "--out", "r.json"])
+    second = runner.invoke(app, ["report", env.name, "--storage", env.storage, "--format",
+                                 "json", "--confirm-seeds", "2", "--confirm-splits", "2",
+                                 "--out", "r.json"])
     assert second.exit_code == 0, second.output
     assert len(confirm_runs(env)) == len(runs)
     data = json.loads((tmp_path / "r.json").read_text())
-    assert [c["reused"] for c in data["confirmations"]] == [2] * len(candidates(info))
+    assert [c["reused"] for c in data["confirmations"]] == [6] * len(candidates(info))
     assert all(c["test_set"] == TEST_SET for c in data["confirmations"])
     assert data["best"]["number"] == info.best.number
     # md and json draw the same effect records; two cells were confirmed on the test set
@@ -135,7 +140,8 @@ def html_free(text: str) -> str:
 
 def test_html_report_embeds_its_figures_and_opens_offline(env, browser, tmp_path):  # noqa: F811
     result = CliRunner().invoke(app, ["report", env.name, "--storage", env.storage,
-                                      "--format", "html", "--confirm-seeds", "1"])
+                                      "--format", "html", "--confirm-seeds", "1",
+                                      "--confirm-splits", "1"])
     assert result.exit_code == 0, result.output
     path = tmp_path / "reports" / f"{env.name}.html"
     check = open_html(browser, path)
@@ -160,6 +166,10 @@ def test_bad_input_is_one_line_exit_2_before_any_training(env, tmp_path):
         (["report", env.name, "--storage", env.storage, "--format", "pdf"],
          "unknown report format 'pdf'"),
         (["report", "nope", "--storage", env.storage, "--format", "html"], "no study named"),
+        (["report", env.name, "--storage", env.storage, "--confirm-splits", "0"],
+         "--confirm-splits 0: confirm on at least 1 other training subset"),
+        (["report", env.name, "--storage", env.storage, "--confirm-seeds", "0"],
+         "--confirm-seeds 0: confirm with at least 1 seed"),
     ):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2, result.output

@@ -13,10 +13,15 @@ CONFIDENCE = 0.95
 
 def paired_interval(diffs: list[float]) -> tuple[float | None, float | None]:
     """The ``CONFIDENCE`` t interval of the mean of paired differences (None below 2 pairs)."""
-    if len(diffs) < 2:
+    return mean_interval(diffs)
+
+
+def mean_interval(values: list[float]) -> tuple[float | None, float | None]:
+    """The ``CONFIDENCE`` t interval of the mean of ``values`` (None below 2 values)."""
+    if len(values) < 2:
         return None, None
     with _equal_values_allowed():
-        ci = stats.ttest_1samp(diffs, 0.0).confidence_interval(CONFIDENCE)
+        ci = stats.ttest_1samp(values, 0.0).confidence_interval(CONFIDENCE)
     return float(ci.low), float(ci.high)
 
 

@@ -282,7 +282,10 @@ def report(
     out: Annotated[Path | None, typer.Option(
         help="File to write (default: stdout; html: reports/<study>.html).")] = None,
     confirm_seeds: Annotated[int, typer.Option(
-        min=1, help="Seeds to re-train each confirmed config with, scored on the test set.")] = 3,
+        help="Seeds to re-train each confirmed config with on each training subset.")] = 3,
+    confirm_splits: Annotated[int | None, typer.Option(
+        help="Other training subsets to confirm on besides the study's own (default 3; none "
+        "where the study trains on every image).")] = None,
     cell: Annotated[str | None, typer.Option(
         help="With --format yaml: the best config of this cell instead of the best overall.")
     ] = None,
@@ -291,6 +294,7 @@ def report(
     from rnnlab.reports.build import report as build_report
 
     text, path = build_report(_storage(storage), study, fmt, out, confirm_seeds=confirm_seeds,
+                              confirm_splits=confirm_splits,
                               cell=cell, on_progress=lambda line: err.print(line, soft_wrap=True,
                                                                  highlight=False))
     if text is not None:

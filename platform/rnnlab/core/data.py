@@ -44,6 +44,23 @@ def check(cfg: DataConfig) -> None:
     _split_indices(cfg, load_raw(cfg.source, cfg.dir))
 
 
+def fixed_subset(cfg: DataConfig) -> str | None:
+    """Why every ``split_seed`` trains on the same images (the tutorial's fixed split, or a
+    budget of every image there is); None when each draws its own training subset.
+
+    Raises:
+        RnnlabError: the data cannot be found or is corrupt.
+    """
+    if cfg.split == "tutorial":
+        return "the tutorial's split is fixed (its first 5000 training images)"
+    raw = load_raw(cfg.source, cfg.dir)
+    pool = len(raw.train_x) - (MNIST5K_TEST_SIZE if raw.test_x is None else 0)
+    if cfg.train_size + cfg.val_size >= pool:
+        return (f"the study trains and validates on all {pool} images {cfg.source} has for "
+                "them")
+    return None
+
+
 def _split_indices(cfg: DataConfig, raw: Raw) -> tuple[np.ndarray, ...]:
     """Indices (into the train pool and test pool) of train, val and test; disjoint, fixed."""
     n = len(raw.train_x)

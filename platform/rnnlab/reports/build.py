@@ -12,15 +12,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rnnlab.analysis.frames import study_frames
+from rnnlab.core.data import fixed_subset
 from rnnlab.errors import RnnlabError
 from rnnlab.files import atomic_write, check_writable
 from rnnlab.reports.confirm import confirm
-from rnnlab.reports.info import get_report_info, with_best_of
+from rnnlab.reports.info import get_report_info, trial_config, with_best_of
 from rnnlab.reports.render import FORMATS, render
+
+DEFAULT_SPLITS = 3  # other training subsets a config is confirmed on
 
 
 def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = None, *,
-           confirm_seeds: int = 3, tracking_uri: str | None = None, cell: str | None = None,
+           confirm_seeds: int = 3, confirm_splits: int | None = None,
+           tracking_uri: str | None = None, cell: str | None = None,
            on_progress: Callable[[str], None] | None = None) -> tuple[str | None, Path | None]:
     """Build a study's report, confirm it on the test set, and write or return it.
 
@@ -32,7 +36,11 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
         name: the study.
         fmt: ``md``, ``html``, ``json`` or ``yaml``.
         out: the file to write.
-        confirm_seeds: K, the seeds each confirmed config is re-trained with (K >= 1).
+        confirm_seeds: K, the seeds each confirmed config is re-trained with on each
+            training subset (K >= 1).
+        confirm_splits: other training subsets (split seeds) to confirm on besides the
+            study's own (>= 1); None: 3, or none where every split seed trains on the same
+            images (the report then says that only seeds vary).
         tracking_uri: the MLflow store (default ``MLFLOW_TRACKING_URI`` or MLflow's default).
         cell: with ``yaml``, the best config of this cell (validation) instead of the best.
         on_progress: receives one line per confirmation run.
@@ -41,14 +49,18 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
         ``(text, None)`` when returned as text, ``(None, path)`` when written.
 
     Raises:
-        RnnlabError: unknown format or study, no complete trial, ``confirm_seeds`` < 1, a
-            ``cell`` with no complete trial (or without ``yaml``), or an unwritable ``out``
+        RnnlabError: unknown format or study, no complete trial, ``confirm_seeds`` or
+            ``confirm_splits`` < 1, other subsets asked of a study that trains on every image,
+            a ``cell`` with no complete trial (or without ``yaml``), or an unwritable ``out``
             (checked before anything trains).
     """
     if fmt not in FORMATS:
         raise RnnlabError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
     if confirm_seeds < 1:
         raise RnnlabError(f"--confirm-seeds {confirm_seeds}: confirm with at least 1 seed")
+    if confirm_splits is not None and confirm_splits < 1:
+        raise RnnlabError(f"--confirm-splits {confirm_splits}: confirm on at least 1 other "
+                          "training subset (or leave the flag out)")
     if cell is not None and fmt != "yaml":
         raise RnnlabError(f"--cell {cell} picks the config --format yaml exports; drop it "
                           f"for --format {fmt}")
@@ -62,8 +74,17 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
     if out is not None:
         check_writable(out)  # before minutes of confirmation training, not after
     if fmt != "yaml":
-        info = dataclasses.replace(info, confirm_seeds=confirm_seeds, confirmations=confirm(
-            info, frames, confirm_seeds, tracking_uri=tracking_uri, on_progress=on_progress))
+        fixed = fixed_subset(trial_config(frames, info.best.number).data)
+        if fixed and confirm_splits:
+            raise RnnlabError(f"--confirm-splits {confirm_splits}: {fixed}, so no other "
+                              "training subset can be drawn; leave the flag out (only seeds "
+                              "vary)")
+        splits = 0 if fixed else confirm_splits or DEFAULT_SPLITS
+        info = dataclasses.replace(
+            info, confirm_seeds=confirm_seeds, confirm_splits=splits,
+            subsets_note=f"only seeds vary: {fixed}" if fixed else "",
+            confirmations=confirm(info, frames, confirm_seeds, splits,
+                                  tracking_uri=tracking_uri, on_progress=on_progress))
     text = render(info, fmt, frames)
     if out is None:
         return text, None

@@ -1,4 +1,5 @@
-"""Confirmation runs: a chosen config re-trained with K seeds and scored on the test set.
+"""Confirmation runs: a chosen config re-trained on the study's training subset and others, with
+K seeds each, and scored on the test set.
 
 Each run is an MLflow run nested under the study's run, tagged ``rnnlab.kind=confirm`` and
 ``rnnlab.config_hash`` (the hash of the whole config, seed included). Before training, the
@@ -19,11 +20,13 @@ from rnnlab.tracking.tracker import Tracker
 from rnnlab.train import evaluate, fit, resolve_device
 
 
-def confirm(info: ReportInfo, frames: StudyFrames, seeds: int, *,
+def confirm(info: ReportInfo, frames: StudyFrames, seeds: int, splits: int = 0, *,
             tracking_uri: str | None = None,
             on_progress: Callable[[str], None] | None = None) -> tuple[Confirmation, ...]:
-    """Re-train every candidate config (see :func:`rnnlab.reports.info.candidates`) with seeds
-    ``train.seed + i`` for ``i < seeds`` and score each on the test set, reusing finished runs.
+    """Re-train every candidate config (see :func:`rnnlab.reports.info.candidates`) on the
+    study's own training subset and on ``splits`` others (``data.split_seed + 1 ...``), each
+    with seeds ``train.seed + i`` for ``i < seeds``, and score each run on the test set,
+    reusing finished runs.
 
     Raises:
         RnnlabError: the study has no MLflow run to nest under, or data cannot be loaded.
@@ -41,12 +44,16 @@ def confirm(info: ReportInfo, frames: StudyFrames, seeds: int, *,
     out = []
     for roles, number in candidates(info):
         base = trial_config(frames, number)
+        own = base.data.split_seed
+        pairs = [(own + j, base.train.seed + i) for j in range(splits + 1) for i in range(seeds)]
         runs = []
-        for i in range(seeds):
-            config = base.model_copy(update={"train": base.train.model_copy(
-                update={"seed": base.train.seed + i})})
+        for split, seed in pairs:
+            config = base.model_copy(update={
+                "data": base.data.model_copy(update={"split_seed": split}),
+                "train": base.train.model_copy(update={"seed": seed})})
             key = config_hash(config)
-            what = f"confirm trial {number} ({', '.join(roles)}) seed {config.train.seed}"
+            mine = " (the study's)" if split == own else ""
+            what = f"confirm trial {number} ({', '.join(roles)}) subset {split}{mine} seed {seed}"
             if key in done:
                 row = done[key]
                 say(f"{what}: reusing MLflow run {row['run_id']}")
@@ -58,8 +65,8 @@ def confirm(info: ReportInfo, frames: StudyFrames, seeds: int, *,
                          False))
             say(f"{what}: test accuracy {runs[-1][1]:.4f}")
         out.append(Confirmation(
-            roles=roles, trial=number, config_hash=config_hash(base),
-            seeds=tuple(base.train.seed + i for i in range(seeds)),
+            roles=roles, trial=number, config_hash=config_hash(base), own_split=own,
+            splits=tuple(p[0] for p in pairs), seeds=tuple(p[1] for p in pairs),
             test_acc=tuple(float(r[1]) for r in runs), test_loss=tuple(float(r[2]) for r in runs),
             run_ids=tuple(r[0] for r in runs), reused=sum(r[4] for r in runs),
             test_set=runs[0][3]))
@@ -80,11 +87,14 @@ def _train(tracker: Tracker, info: ReportInfo, config: RunConfig, key: str, numb
     device = resolve_device(config.train.device)
     data = cache.get(config.data, device)
     run_id = tracker.start_run(
-        info.experiment, f"confirm-trial-{number}-seed-{config.train.seed}", config=config,
+        info.experiment,
+        f"confirm-trial-{number}-split-{config.data.split_seed}-seed-{config.train.seed}",
+        config=config,
         parent_run_id=info.parent_run_id, tags={
             "rnnlab.kind": CONFIRM_KIND, "rnnlab.study": info.study,
             "rnnlab.config_hash": key, "rnnlab.confirm_trial": str(number),
             "rnnlab.confirm_seed": str(config.train.seed),
+            "rnnlab.confirm_split": str(config.data.split_seed),
             "rnnlab.confirm_roles": ", ".join(roles), "rnnlab.confirm_weights": weights,
             **data.info})
     with tracker.closing_on_error(run_id):

@@ -17,7 +17,7 @@ from typing import Any
 
 from rnnlab.analysis.effects import effects
 from rnnlab.analysis.frames import StratumSummary, StudyFrames
-from rnnlab.analysis.intervals import std, welch_interval
+from rnnlab.analysis.intervals import mean, mean_interval, std, welch_interval
 from rnnlab.analysis.levels import Effect, Gap
 from rnnlab.core.spec import RunConfig, apply_overrides, to_yaml, validate
 from rnnlab.errors import RnnlabError
@@ -56,13 +56,36 @@ class Importance:
 
 
 @dataclass(frozen=True)
+class Spread:
+    """Test accuracies of one kind (seeds on one subset, or subsets' means): their mean, std
+    and the 95% t interval of the mean."""
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float | None:
+        return mean(self.values)
+
+    @property
+    def std(self) -> float | None:
+        return std(self.values)
+
+    @property
+    def interval(self) -> tuple[float | None, float | None]:
+        return mean_interval(list(self.values))
+
+
+@dataclass(frozen=True)
 class Confirmation:
-    """One config re-trained with several seeds and scored on the test set."""
+    """One config re-trained on training subsets (split seeds) with several seeds each, and
+    scored on the test set: the study's own subset, and others it never saw."""
 
     roles: tuple[str, ...]
     trial: int
     config_hash: str
-    seeds: tuple[int, ...]
+    own_split: int  # the study's data.split_seed
+    splits: tuple[int, ...]  # each run's split seed
+    seeds: tuple[int, ...]  # each run's training seed
     test_acc: tuple[float, ...]
     test_loss: tuple[float, ...]
     run_ids: tuple[str, ...]
@@ -70,12 +93,34 @@ class Confirmation:
     test_set: str
 
     @property
-    def mean_acc(self) -> float:
-        return sum(self.test_acc) / len(self.test_acc)
+    def own(self) -> Spread:
+        """Test accuracy of each seed trained on the study's own subset."""
+        return Spread(tuple(a for a, s in zip(self.test_acc, self.splits, strict=True)
+                            if s == self.own_split))
 
     @property
-    def std_acc(self) -> float | None:
-        return std(self.test_acc)
+    def others(self) -> Spread:
+        """Each other subset's mean test accuracy over its seeds, by split seed: the spread
+        between subsets."""
+        splits = sorted({s for s in self.splits if s != self.own_split})
+        return Spread(tuple(mean([a for a, s in zip(self.test_acc, self.splits, strict=True)
+                                  if s == split]) for split in splits))
+
+    @property
+    def optimism(self) -> float | None:
+        """The study's own subset against the others: selecting on one subset's validation,
+        and training on it, flatters it by this much."""
+        return None if not self.others.values else self.own.mean - self.others.mean
+
+    @property
+    def optimism_interval(self) -> tuple[float | None, float | None]:
+        return welch_interval(list(self.own.values), list(self.others.values))
+
+    @property
+    def expected(self) -> Spread:
+        """What another subset of the same size can expect: the other subsets' means, else
+        (only seeds vary) the own subset's seeds."""
+        return self.others if self.others.values else self.own
 
 
 @dataclass(frozen=True)
@@ -98,6 +143,8 @@ class ReportInfo:
     parent_run_id: str | None
     tracking_uri: str
     confirm_seeds: int = 0
+    confirm_splits: int = 0  # other training subsets each config was confirmed on
+    subsets_note: str = ""  # why only seeds vary, where they do
     confirmations: tuple[Confirmation, ...] = ()
 
     @property
@@ -202,8 +249,9 @@ def _row(r: dict[str, Any], search: tuple[str, ...]) -> TrialRow:
 
 
 def cell_gaps(confirmations: tuple[Confirmation, ...]) -> tuple[Gap, ...]:
-    """Each cell's confirmed best against the best of them on the test set: Welch's interval
-    over the seeds (test accuracy; ``diff`` > 0 means the leader is better)."""
+    """Each cell's confirmed best against the best of them on the test set, by what another
+    subset can expect (:attr:`Confirmation.expected`): Welch's interval over the other subsets'
+    means, or over the seeds where only seeds vary (``diff`` > 0: the leader is better)."""
     cells = {}
     for c in confirmations:
         for role in c.roles:
@@ -211,15 +259,16 @@ def cell_gaps(confirmations: tuple[Confirmation, ...]) -> tuple[Gap, ...]:
                 cells[role.removeprefix("best ")] = c
     if len(cells) < 2:
         return ()
-    order = sorted(cells, key=lambda k: -cells[k].mean_acc)
-    lead = cells[order[0]]
+    order = sorted(cells, key=lambda k: -cells[k].expected.mean)
+    lead = cells[order[0]].expected
+    over = "subsets" if cells[order[0]].others.values else "seeds"
     out = []
     for cell in order[1:]:
-        c = cells[cell]
-        low, high = welch_interval(list(lead.test_acc), list(c.test_acc))
-        out.append(Gap(order[0], cell, lead.mean_acc - c.mean_acc,
-                       min(len(lead.test_acc), len(c.test_acc)),
-                       "Welch over seeds" if low is not None else "", low, high))
+        other = cells[cell].expected
+        low, high = welch_interval(list(lead.values), list(other.values))
+        out.append(Gap(order[0], cell, lead.mean - other.mean,
+                       min(len(lead.values), len(other.values)),
+                       f"Welch over {over}" if low is not None else "", low, high))
     return tuple(out)
 
 

@@ -21,7 +21,7 @@ from rnnlab.dashboards.learning_curves import plot_learning_curves
 from rnnlab.dashboards.normalisation import plot_normalisation
 from rnnlab.dashboards.page import figure_div, page
 from rnnlab.reports.confirm import scored_weights
-from rnnlab.reports.info import Confirmation, ReportInfo, TrialRow, native
+from rnnlab.reports.info import ReportInfo, Spread, TrialRow, native
 
 FORMATS = ("md", "html", "json", "yaml")
 
@@ -35,9 +35,13 @@ def render(info: ReportInfo, fmt: str, frames: StudyFrames | None = None) -> str
             "best_yaml": info.best_yaml,
             "cell_gaps_test": [dataclasses.asdict(g) | {"separated": g.separated}
                                for g in info.cell_gaps],
-            "confirmations": [
-                dataclasses.asdict(c) | {"mean_test_acc": c.mean_acc, "std_test_acc": c.std_acc}
-                for c in info.confirmations]}), indent=1) + "\n"
+            "confirmations": [dataclasses.asdict(c) | {
+                "mean_test_acc": c.own.mean, "std_test_acc": c.own.std,
+                "own_interval": c.own.interval, "other_subset_means": c.others.values,
+                "other_mean_test_acc": c.others.mean, "other_std_test_acc": c.others.std,
+                "other_interval": c.others.interval, "optimism": c.optimism,
+                "optimism_interval": c.optimism_interval} for c in info.confirmations]}),
+            indent=1) + "\n"
     if fmt == "md":
         return markdown(info)
     return html_page(info, frames)
@@ -65,8 +69,20 @@ def _md(value: object) -> str:
     return html.escape(str(value), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
-def _pm(c: Confirmation) -> str:
-    return f"{c.mean_acc:.4f} ± {_f(c.std_acc)}" if c.std_acc is not None else f"{c.mean_acc:.4f}"
+def _pm(spread: Spread) -> str:
+    """``0.9649 ± 0.0038 [0.9555, 0.9743]``: mean, std and 95% interval, as far as known."""
+    if spread.mean is None:
+        return "-"
+    low, high = spread.interval
+    return (f"{spread.mean:.4f}" + (f" ± {spread.std:.4f}" if spread.std is not None else "")
+            + (f" [{low:.4f}, {high:.4f}]" if low is not None else ""))
+
+
+def _diff(value: float | None, interval: tuple) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.4f}" + (f" [{interval[0]:+.4f}, {interval[1]:+.4f}]"
+                              if interval[0] is not None else "")
 
 
 # --- the tables, as header + rows of plain strings (escaped by each format) -----------------
@@ -88,13 +104,19 @@ def _best_lines(info: ReportInfo) -> list[str]:
 
 
 def _confirm_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
-    head = ["config", "trial", f"trial's {info.metric} (validation)", "seeds",
-            "test accuracy (mean ± std)", "test loss (mean)", "test accuracy per seed",
-            "runs (reused)"]
+    head = ["config", "trial", f"trial's {info.metric} (validation)",
+            f"test accuracy, the study's subset (mean ± std of {info.confirm_seeds} seeds "
+            f"[{CONFIDENCE:.0%} CI])",
+            f"test accuracy, {info.confirm_splits} other subsets (mean ± std of their means "
+            f"[{CONFIDENCE:.0%} CI])",
+            f"optimism: the study's subset minus the others [{CONFIDENCE:.0%} CI]",
+            "test accuracy per run (subset/seed)", "runs (reused)"]
     values = {r.number: r.value for r in (*info.top, *info.per_cell, info.best)}
     rows = [[", ".join(c.roles), str(c.trial), _f(values.get(c.trial)),
-             ", ".join(map(str, c.seeds)), _pm(c),
-             _f(sum(c.test_loss) / len(c.test_loss)), ", ".join(_f(a) for a in c.test_acc),
+             _pm(c.own), _pm(c.others),
+             _diff(c.optimism, c.optimism_interval),
+             ", ".join(f"{a:.4f} ({sp}/{se})" for a, sp, se in
+                       zip(c.test_acc, c.splits, c.seeds, strict=True)),
              f"{len(c.run_ids)} ({c.reused})"] for c in info.confirmations]
     return head, rows
 
@@ -150,12 +172,15 @@ def _cells_on_test(info: ReportInfo) -> str:
     gaps = info.cell_gaps
     if not gaps:
         return ""
+    noise = "subset and seed noise" if info.confirm_splits else "seed noise"
     parts = [f"{g.best} ahead of {g.other} by {g.diff:.4f} "
              + (f"[{g.low:+.4f}, {g.high:+.4f}], {g.test} (n={g.n}): "
-                + ("beyond seed noise" if g.separated else "within seed noise")
+                + (f"beyond {noise}" if g.separated else f"within {noise}")
                 if g.low is not None else f"(no interval: n={g.n})") for g in gaps]
-    return (f"Cells on the test set (each cell's best config, {CONFIDENCE:.0%} intervals): "
-            + "; ".join(parts) + ".")
+    what = ("what another training subset can expect: the other subsets' means"
+            if info.confirm_splits else "the study's subset, over seeds")
+    return (f"Cells on the test set (each cell's best config, by {what}; {CONFIDENCE:.0%} "
+            "intervals): " + "; ".join(parts) + ".")
 
 
 _STRATA_HEAD = "## Trials per stratum (validation)"
@@ -177,11 +202,17 @@ def _importance_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
 
 
 def _test_set_line(info: ReportInfo) -> str:
-    return (f"Test set: {info.test_set}. Each config was re-trained with {info.confirm_seeds} "
-            f"seed(s) (train.seed + i) and scored once on it, with the weights of its "
-            f"{scored_weights(info)} (the study's objective is the {info.objective} epoch); "
-            "the runs are nested under the "
-            f"study's MLflow run {info.parent_run_id} (tag rnnlab.kind=confirm).")
+    subsets = (f"on the study's own training subset and on {info.confirm_splits} others "
+               "(data.split_seed + 1, + 2, ...: other training and validation images, the "
+               "same test set)" if info.confirm_splits else
+               f"on the study's own training subset ({info.subsets_note})")
+    return (f"Test set: {info.test_set}. Each config was re-trained {subsets}, with "
+            f"{info.confirm_seeds} seed(s) each (train.seed + i), and scored once on it, with "
+            f"the weights of its {scored_weights(info)} (the study's objective is the "
+            f"{info.objective} epoch). The study's subset chose the config, so its score is "
+            "flattered; the other subsets' mean is what the config gives on a subset of its own. "
+            f"The runs are nested under the study's MLflow run {info.parent_run_id} (tag "
+            "rnnlab.kind=confirm).")
 
 
 # --- Markdown -------------------------------------------------------------------------------
