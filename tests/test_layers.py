@@ -17,7 +17,7 @@ SERVICES = {"storage", "tracking", "train"}
 # Which parts each part may import, besides itself and the base (docs/ARCHITECTURE.md).
 ALLOWED = {
     "cli": {"engines", "study", "reports", "dashboards", "analysis", *SERVICES, "core"},
-    "engines": {"study", *SERVICES, "core"},
+    "engines": {"study", "reports", *SERVICES, "core"},  # reports: confirmation runs
     "study": {*SERVICES, "core"},
     "reports": {"dashboards", "analysis", "tracking", "train", "core"},
     "dashboards": {"analysis", "core"},

@@ -90,9 +90,10 @@ def _tag(run, key: str) -> int:
 
 def test_confirmation_is_tracked_on_the_test_set_and_reused(env, frames, tmp_path):
     runner = CliRunner()
-    first = runner.invoke(app, ["report", env.name, "--storage", env.storage,
-                                "--format", "md", "--confirm-seeds", "2", "--confirm-splits", "2"])
+    first = runner.invoke(app, ["report", env.name, "--storage", env.storage, "--format", "md",
+                                "--confirm-seeds", "2", "--confirm-splits", "2", "--workers", "2"])
     assert first.exit_code == 0, first.output
+    assert "run(s) on 2 local worker(s) x " in first.stderr  # trained in parallel
     info = get_report_info(frames)
     own = trial_config(frames, info.best.number).data.split_seed
     wanted = {(n, own + j, trial_config(frames, n).train.seed + i) for _, n in candidates(info)

@@ -289,14 +289,19 @@ def report(
     cell: Annotated[str | None, typer.Option(
         help="With --format yaml: the best config of this cell instead of the best overall.")
     ] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Local worker processes for the confirmation runs (default: one per "
+        "CPU).")] = None,
 ) -> None:
     """Best-config report: validation ranking, then confirmation on the held-out test set."""
+    from rnnlab.engines.confirm import parallel
     from rnnlab.reports.build import report as build_report
 
     text, path = build_report(_storage(storage), study, fmt, out, confirm_seeds=confirm_seeds,
-                              confirm_splits=confirm_splits,
-                              cell=cell, on_progress=lambda line: err.print(line, soft_wrap=True,
-                                                                 highlight=False))
+                              confirm_splits=confirm_splits, cell=cell,
+                              on_progress=lambda line: err.print(line, soft_wrap=True,
+                                                                 highlight=False),
+                              train=parallel(workers))
     if text is not None:
         typer.echo(text, nl=False)
     else:

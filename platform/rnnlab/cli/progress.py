@@ -50,19 +50,11 @@ def epoch_progress(console: Console, epochs: int) -> Iterator[Any]:
             raise
 
 
-def duration(seconds: float) -> str:
-    """``75`` -> ``1m15s``; ``3725`` -> ``1h02m``."""
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
 def study_lines(s: Any, workers: int) -> tuple[str, str]:
     """What a sweep's progress says: the trials and the best so far with the ETA, then where
     each running trial is (epochs it has reported)."""
+    from rnnlab.study.status import duration  # imports Optuna: not before a command needs it
+
     c = s.counts
     best = "-" if s.best_value is None else f"{s.best_value:.4f} (#{s.best_trial})"
     eta = s.eta_s(workers)

@@ -15,7 +15,7 @@ from rnnlab.analysis.frames import study_frames
 from rnnlab.core.data import fixed_subset
 from rnnlab.errors import RnnlabError
 from rnnlab.files import atomic_write, check_writable
-from rnnlab.reports.confirm import confirm
+from rnnlab.reports.confirm import Trainer, confirm
 from rnnlab.reports.info import get_report_info, trial_config, with_best_of
 from rnnlab.reports.render import FORMATS, render
 
@@ -25,7 +25,8 @@ DEFAULT_SPLITS = 3  # other training subsets a config is confirmed on
 def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = None, *,
            confirm_seeds: int = 3, confirm_splits: int | None = None,
            tracking_uri: str | None = None, cell: str | None = None,
-           on_progress: Callable[[str], None] | None = None) -> tuple[str | None, Path | None]:
+           on_progress: Callable[[str], None] | None = None,
+           train: Trainer | None = None) -> tuple[str | None, Path | None]:
     """Build a study's report, confirm it on the test set, and write or return it.
 
     The ``yaml`` format is the best config alone, so it trains nothing. Without ``out``,
@@ -43,7 +44,9 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
             images (the report then says that only seeds vary).
         tracking_uri: the MLflow store (default ``MLFLOW_TRACKING_URI`` or MLflow's default).
         cell: with ``yaml``, the best config of this cell (validation) instead of the best.
-        on_progress: receives one line per confirmation run.
+        on_progress: receives the confirmation's progress, a line at a time.
+        train: how the confirmation runs not found yet are trained (default: one after
+            another in this process; :func:`rnnlab.engines.confirm.parallel` on local workers).
 
     Returns:
         ``(text, None)`` when returned as text, ``(None, path)`` when written.
@@ -83,8 +86,8 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
         info = dataclasses.replace(
             info, confirm_seeds=confirm_seeds, confirm_splits=splits,
             subsets_note=f"only seeds vary: {fixed}" if fixed else "",
-            confirmations=confirm(info, frames, confirm_seeds, splits,
-                                  tracking_uri=tracking_uri, on_progress=on_progress))
+            confirmations=confirm(info, frames, confirm_seeds, splits, tracking_uri=tracking_uri,
+                                  on_progress=on_progress, train=train))
     text = render(info, fmt, frames)
     if out is None:
         return text, None

@@ -58,6 +58,16 @@ class StudyStatus:
         return self.mean_trial_s * max(0, self.budget - self.finished) / max(1, workers)
 
 
+def duration(seconds: float) -> str:
+    """``75`` -> ``1m15s``; ``3725`` -> ``1h02m``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 def study_status(storage: str = DEFAULT_STORAGE, name: str | None = None) -> list[StudyStatus]:
     """The status of one study, or of every study in the storage.
 
