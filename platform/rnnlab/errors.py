@@ -22,8 +22,47 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C (trials end as interrupted) but exiting with code 143."""
 
 
+# Query parameters that carry a secret (libpq's password=, a token), masked like a password.
+_SECRET_QUERY = re.compile(r"(?i)([?&;](?:password|passwd|pwd|secret|token|api_key|"
+                           r"access_token|sslpassword)=)[^&;#]*")
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """A URL without its password, and the password (None when it has none).
+
+    The user info ends at the URL's last ``@``, so a password may hold ``/``, ``@``, ``:``,
+    ``%``, spaces or any character: what stands between the user's ``:`` and that ``@`` is the
+    password, whole. A path or query that holds an ``@`` is then taken as user info too: more
+    is hidden, never less.
+    """
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0:
+        return url, None
+    user, colon, password = rest[:at].partition(":")
+    if not colon:
+        return url, None
+    return f"{scheme}://{user}@{rest[at + 1:]}", password
+
+
+def with_password(url: str, password: str | None) -> str:
+    """``url`` with ``password`` put back (as :func:`split_password` took it out); unchanged
+    when there is none to put, or the URL names no user or has a password already."""
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not password or not sep or at < 0 or ":" in rest[:at]:
+        return url
+    return f"{scheme}://{rest[:at]}:{password}{rest[at:]}"
+
+
 def mask_url(url: str | None) -> str:
-    """Hide the password in a URL: ``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``."""
+    """The URL as it may be shown, logged or stored: its password (see :func:`split_password`)
+    and secret query values replaced by ``***``."""
     if not url:
         return ""
-    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+    bare, password = split_password(url)
+    if password is not None:
+        scheme, _, rest = bare.partition("://")
+        user, _, host = rest.partition("@")
+        bare = f"{scheme}://{user}:***@{host}"
+    return _SECRET_QUERY.sub(r"\1***", bare)

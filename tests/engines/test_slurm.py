@@ -12,11 +12,15 @@ import os
 import re
 import stat
 import time
+import urllib.parse
+import uuid
 from pathlib import Path
 
 import optuna
+import psycopg2
 import pytest
 import yaml
+from conftest import PG
 from mlflow.tracking import MlflowClient
 from slurm_cluster import LocalSlurm, SlurmUnavailable
 from typer.testing import CliRunner
@@ -87,12 +91,17 @@ def test_dry_run_prints_the_array_script_and_submits_nothing(spec, tmp_path):
     assert not journal.parent.exists(), "a dry run reaches no store"
 
 
-def test_dry_run_masks_a_password_and_notes_a_loopback_store(spec, tmp_path):
-    url = "postgresql://rnnlab:s3cret@127.0.0.1:5432/optuna"
+def test_no_password_reaches_the_script_or_a_tasks_command_line(spec, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://admin:tr@ck/er@mlflow-host:5000")
+    url = "postgresql://rnnlab:s3c/r@t@127.0.0.1:5432/optuna"
     result = rnnlab("slurm", str(spec), "--array", "2", "--storage", url, "--dry-run")
     assert result.exit_code == 0, result.output
-    assert "s3cret" not in result.stdout and "rnnlab:***@127.0.0.1" in result.stdout
-    assert f"--storage {url} " in (tmp_path / "slurm" / "arrayed.sbatch").read_text()
+    text = (tmp_path / "slurm" / "arrayed.sbatch").read_text()
+    for secret in ("s3c/r@t", "s3c", "tr@ck/er", "tr@ck"):
+        assert secret not in text and secret not in result.output
+    worker = text.strip().splitlines()[-1].split()
+    assert worker[worker.index("--storage") + 1] == "postgresql://rnnlab@127.0.0.1:5432/optuna"
+    assert "export MLFLOW_TRACKING_URI=http://mlflow-host:5000\n" in text
     assert "--gres" not in result.stdout  # no GPUs asked for
     assert "storage postgresql://rnnlab:***@127.0.0.1:5432/optuna is on this machine's " \
            "loopback address" in result.stderr
@@ -153,11 +162,26 @@ def slurm_cluster():
 @pytest.fixture
 def on_cluster(slurm_cluster, monkeypatch, databases):
     """This test's commands reach the cluster; the study and the runs on PostgreSQL, as the
-    compute nodes of a real cluster would reach them; returns (cluster, storage URL)."""
+    compute nodes of a real cluster would reach them, as a role with a password (one a URL
+    must quote); returns (cluster, storage URL)."""
+    role, password = f"rnnlab_{uuid.uuid4().hex[:8]}", "p@ss/w:rd"
+    admin = psycopg2.connect(dbname="postgres", **PG)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE ROLE {role} LOGIN PASSWORD %s", (password,))
+        for url in databases:
+            cur.execute(f'ALTER DATABASE "{url.rsplit("/", 1)[1]}" OWNER TO {role}')
+    quoted = urllib.parse.quote(password, safe="")
+    storage, tracking = (url.replace("postgres@", f"{role}:{quoted}@") for url in databases)
     monkeypatch.setenv("SLURM_CONF", slurm_cluster.env()["SLURM_CONF"])
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", databases[1])
-    MlflowClient(databases[1]).search_experiments()  # its schema, made before any command
-    return slurm_cluster, databases[0]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+    MlflowClient(tracking).search_experiments()  # its schema, made before any command
+    yield slurm_cluster, storage
+    with admin.cursor() as cur:  # the databases the role owns go first, then the role
+        for url in databases:
+            cur.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        cur.execute(f"DROP ROLE {role}")
+    admin.close()
 
 
 def test_an_array_runs_the_study_to_its_exact_budget_on_gpus_slurm_hands_out(spec, tmp_path,

@@ -1,4 +1,5 @@
-"""The MLflow tracker: explicit run ids, nesting, parameters, and URLs with secrets masked."""
+"""The MLflow tracker: explicit run ids, nesting, parameters, writes held and sent in the
+background."""
 
 from __future__ import annotations
 
@@ -11,22 +12,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from rnnlab.core.spec import RunConfig
-from rnnlab.errors import mask_url
 from rnnlab.tracking.tracker import PARENT_TAG, Tracker
 from rnnlab.train import Checkpoint
-
-
-@pytest.mark.parametrize(("url", "masked"), [
-    ("postgresql://user:s3cret@db.example:5432/optuna", "postgresql://user:***@db.example:5432/optuna"),
-    ("postgresql+psycopg2://u:p%40ss@h/db", "postgresql+psycopg2://u:***@h/db"),
-    ("http://admin:pw@127.0.0.1:5000", "http://admin:***@127.0.0.1:5000"),
-    ("postgresql://user@host/db", "postgresql://user@host/db"),
-    ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
-    ("rnnlab.journal", "rnnlab.journal"),
-    (None, ""),
-])
-def test_mask_url_hides_only_the_password(url, masked):
-    assert mask_url(url) == masked
 
 
 def test_runs_nest_by_explicit_ids_with_the_config_as_params(mlflow_db):

@@ -81,8 +81,10 @@ def status_view(statuses: list[Any], detail: bool) -> Group:
 
 def next_commands(name: str, storage: str | None) -> str:
     """What to run after a sweep of ``name``, ready to paste (the storage, when not the
-    default, included)."""
-    where = f" --storage {shlex.quote(storage)}" if storage else ""
+    default, included, with no password: RNNLAB_STORAGE_PASSWORD gives it)."""
+    from rnnlab.errors import split_password
+
+    where = f" --storage {shlex.quote(split_password(storage)[0])}" if storage else ""
     study = shlex.quote(name)
     rows = [(f"rnnlab status {study}{where}", "counts and best params"),
             (f"rnnlab dashboard {study}{where}", "every trial's curves, one HTML file"),

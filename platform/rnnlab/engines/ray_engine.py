@@ -13,7 +13,7 @@ from typing import Any
 
 from rnnlab.core.study_spec import StudySpec
 from rnnlab.engines.ray_task import run_worker
-from rnnlab.engines.shared import check_shared
+from rnnlab.engines.shared import check_shared, without_secrets
 from rnnlab.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, RnnlabError
 from rnnlab.interrupts import kept_handlers, uninterrupted
 from rnnlab.study.exits import Exits
@@ -97,16 +97,22 @@ def ray_sweep(spec: StudySpec, storage: str, address: str, *, workers: int | Non
     session = Session(spec, storage, allow_spec_change=allow_spec_change)
     try:
         with session.running():  # the study first: a spec it refuses starts no cluster
+            if address == LOCAL:  # a local cluster's workers inherit the passwords
+                os.environ.update(without_secrets(storage, uri)[2])
             _connect(ray, address)
             alive = sum(n["Alive"] for n in ray.nodes())
             plan = plan_workers(ray.cluster_resources(), alive, spec, workers, per_gpu, address)
             if on_start:
                 on_start(plan)
             first = session.reserve(plan.workers)
-            env = {k: v for k, v in os.environ.items() if k.startswith(_SHIPPED_ENV)}
-            env["MLFLOW_TRACKING_URI"] = uri
+            # A task's arguments are on view to every user of the cluster: no password in them.
+            # A remote cluster's nodes hold their own (README, "Secrets").
+            bare_storage, bare_uri, _ = without_secrets(storage, uri)
+            env = {k: v for k, v in os.environ.items()
+                   if k.startswith(_SHIPPED_ENV) and "PASSWORD" not in k}
+            env["MLFLOW_TRACKING_URI"] = bare_uri
             cwd = os.getcwd() if address == LOCAL else None  # relative paths mean this folder
-            args = (spec.model_dump(mode="json"), storage, plan.cpus, env, cwd,
+            args = (spec.model_dump(mode="json"), bare_storage, plan.cpus, env, cwd,
                     allow_spec_change)
             with session.progress(on_progress, poll_s):
                 session.reopen()
@@ -131,7 +137,7 @@ def _connect(ray: Any, address: str) -> None:
     then death) is replaced by the one this process had, so SIGTERM cancels as Ctrl-C does."""
     try:
         with kept_handlers():
-            if address == LOCAL:
+            if address == LOCAL:  # its processes inherit this one's environment
                 ray.init(include_dashboard=False, logging_level=logging.WARNING)
             else:
                 ray.init(address=address, logging_level=logging.WARNING)

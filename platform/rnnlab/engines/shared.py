@@ -12,8 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.errors import RnnlabError, mask_url, split_password
 from rnnlab.storage.adapter import DEFAULT_STORAGE, is_rdb
+from rnnlab.storage.adapter import PASSWORD_ENV as STORAGE_PASSWORD_ENV
+from rnnlab.tracking.server import PASSWORD_ENV as TRACKING_PASSWORD_ENV
+from rnnlab.tracking.server import is_server
 
 SHARED_STORAGE = ("pass --storage postgresql://... or a journal's absolute path on a shared "
                   "filesystem")
@@ -59,3 +62,24 @@ def _unshared(url: str) -> str | None:
         return None
     return ("is the default journal, a file in this folder" if url == DEFAULT_STORAGE
             else "is a relative path")
+
+
+def without_secrets(storage: str, tracking: str) -> tuple[str, str, dict[str, str]]:
+    """The store URLs an engine hands its workers, with no password in them, and the
+    environment that carries the passwords instead (never a command line or a file): the
+    storage's as ``RNNLAB_STORAGE_PASSWORD``, a tracking server's as MLflow's own
+    ``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD``, a tracking database's as
+    ``RNNLAB_TRACKING_PASSWORD``."""
+    env: dict[str, str] = {}
+    storage, password = split_password(storage)
+    if password is not None:
+        env[STORAGE_PASSWORD_ENV] = password
+    tracking, password = split_password(tracking)
+    if password is not None and is_server(tracking):
+        scheme, _, rest = tracking.partition("://")
+        user, _, host = rest.rpartition("@")
+        tracking = f"{scheme}://{host}"
+        env |= {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
+    elif password is not None:
+        env[TRACKING_PASSWORD_ENV] = password
+    return storage, tracking, env

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnlab.core.study_spec import StudySpec, load_study_spec
-from rnnlab.engines.shared import check_shared
+from rnnlab.engines.shared import check_shared, without_secrets
 from rnnlab.engines.slurm_script import (
     FOLDER,
     SlurmOptions,
@@ -34,7 +34,7 @@ class Submission:
 
     Attributes:
         script: the batch script's path.
-        text: the script, with any password in a URL masked (for showing).
+        text: the script (it names no password).
         study: the study's name.
         tasks: tasks in the array.
         storage: the storage URL, masked.
@@ -80,15 +80,17 @@ def submit(spec_path: Path, storage: str | None, opts: SlurmOptions,
     check_shared(storage, tracking, "compute nodes")
     overrides = list(overrides or [])
     spec = load_study_spec(spec_path, overrides)
-    text = batch_script(spec_path, spec, storage, tracking, opts, overrides,
+    # the script and the tasks' command lines name no password: the tasks inherit it from
+    # sbatch's environment
+    bare_storage, bare_tracking, secrets = without_secrets(storage, tracking)
+    text = batch_script(spec_path, spec, bare_storage, bare_tracking, opts, overrides,
                         allow_spec_change=allow_spec_change)
     if not dry_run:
         find_sbatch()  # before the study is made: nothing to do without it
         _open(spec, storage, allow_spec_change)
     script = write_script(text, spec.study.name)
-    job_id = None if dry_run else sbatch(script)
-    shown = text.replace(storage, mask_url(storage)).replace(tracking, mask_url(tracking))
-    return Submission(script, shown, spec.study.name, tasks, mask_url(storage), job_id,
+    job_id = None if dry_run else sbatch(script, secrets)
+    return Submission(script, text, spec.study.name, tasks, mask_url(storage), job_id,
                       loopback_notes(storage, tracking))
 
 
@@ -106,14 +108,15 @@ def _open(spec: StudySpec, storage: str, allow_spec_change: bool) -> None:
 
 
 def write_script(text: str, name: str) -> Path:
-    """Write ``slurm/<name>.sbatch`` whole (mode 0600: it may hold a database password)."""
+    """Write ``slurm/<name>.sbatch`` whole, readable by its owner alone (mode 0600)."""
     FOLDER.mkdir(exist_ok=True)
     return atomic_write(FOLDER / f"{name}.sbatch", lambda tmp: Path(tmp).write_text(text),
                         mode=0o600)
 
 
-def sbatch(script: Path) -> str:
-    """Submit ``script`` with ``sbatch --parsable``; returns the job id.
+def sbatch(script: Path, secrets: dict[str, str] | None = None) -> str:
+    """Submit ``script`` with ``sbatch --parsable``, ``secrets`` added to the environment its
+    tasks inherit; returns the job id.
 
     Raises:
         RnnlabError: sbatch is not installed here, or refused the job.
@@ -121,7 +124,7 @@ def sbatch(script: Path) -> str:
     exe = find_sbatch()
     try:
         done = subprocess.run([exe, "--parsable", str(script)], capture_output=True, text=True,
-                              timeout=SBATCH_TIMEOUT_S)
+                              timeout=SBATCH_TIMEOUT_S, env={**os.environ, **(secrets or {})})
     except subprocess.TimeoutExpired:
         raise RnnlabError(f"sbatch gave no answer within {SBATCH_TIMEOUT_S} s (is slurmctld "
                           f"up? try `sinfo`); the script is {script}") from None

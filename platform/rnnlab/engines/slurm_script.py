@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from rnnlab.core.study_spec import StudySpec
-from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.errors import RnnlabError, mask_url, split_password
 from rnnlab.storage.adapter import is_rdb
 
 FOLDER = Path("slurm")
@@ -147,4 +147,4 @@ def loopback_notes(storage: str, tracking: str) -> list[str]:
     places on this machine reach it."""
     return [f"{what} {mask_url(url)} is on this machine's loopback address: only tasks on this "
             "machine reach it" for what, url in (("storage", storage), ("MLflow store", tracking))
-            if is_rdb(url) and urlparse(url).hostname in _LOOPBACK]
+            if is_rdb(url) and urlparse(split_password(url)[0]).hostname in _LOOPBACK]

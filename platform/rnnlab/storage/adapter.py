@@ -9,6 +9,7 @@ import difflib
 import fcntl
 import functools
 import logging
+import os
 import shlex
 import threading
 import time
@@ -23,7 +24,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import BaseJournalFileLock
 from optuna.trial import FrozenTrial, TrialState
 
-from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.errors import RnnlabError, mask_url, with_password
 from rnnlab.interrupts import uninterrupted, whole
 from rnnlab.storage import journal
 from rnnlab.storage.forwarding import ForwardingStorage, StratumStorage
@@ -32,6 +33,9 @@ from rnnlab.storage.rdb import FIX, has_schema, open_rdb
 from rnnlab.storage.riding import RidingStorage, back_at
 
 DEFAULT_STORAGE = "rnnlab.journal"
+# The storage's password, for a URL that names its user only: how an engine's workers get it
+# without the password on a command line or in a file (README, "Secrets").
+PASSWORD_ENV = "RNNLAB_STORAGE_PASSWORD"
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +100,13 @@ def open_database(url: str) -> RidingStorage:
 def _key(url: str) -> str:
     # A journal keeps its replayed state in memory: key the cache on the absolute path, so a
     # relative name opened from another folder is another storage.
-    return url if is_rdb(url) else str(Path(url).expanduser().absolute())
+    return with_secret(url) if is_rdb(url) else str(Path(url).expanduser().absolute())
+
+
+def with_secret(url: str) -> str:
+    """A database URL with the password :data:`PASSWORD_ENV` holds put back, where the URL
+    names a user and no password (as engines hand URLs to their workers)."""
+    return with_password(url, os.environ.get(PASSWORD_ENV))
 
 
 @functools.lru_cache(maxsize=8)
@@ -155,7 +165,7 @@ def study_names(url: str) -> list[str]:
     """
     if not is_rdb(url) and not Path(url).expanduser().exists():
         return []
-    if is_rdb(url) and not has_schema(url):
+    if is_rdb(url) and not has_schema(with_secret(url)):
         return []
     storage = open_storage(url)
     if not is_rdb(url):

@@ -4,13 +4,14 @@ written."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.errors import RnnlabError, mask_url, with_password
 from rnnlab.files import check_sqlite
 from rnnlab.tracking.riding import RidingClient
 
@@ -20,9 +21,16 @@ MLFLOW_TABLES = {"experiments", "runs"}
 FIX = "restore it from a backup or point MLFLOW_TRACKING_URI elsewhere"
 
 
+# A database store's password, for a URI that names its user only (a tracking server's comes
+# as MLflow's own MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD).
+PASSWORD_ENV = "RNNLAB_TRACKING_PASSWORD"
+
+
 def tracking_uri(uri: str | None = None) -> str:
-    """``uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default."""
-    return uri or mlflow.get_tracking_uri()
+    """``uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default; a database URI's password
+    from :data:`PASSWORD_ENV` where the URI names its user only."""
+    found = uri or mlflow.get_tracking_uri()
+    return found if is_server(found) else with_password(found, os.environ.get(PASSWORD_ENV))
 
 
 def is_server(uri: str) -> bool:
