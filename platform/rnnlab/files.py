@@ -8,8 +8,8 @@ disk, Ctrl-C) never leaves a partial file under the name asked for.
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,28 +69,34 @@ def atomic_write(out: str | Path, write, mode: int | None = None) -> Path:
     target = Path(out).expanduser()
     check_writable(target)
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        tmp = _new_file(target, 0o666 if mode is None else mode)
     except OSError as exc:
         raise RnnlabError(f"cannot write {str(target)!r}: {exc.strerror}") from None
-    os.close(fd)
     try:
-        write(tmp)
-        # mkstemp makes 0600: give the file the usual mode, unless told to keep it private
-        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)
+        write(str(tmp))
+        if mode is not None:  # exactly, whatever the umask
+            os.chmod(tmp, mode)
         os.replace(tmp, target)
     except OSError as exc:  # disk full, a folder in the way: still no partial file
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise RnnlabError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return target
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _new_file(target: Path, mode: int) -> Path:
+    """A new empty file beside ``target``, made with ``mode`` less the umask as the system
+    applies it to any new file (the process's umask is never read or changed: a thread may be
+    writing meanwhile)."""
+    while True:
+        path = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+        except FileExistsError:
+            continue
+        return path
 
 
 def sqlite_file(url: str) -> Path | None:

@@ -12,6 +12,7 @@ import hashlib
 import http.server
 import json
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -247,3 +248,61 @@ def test_a_tracking_uri_that_is_not_mlflow_ends_in_one_line(copied, web_server, 
                                                             argv):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", web_server)
     _refused(copied, argv, "answers, but not as an MLflow tracking server (HTTP 404", web_server)
+
+
+# --- commands that only read change nothing, whatever state the stores are in ----------------
+
+def _snapshot(folder: Path) -> dict[str, tuple]:
+    """Every file and folder: kind, size, modification time, mode and bytes."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        st = p.lstat()
+        out[str(p.relative_to(folder))] = (p.is_dir(), st.st_size, st.st_mtime_ns, st.st_mode,
+                                           hashlib.sha1(p.read_bytes()).hexdigest()
+                                           if p.is_file() else "")
+    return out
+
+
+STATES = {"healthy": lambda d: None, **{k: DAMAGES[k] for k in (
+    "mlflow-cut-short", "mlflow-foreign", "journal-bad-record", "journal-sqlite")},
+    "mlflow-missing": lambda d: (d / "mlflow.db").unlink(),  # the study is there, its runs not
+    "missing": lambda d: [p.unlink() for p in d.iterdir() if p.name != "spec.yaml"]}
+READ_ONLY = [["status"], ["status", "tiny", "--json"], ["trials", "tiny"],
+             ["report", "tiny", "--no-confirm"], ["report", "tiny", "--format", "yaml"],
+             ["dashboard", "tiny", "--out", "{elsewhere}/tiny.html"]]
+
+
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("argv", READ_ONLY, ids=lambda c: "-".join(c[:2]))
+def test_commands_that_only_read_change_nothing_in_any_state(copied, tmp_path_factory, state,
+                                                             argv):
+    STATES[state](copied)
+    elsewhere = tmp_path_factory.mktemp("out")
+    before = _snapshot(copied)
+    result = runner.invoke(app, [a.format(elsewhere=elsewhere) for a in argv])
+    assert result.exit_code in (0, 2), (result.output, result.exception)
+    assert "Traceback" not in result.output
+    assert _snapshot(copied) == before
+
+
+def test_ui_on_an_existing_store_changes_nothing_and_on_none_makes_none(copied):
+    before = _snapshot(copied)  # its view was saved as the study started
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlab", "ui", "--port", str(_free_port())],
+                            cwd=copied, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().startswith("MLflow UI: http://127.0.0.1:")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    assert _snapshot(copied) == before
+    STATES["missing"](copied)
+    before = _snapshot(copied)
+    line = _refused(copied, ["ui"], "does not exist: nothing was tracked here")
+    assert f"sqlite:///{copied}/mlflow.db" in line and _snapshot(copied) == before
+
+
+def _free_port() -> int:
+    from servers import free_port
+
+    return free_port()

@@ -33,7 +33,8 @@ def test_runs_path_opens_the_training_runs_view_on_the_studys_saved_view():
     s = StudyRuns("s", "s", "abc123", "val_loss", "minimize", params=("model.cell", "train.lr"),
                   objective="last")
     state = view_state(s, "last_val_loss")
-    assert state["searchFilter"] == "tags.mlflow.parentRunId = 'abc123'"
+    assert state["searchFilter"] == ("tags.mlflow.parentRunId = 'abc123' and "
+                                     "tags.`rnnlab.kind` = 'trial'")  # no confirmation run
     assert (state["orderByKey"], state["orderByAsc"]) == ("metrics.`last_val_loss`", True)
     assert state["selectedColumns"] == [
         "metrics.`last_val_loss`", "metrics.`val_acc`", "metrics.`val_loss`",
@@ -131,12 +132,14 @@ def test_ui_shows_the_studys_trials_in_chromium(study, browser, tmp_path):  # no
         trials = load_study(study.storage, study.name).trials
         for t in trials:
             assert f"trial-{t.number}" in text
-        # Listed flat: the study run's children (trials, and confirmation runs if a report
-        # made some), not the study run folding them away.
+        # Listed flat: the study run's trial runs (not the confirmation runs a report made),
+        # not the study run folding them away.
         parent = load_study(study.storage, study.name).user_attrs["mlflow_parent_run_id"]
         client = MlflowClient(study.uri)
         children = client.search_runs([client.get_experiment_by_name(study.name).experiment_id],
-                                      f"tags.mlflow.parentRunId = '{parent}'")
+                                      f"tags.mlflow.parentRunId = '{parent}' and "
+                                      "tags.`rnnlab.kind` = 'trial'")
+        assert len(children) == len(trials)
         assert f"{len(children)} matching runs" in text
         page.close()
         check_columns(browser, url, len(children))

@@ -281,6 +281,9 @@ def report(
                                                      "config alone).")] = "md",
     out: Annotated[Path | None, typer.Option(
         help="File to write (default: stdout; html: reports/<study>.html).")] = None,
+    no_confirm: Annotated[bool, typer.Option(
+        "--no-confirm", help="Rank on validation only: train nothing, score nothing on the "
+        "test set (while the study still runs, say).")] = False,
     confirm_seeds: Annotated[int, typer.Option(
         help="Seeds to re-train each confirmed config with on each training subset.")] = 3,
     confirm_splits: Annotated[int | None, typer.Option(
@@ -297,7 +300,8 @@ def report(
     from rnnlab.engines.confirm import parallel
     from rnnlab.reports.build import report as build_report
 
-    text, path = build_report(_storage(storage), study, fmt, out, confirm_seeds=confirm_seeds,
+    text, path = build_report(_storage(storage), study, fmt, out, confirm=not no_confirm,
+                              confirm_seeds=confirm_seeds,
                               confirm_splits=confirm_splits, cell=cell,
                               on_progress=lambda line: err.print(line, soft_wrap=True,
                                                                  highlight=False),

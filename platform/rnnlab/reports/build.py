@@ -15,7 +15,8 @@ from rnnlab.analysis.frames import study_frames
 from rnnlab.core.data import fixed_subset
 from rnnlab.errors import RnnlabError
 from rnnlab.files import atomic_write, check_writable
-from rnnlab.reports.confirm import Trainer, confirm
+from rnnlab.reports.confirm import Trainer
+from rnnlab.reports.confirm import confirm as confirm_runs
 from rnnlab.reports.info import get_report_info, trial_config, with_best_of
 from rnnlab.reports.render import FORMATS, render
 
@@ -23,7 +24,7 @@ DEFAULT_SPLITS = 3  # other training subsets a config is confirmed on
 
 
 def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = None, *,
-           confirm_seeds: int = 3, confirm_splits: int | None = None,
+           confirm: bool = True, confirm_seeds: int = 3, confirm_splits: int | None = None,
            tracking_uri: str | None = None, cell: str | None = None,
            on_progress: Callable[[str], None] | None = None,
            train: Trainer | None = None) -> tuple[str | None, Path | None]:
@@ -37,6 +38,8 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
         name: the study.
         fmt: ``md``, ``html``, ``json`` or ``yaml``.
         out: the file to write.
+        confirm: re-train the chosen configs and score them on the test set; False: the
+            validation ranking alone, which trains nothing and writes nothing but ``out``.
         confirm_seeds: K, the seeds each confirmed config is re-trained with on each
             training subset (K >= 1).
         confirm_splits: other training subsets (split seeds) to confirm on besides the
@@ -76,7 +79,7 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
         out = Path("reports") / f"{name}.html"
     if out is not None:
         check_writable(out)  # before minutes of confirmation training, not after
-    if fmt != "yaml":
+    if fmt != "yaml" and confirm:
         fixed = fixed_subset(trial_config(frames, info.best.number).data)
         if fixed and confirm_splits:
             raise RnnlabError(f"--confirm-splits {confirm_splits}: {fixed}, so no other "
@@ -86,8 +89,9 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
         info = dataclasses.replace(
             info, confirm_seeds=confirm_seeds, confirm_splits=splits,
             subsets_note=f"only seeds vary: {fixed}" if fixed else "",
-            confirmations=confirm(info, frames, confirm_seeds, splits, tracking_uri=tracking_uri,
-                                  on_progress=on_progress, train=train))
+            confirmations=confirm_runs(info, frames, confirm_seeds, splits,
+                                       tracking_uri=tracking_uri, on_progress=on_progress,
+                                       train=train))
     text = render(info, fmt, frames)
     if out is None:
         return text, None

@@ -91,7 +91,9 @@ def _summary(info: ReportInfo) -> str:
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(info.counts.items()))
     return (f"Study {info.study}: {counts} (budget {info.budget}). Objective: the {info.objective}"
             f" validation {info.metric} over epochs ({info.direction}). Trials were selected on "
-            "the validation split only; the test set scored only the confirmation runs below.")
+            "the validation split only; "
+            + ("the test set scored only the confirmation runs below." if info.confirmations
+               else "the test set was not used (--no-confirm)."))
 
 
 def _best_lines(info: ReportInfo) -> list[str]:
@@ -201,6 +203,11 @@ def _importance_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
              for i in info.importances])
 
 
+_UNCONFIRMED = ("This report ranks on validation only (--no-confirm): every number in it is "
+                "validation, and no config was scored on the test set. `rnnlab report` "
+                "without --no-confirm re-trains the chosen configs and scores them there.")
+
+
 def _test_set_line(info: ReportInfo) -> str:
     subsets = (f"on the study's own training subset and on {info.confirm_splits} others "
                "(data.split_seed + 1, + 2, ...: other training and validation images, the "
@@ -235,6 +242,8 @@ def markdown(info: ReportInfo) -> str:
                   _md_table(*_confirm_table(info)), ""]
         if _cells_on_test(info):
             parts += [_md(_cells_on_test(info)), ""]
+    else:
+        parts += ["## No confirmation on the test set", "", _md(_UNCONFIRMED), ""]
     parts += [f"## Top {len(info.top)} complete trials (validation)", "",
               _md_table(*_trial_table(info, info.top, "rank")), "",
               "## Best trial per cell (validation)", "",
@@ -273,6 +282,8 @@ def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
     if info.confirmations:
         parts += ["<h2>Confirmation on the test set</h2>", f"<p>{e(_test_set_line(info))}</p>",
                   _html_table(*_confirm_table(info)), f"<p>{e(_cells_on_test(info))}</p>"]
+    else:
+        parts += ["<h2>No confirmation on the test set</h2>", f"<p>{e(_UNCONFIRMED)}</p>"]
     parts += [f"<h2>Top {len(info.top)} complete trials (validation)</h2>",
               _html_table(*_trial_table(info, info.top, "rank")),
               "<h2>Best trial per cell (validation)</h2>",

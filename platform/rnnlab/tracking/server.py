@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from rnnlab.errors import RnnlabError, mask_url, with_password
-from rnnlab.files import check_sqlite
+from rnnlab.files import check_sqlite, sqlite_file
 from rnnlab.tracking.riding import RidingClient
 
 PROBE_TIMEOUT_S = 5
@@ -38,14 +38,28 @@ def is_server(uri: str) -> bool:
 
 
 def client(uri: str | None = None) -> MlflowClient:
-    """A client of the store ``uri`` names (see :func:`tracking_uri`), checked first.
+    """A client of the store ``uri`` names (see :func:`tracking_uri`), checked first: what
+    commands that only read use, so a local store that does not exist is not made.
 
     Raises:
-        RnnlabError: the store cannot be used (see :func:`check_store`).
+        RnnlabError: the store cannot be used (see :func:`check_store`), or does not exist.
     """
     uri = tracking_uri(uri)
     check_store(uri)
+    check_exists(uri)
     return open_client(uri)
+
+
+def check_exists(uri: str) -> None:
+    """Refuse a local store file that is not there: reading one would create it.
+
+    Raises:
+        RnnlabError: the SQLite file ``uri`` names does not exist.
+    """
+    path = sqlite_file(uri)
+    if path is not None and not path.is_file():
+        raise RnnlabError(f"MLflow tracking store {mask_url(uri)} does not exist: nothing was "
+                          "tracked here; run where the sweep ran, or set MLFLOW_TRACKING_URI")
 
 
 def open_client(uri: str) -> MlflowClient | RidingClient:

@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 
 from rnnlab.core.study_spec import BEST_EPOCH, objective_key
 from rnnlab.errors import RnnlabError, mask_url
-from rnnlab.tracking.server import check_store, is_server, tracking_uri
+from rnnlab.tracking.server import check_exists, check_store, is_server, tracking_uri
 from rnnlab.tracking.store import RunReader
 
 HOST = "127.0.0.1"
@@ -66,8 +66,13 @@ def view_state(s: StudyRuns, sort_metric: str) -> dict:
              "columnWidths": {_FIXED_COLUMNS[0]: 110, _FIXED_COLUMNS[1]: 130,
                               **dict.fromkeys(columns, 95)}}
     if s.parent_run_id:
-        state["searchFilter"] = f"tags.mlflow.parentRunId = '{s.parent_run_id}'"
+        state["searchFilter"] = _trials_of(s)
     return state
+
+
+def _trials_of(s: StudyRuns) -> str:
+    """The study's trial runs, as a search filter: its confirmation runs are not trials."""
+    return f"tags.mlflow.parentRunId = '{s.parent_run_id}' and tags.`rnnlab.kind` = 'trial'"
 
 
 def saved_view(s: StudyRuns, sort_metric: str, now_ms: int) -> str:
@@ -169,6 +174,7 @@ def serve(studies: list[StudyRuns], port: int,
     """
     uri = tracking_uri()
     check_store(uri)  # in seconds, before a server starts: not after MLflow's retries
+    check_exists(uri)  # nothing to show: no store is made for it
     paths = _paths(RunReader(uri), studies) if studies else []
     if is_server(uri):
         base = uri.rstrip("/")
@@ -209,7 +215,7 @@ def save_view(client: Any, experiment_id: str, s: StudyRuns) -> str:
     """Write the study's saved view (and the experiment's kind) into its experiment; its key.
 
     Written when the study's run is created, so any MLflow UI on the store lists it under
-    "Views", and again by each ``rnnlab ui`` (same key), which opens it.
+    "Views"; ``rnnlab ui`` (same key) writes it again only when it changed, or is gone.
 
     Raises:
         MlflowException: the store refused the write.
@@ -218,11 +224,22 @@ def save_view(client: Any, experiment_id: str, s: StudyRuns) -> str:
     sort = objective_key(metric, s.objective)
     if s.parent_run_id:  # a study tracked before runs logged their objective: sort by metric
         first = client.search_runs([experiment_id],
-                                   f"tags.mlflow.parentRunId = '{s.parent_run_id}'",
+                                   _trials_of(s),
                                    max_results=1)
         if first and sort not in first[0].data.metrics:
             sort = metric
-    client.set_experiment_tag(experiment_id, KIND_TAG, KIND)
-    client.set_experiment_tag(experiment_id, VIEW_TAG + s.view_key,
-                              saved_view(s, sort, int(time.time() * 1000)))
+    tags = client.get_experiment(experiment_id).tags
+    if tags.get(KIND_TAG) != KIND:
+        client.set_experiment_tag(experiment_id, KIND_TAG, KIND)
+    if _state(tags.get(VIEW_TAG + s.view_key)) != view_state(s, sort):
+        client.set_experiment_tag(experiment_id, VIEW_TAG + s.view_key,
+                                  saved_view(s, sort, int(time.time() * 1000)))
     return s.view_key
+
+
+def _state(saved: str | None) -> dict | None:
+    """The table state a saved view holds (None: no view, or one the UI cannot read either)."""
+    try:
+        return json.loads(json.loads(saved)["state"])
+    except (TypeError, ValueError, KeyError):
+        return None
