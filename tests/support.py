@@ -148,6 +148,8 @@ class PageCheck:
     requests: list[str]
     traces: list[int]  # per .js-plotly-plot div, its number of traces
     text: str
+    dialogs: list[str]  # alert(), confirm() or prompt() that the page opened
+    pwned: bool  # a script of a hostile value ran (it sets window.__pwned)
 
 
 def open_html(browser, path: Path) -> PageCheck:
@@ -158,12 +160,15 @@ def open_html(browser, path: Path) -> PageCheck:
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("request", lambda r: requests.append(r.url))
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(path.resolve().as_uri(), wait_until="load", timeout=120_000)
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length > 0",
                            timeout=60_000)
     traces = page.evaluate("Array.from(document.querySelectorAll('.js-plotly-plot'))"
                            ".map(d => (d.data || []).length)")
-    check = PageCheck(errors, requests, traces, page.inner_text("body"))
+    check = PageCheck(errors, requests, traces, page.inner_text("body"), dialogs,
+                      page.evaluate("window.__pwned === true"))
     page.close()
     return check
 

@@ -46,9 +46,13 @@ def check_writable(out: str | Path) -> None:
     """Fail early, before minutes of work, when ``out`` could not be written.
 
     Raises:
-        RnnlabError: the folder does not exist or is not writable, or ``out`` is a folder.
+        RnnlabError: the folder does not exist or is not writable, or ``out`` is a folder or
+            a symbolic link.
     """
     target = Path(out).expanduser()
+    if target.is_symlink():  # writing would replace the link, or follow it to another file
+        raise RnnlabError(f"cannot write {str(target)!r}: it is a symbolic link (to "
+                          f"{os.readlink(target)!r}); give a plain file name")
     if target.is_dir():
         raise RnnlabError(f"cannot write {str(target)!r}: it is a folder; give a file name")
     if not target.parent.is_dir():

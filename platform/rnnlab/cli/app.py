@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from rnnlab.cli.lines import interrupted, usage_error
+from rnnlab.cli.lines import error_line, interrupted, usage_error
 from rnnlab.cli.options import AllowChangeOpt, DataDirOpt, SetOpt, StorageOpt
 from rnnlab.cli.options import with_data_dir as _with_data_dir
 from rnnlab.cli.slurm import slurm
@@ -41,7 +41,7 @@ class _Group(TyperGroup):
             ignore_interrupts()  # done: a signal now would only cut the exit short
             return result
         except RnnlabError as exc:
-            typer.echo(f"rnnlab: error: {exc}", err=True)
+            typer.echo(error_line(str(exc)), err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except UsageError as exc:  # in a command's own command line
             raise typer.Exit(usage_error(exc)) from None

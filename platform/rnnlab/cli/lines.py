@@ -23,12 +23,19 @@ def interrupted(exc: KeyboardInterrupt) -> int:
     return code
 
 
+def error_line(message: str) -> str:
+    """The one line a user error ends in: control characters a value carried (an escape that
+    would retitle or recolour the terminal, a newline) shown as escapes, not sent."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message))
+    return f"rnnlab: error: {shown}"
+
+
 def usage_error(exc: Any) -> int:
     """Say in one line what is wrong with the command line and where its help is; returns the
     exit code (2). ``rnnlab`` alone still shows the help."""
     if type(exc).__name__ == "NoArgsIsHelpError":
         raise exc
     where = " ".join(["rnnlab", *(exc.ctx.command_path.split()[1:] if exc.ctx else [])])
-    print(f"rnnlab: error: {exc.format_message()} (see '{where} --help')", file=sys.stderr,
+    print(error_line(f"{exc.format_message()} (see '{where} --help')"), file=sys.stderr,
           flush=True)
     return EXIT_USER_ERROR

@@ -195,14 +195,34 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
     return merged
 
 
+MAX_SPEC_BYTES = 1_000_000  # a spec is a page of YAML; more is a mistake, or an attack
+MAX_ALIASES = 20  # YAML aliases (*name) a spec may use: nested, they multiply (billion laughs)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a document with more aliases than any spec needs (a small
+    file whose aliases nest can expand to gigabytes)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases = getattr(self, "aliases", 0) + 1
+            if self.aliases > MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases (*name)")
+        return super().compose_node(parent, index)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with safe loading; every failure is one line naming the file."""
+    """Read a YAML mapping with safe loading, within size limits; every failure is one line
+    naming the file."""
     p = Path(path)
     if not p.is_file():
         raise RnnlabError(f"config file {str(p)!r} not found{_did_you_mean(p)}; give the path "
                           "to a YAML spec")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        if p.stat().st_size > MAX_SPEC_BYTES:
+            raise RnnlabError(f"{p}: {p.stat().st_size} bytes, more than any spec needs "
+                              f"({MAX_SPEC_BYTES}); give the path to a YAML spec")
+        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - safe
     except yaml.YAMLError as exc:
         raise RnnlabError(f"{p}: YAML syntax error {_first_line(exc)}; fix the file") from None
     except (OSError, UnicodeDecodeError) as exc:
