@@ -18,7 +18,8 @@ from rnnlab.errors import RnnlabError, mask_url
 if TYPE_CHECKING:
     import pandas as pd
 
-FORMATS = ("csv", "parquet", "json")
+FORMATS = ("csv", "parquet", "json")  # a table's (rnnlab trials)
+REPORT_FORMATS = ("md", "html", "json", "yaml")  # a report's (rnnlab report)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -28,8 +29,7 @@ def write_frame(df: pd.DataFrame, fmt: str, out: str | Path | None) -> str | Non
     Raises:
         RnnlabError: unknown format, parquet without a file, or an unwritable path.
     """
-    if fmt not in FORMATS:
-        raise RnnlabError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    check_format(fmt)
     if out is None:
         if fmt == "parquet":
             raise RnnlabError("parquet is binary: give --out FILE.parquet")
@@ -40,6 +40,16 @@ def write_frame(df: pd.DataFrame, fmt: str, out: str | Path | None) -> str | Non
         else df.to_parquet(path, index=False) if fmt == "parquet"
         else df.to_json(path, orient="records", date_format="iso", indent=1)))
     return None
+
+
+def check_format(fmt: str, formats: tuple[str, ...] = FORMATS, what: str = "format") -> None:
+    """Refuse a format not in ``formats`` (checked before anything slow starts).
+
+    Raises:
+        RnnlabError: ``fmt`` is not one of them.
+    """
+    if fmt not in formats:
+        raise RnnlabError(f"unknown {what} {fmt!r}; use one of {', '.join(formats)}")
 
 
 def check_writable(out: str | Path) -> None:

@@ -23,6 +23,26 @@ def test_trials_frame_has_every_trial_with_its_run(study):
     assert {"params_model.cell", "params_train.lr", "params_train.l2"} <= set(df.columns)
 
 
+SCHEMA = ["number", "value", "state", "datetime_start", "datetime_complete", "duration_s",
+          "params_model.cell", "params_train.lr", "params_data.normalisation", "params_train.l2",
+          "mlflow_run_id", "reason", "worker", "retries", "retry_of", "resume_run_id",
+          "resumed_from_epoch", "placement"]
+
+
+def test_the_trials_table_has_one_schema_whatever_the_trials_went_through(study, tmp_path):
+    """No retry, no placement, even no trial at all: the same columns, in the same order."""
+    assert list(results.trials_frame(study.storage, study.name).columns) == SCHEMA
+    import optuna
+
+    from rnnlab.storage.adapter import open_storage
+    from rnnlab.storage.keys import ATTR_SPEC
+
+    journal = str(tmp_path / "empty.journal")  # not the shared study's: others read it
+    empty = optuna.create_study(study_name="empty", storage=open_storage(journal))
+    empty.set_user_attr(ATTR_SPEC, load_study(study.storage, study.name).user_attrs[ATTR_SPEC])
+    assert list(results.trials_frame(journal, "empty").columns) == SCHEMA
+
+
 def test_curves_frame_equals_each_runs_metric_history(study):
     curves = results.curves_frame(study.storage, study.name, tracking_uri=study.uri)
     assert list(curves.columns) == ["number", "epoch", "metric", "value"]
@@ -63,7 +83,11 @@ def test_study_frames_meta_finals_and_importances(frames, study):
 def test_unknown_study_and_missing_runs_are_one_line_errors(study, tmp_path):
     with pytest.raises(RnnlabError, match="no study named 'nope'"):
         results.study_frames(study.storage, "nope", tracking_uri=study.uri)
-    other = f"sqlite:///{tmp_path}/other.db"  # a store where the sweep never ran
+    other = f"sqlite:///{tmp_path}/other.db"  # no store there: reading makes none
+    with pytest.raises(RnnlabError, match="does not exist: nothing was tracked here"):
+        results.study_frames(study.storage, study.name, tracking_uri=other)
+    assert not (tmp_path / "other.db").exists()
+    MlflowClient(other).search_experiments()  # a store where the sweep never ran
     with pytest.raises(RnnlabError, match="is not in tracking store") as err:
         results.study_frames(study.storage, study.name, tracking_uri=other)
     assert "\n" not in str(err.value)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import inspect
+import re
 import shutil
 from pathlib import Path
 
@@ -181,7 +183,7 @@ CASES = [
     ("workers-not-a-number", {"s.yaml": _spec()}, ["sweep", "s.yaml", "--workers", "two"],
      "(see 'rnnlab sweep --help')"),
     ("missing-spec", {}, ["sweep"], "Missing argument"),
-    ("unknown-global-option", {}, ["--verbose", "status"], "No such option: --verbose"),
+    ("unknown-global-option", {}, ["--quiet", "status"], "No such option: --quiet"),
 ]
 
 
@@ -213,3 +215,40 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     assert "Traceback" not in result.output
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     assert after == before  # no study, no MLflow store or run, no half-written file
+
+
+COMMANDS = ["train", "sweep", "ablate", "worker", "status", "trials", "dashboard", "report",
+            "ui", "keys", "slurm"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_reads_as_help(command):
+    """A flag shows no value, an argument is named as the docstring names it (SPEC, [STUDY]),
+    an option's value by what it is (N, PATH), and each paragraph reads whole."""
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400"},
+                                prog_name="rnnlab")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert not re.search(r"<(bool|int|str|float|path|int range|list\[str\])>", out), out
+    usage = out.splitlines()[0]
+    assert usage.startswith(f"Usage: rnnlab {command} [OPTIONS]") and "{" not in usage
+    assert re.search(r"^\s+--help\s+Show this message and exit\.$", out, re.M)
+    doc = inspect.getdoc(next(c.callback for c in app.registered_commands
+                              if c.callback.__name__ == command))
+    words = " ".join(out.split())
+    described = out.split("\n\n", 1)[1].split("\nArguments:")[0].split("\nOptions:")[0]
+    for paragraph in doc.split("\n\n"):
+        assert " ".join(paragraph.split()) in words
+    for paragraph in described.strip("\n").split("\n\n"):  # wrapped only where full
+        lines = paragraph.splitlines()
+        for line, after in zip(lines, lines[1:], strict=False):
+            assert len(line) + 1 + len(after.split()[0]) > 78, (line, after)
+
+
+def test_a_flag_in_help_takes_no_value_and_an_option_says_what_it_takes():
+    out = CliRunner().invoke(app, ["sweep", "--help"], env={"COLUMNS": "400"},
+                             prog_name="rnnlab").stdout
+    assert re.search(r"^\s+--allow-spec-change\s+Resume", out, re.M)
+    assert re.search(r"^\s+--workers N\s+Local worker", out, re.M)
+    assert re.search(r"^Usage: rnnlab sweep \[OPTIONS\] SPEC$", out, re.M)
+    assert re.search(r"^\s+SPEC\s+Study spec YAML", out, re.M)

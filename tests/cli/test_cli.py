@@ -4,6 +4,7 @@ test_bad_input.py)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -70,9 +71,21 @@ def test_a_diverged_run_exits_1(tiny, tmp_path):
     assert summary["history"][0]["train_loss"] is None  # inf/nan: not valid JSON, so null
 
 
-def test_keys_lists_every_key_with_its_default():
-    result = runner.invoke(app, ["keys"])
+def test_keys_lists_every_key_with_its_type_allowed_values_and_default():
+    result = runner.invoke(app, ["keys"], env={"COLUMNS": "120"})
     assert result.exit_code == 0
-    lines = result.stdout.splitlines()
-    assert [line.split(" = ")[0] for line in lines] == config_keys()
-    assert "train.lr = 0.0002" in lines and "data.patch = 7" in lines
+    rows = {line.split()[0]: " ".join(line.split()[1:]) for line in result.stdout.splitlines()
+            if re.match(r"^\s+(data|model|train)\.", line)}
+    assert list(rows) == config_keys()
+    assert rows["train.lr"] == "float > 0 0.0002"
+    assert rows["train.momentum"] == "float >= 0 and < 1; sgd only 0.9"
+    assert rows["model.cell"] == "choice rnn, lstm, gru rnn"
+    assert rows["train.grad_clip"] == "float or none > 0 -"
+    assert rows["train.device"] == "text auto, cpu, cuda or cuda:N auto"
+    assert rows["train.seed"] == "int any 0"
+    # what the table says a key accepts is what a config accepts
+    from rnnlab.core.spec import RunConfig
+
+    with pytest.raises(ValueError):
+        RunConfig(train={"momentum": 1.0})
+    RunConfig(train={"momentum": 0.0, "grad_clip": None})

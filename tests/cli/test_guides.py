@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 
+import optuna
 import pytest
 import yaml
 from rich.console import Console
@@ -17,6 +21,7 @@ from typer.testing import CliRunner
 from rnnlab.cli.app import app
 from rnnlab.cli.progress import StudyProgress, study_lines
 from rnnlab.cli.tables import status_view
+from rnnlab.storage.adapter import open_storage
 from rnnlab.study.status import StudyStatus
 
 SHIPPED = ("quickstart", "tutorial_sweep", "normalisation_ablation", "tutorial_rnn",
@@ -121,3 +126,44 @@ def test_a_sweep_in_a_log_shows_progress_the_study_and_what_to_run_next(spec_fil
     assert re.search(r"^ ?guided\s+2/2\s", listed.stdout, re.M)
     full = json.loads(runner.invoke(app, ["status", "guided", "--json"], env=env).stdout)
     assert set(full[0]["best_params"]) == set(SPEC["search"])  # --json is complete
+
+
+def test_a_first_sweep_says_only_rnnlabs_lines_and_a_finished_one_says_so(spec_file, tmp_path):
+    """Optuna's "A new study created" and MLflow's "Creating initial MLflow database tables"
+    stay out of a first sweep's output (``-v`` lets them in); a sweep whose budget is used
+    starts no worker, says it is done and how to run more."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db", "COLUMNS": "200"}
+
+    def sweep(*options: str, verbose: bool = False) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rnnlab", *(["-v"] if verbose else []),
+                               "sweep", str(spec_file), "--workers", "1", *options],
+                              cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+
+    first = sweep()
+    assert first.returncode == 0, first.stderr
+    said = first.stderr + first.stdout
+    assert "A new study created" not in said and "INFO" not in said and "[I " not in said
+    assert "done already" not in said
+    again = sweep()
+    assert again.returncode == 0, again.stderr
+    assert ("guided: done already (2/2 trials finished), so nothing ran; the same command "
+            "with --n-trials 4 runs 2 more") in again.stderr
+    assert "rnnlab-worker" not in again.stderr and "epoch" not in again.stderr
+    names = {t.user_attrs.get("worker") for t in optuna.load_study(
+        study_name="guided", storage=open_storage(str(tmp_path / "rnnlab.journal"))).trials}
+    assert len(names) == 1  # the second command ran no trial
+    loud = sweep("--n-trials", "1", "--set", "study.name=loud", verbose=True)
+    assert loud.returncode == 0, loud.stderr
+    assert "A new study created in Journal with name: loud" in loud.stderr
+
+
+
+def test_status_where_no_study_is_says_how_to_start_one_and_makes_nothing(tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["status"])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert result.stderr.strip() == (
+        "no study in rnnlab.journal yet: `rnnlab sweep studies/quickstart.yaml` starts one, "
+        "or --storage names the storage a sweep used")
+    assert list(tmp_path.iterdir()) == []

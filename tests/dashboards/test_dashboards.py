@@ -6,6 +6,7 @@ import dataclasses
 import re
 import shutil
 
+import numpy as np
 import optuna
 import pytest
 from support import GOOD_LR, HOPELESS_LR, build_study, open_html
@@ -24,7 +25,7 @@ from rnnlab.dashboards import (
     style,
     write,
 )
-from rnnlab.dashboards.spec import study_board
+from rnnlab.dashboards.spec import board_for, study_board
 from rnnlab.errors import RnnlabError
 
 
@@ -64,6 +65,22 @@ def test_learning_curves_plot_styles_states_and_keeps_the_reference(pruned_frame
     reference = [t for t in fig.data if t.legendgroup == "tutorial"]
     assert len(reference) == 1
     assert tuple(reference[0].y) == (0.470, 0.555, 0.595, 0.630, 0.674, 0.680)
+
+
+def test_a_failed_trial_shows_in_the_legend_and_its_line_can_be_seen(pruned_frames):
+    """One that failed before its first epoch has no curve but is in the legend, counted as
+    the header counts it; one that failed later is dotted, with markers, not faint."""
+    failed = pruned_frames.trials.assign(state=["COMPLETE", "FAIL"])
+    no_epoch = dataclasses.replace(pruned_frames, trials=failed, curves=pruned_frames.curves[
+        pruned_frames.curves["number"] == 0])
+    fig = learning_curves.plot_learning_curves(no_epoch)
+    legend = [t.name for t in fig.data if t.showlegend is not False]
+    assert any(name.endswith("(failed, 1)") for name in legend), legend
+    late = learning_curves.plot_learning_curves(dataclasses.replace(pruned_frames,
+                                                                    trials=failed))
+    [dotted] = [t for t in late.data if "(failed, 1)" in (t.name or "") and t.showlegend]
+    assert dotted.line.dash == "dot" and dotted.opacity >= 0.7 and "markers" in dotted.mode
+    assert sum(np.isfinite(dotted.y)) >= 1
 
 
 def test_history_info_is_the_complete_trials_and_the_running_best(frames, trials):
@@ -182,7 +199,7 @@ def test_watch_on_a_finished_study_writes_once_and_exits(study, tmp_path, monkey
 def test_watch_stops_when_the_study_is_done_and_refreshes_while_it_runs(study, tmp_path):
     sleeps = []
     out = tmp_path / "w.html"
-    write.watch_board(write.board_for(study.name), study.storage, out, 5,
+    write.watch_board(board_for(study.name), study.storage, out, 5,
                       tracking_uri=study.uri, sleep=sleeps.append)
     assert sleeps == [] and 'http-equiv="refresh"' not in out.read_text()
     # The same study with a larger budget is not done: the page asks the browser to reload.
@@ -196,7 +213,7 @@ def test_watch_stops_when_the_study_is_done_and_refreshes_while_it_runs(study, t
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        write.watch_board(write.board_for(study.name), str(bigger), out, 7,
+        write.watch_board(board_for(study.name), str(bigger), out, 7,
                           tracking_uri=study.uri, sleep=stop)
     assert sleeps == [7] and '<meta http-equiv="refresh" content="7">' in out.read_text()
 

@@ -81,6 +81,10 @@ def test_two_workers_share_the_budget_and_nest_every_trial(here):
         assert run.info.run_name == f"trial-{t.number}"
         assert run.data.tags["mlflow.parentRunId"] == parent
         assert run.data.tags["rnnlab.trial_state"] == t.state.name
+        assert run.data.tags["rnnlab.outcome"] == "complete"
+        objective = client.get_metric_history(run.info.run_id, "best_val_acc")
+        assert [m.step for m in objective] == [1, 2, 3]  # the objective, epoch by epoch
+        assert objective[-1].value == t.value == max(m.value for m in objective)
         assert set(run.data.params["rnnlab.sampled_keys"].split(",")) == set(t.params)
         assert run.data.params["model.cell"] == t.params["model.cell"]
         assert run.info.status == "FINISHED"
@@ -170,6 +174,11 @@ def test_each_pruner_prunes_a_hopeless_trial_before_its_last_epoch(here, kind):
     client, runs = child_runs(kind)
     run = next(r for r in runs if r.info.run_id == hopeless.user_attrs["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.tags["rnnlab.pruned"] == "true"
+    assert run.data.tags["rnnlab.outcome"] == f"pruned at epoch {epoch}"
+    # the objective over the epochs it trained: the trials view ranks it with the rest
+    objective = client.get_metric_history(run.info.run_id, "best_val_acc")
+    assert [m.step for m in objective] == list(range(1, epoch + 1))
+    assert objective[-1].value == max(hopeless.intermediate_values.values())
 
 
 @pytest.mark.parametrize("kind", [k for k, (_, _, epoch) in PRUNERS.items() if epoch == 1])
@@ -199,6 +208,10 @@ def test_a_diverging_trial_is_pruned_with_its_reason_and_the_sweep_goes_on(here)
     assert first.state.name == "PRUNED"
     assert "non-finite training loss at epoch 1" in first.user_attrs["reason"]
     assert second.state.name == "COMPLETE"
+    _, runs = child_runs("diverge")
+    outcome = {r.info.run_id: r.data.tags["rnnlab.outcome"] for r in runs}
+    assert outcome[first.user_attrs["mlflow_run_id"]] == "diverged at epoch 1"
+    assert outcome[second.user_attrs["mlflow_run_id"]] == "complete"
 
 
 def test_status_and_trials_report_the_study(here):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,7 +38,7 @@ def test_runs_path_opens_the_training_runs_view_on_the_studys_saved_view():
                                      "tags.`rnnlab.kind` = 'trial'")  # no confirmation run
     assert (state["orderByKey"], state["orderByAsc"]) == ("metrics.`last_val_loss`", True)
     assert state["selectedColumns"] == [
-        "metrics.`last_val_loss`", "metrics.`val_acc`", "metrics.`val_loss`",
+        "metrics.`last_val_loss`", "tags.`rnnlab.outcome`", "metrics.`val_loss`",
         "metrics.`best_epoch`", "params.`model.cell`", "params.`train.lr`"]
     record = json.loads(saved_view(s, "last_val_loss", 5))
     assert (record["createdAt"], json.loads(record["state"])) == (5, state)
@@ -103,13 +104,19 @@ def read_line(proc: subprocess.Popen, pattern: str, deadline: float) -> re.Match
 
 
 def test_ui_shows_the_studys_trials_in_chromium(study, browser, tmp_path):  # noqa: F811
+    """The view a user opens from `rnnlab ui`: every trial, the best first with its outcome
+    and objective; and so again once a report has made confirmation runs in the study."""
+    copy = tmp_path / "copy"  # a report adds runs: not to the study other tests read
+    shutil.copytree(study.folder, copy)
+    env = {**study.env(), "MLFLOW_TRACKING_URI": f"sqlite:///{copy}/mlflow.db"}
+    storage = str(copy / "rnnlab.journal")
     errors = tmp_path / "ui.stderr"
 
     def start(port: int) -> subprocess.Popen:
         with open(errors, "w") as err:
             return subprocess.Popen(
                 [sys.executable, "-m", "rnnlab", "ui", "--port", str(port), "--storage",
-                 study.storage, "--study", study.name], cwd=study.folder, env=study.env(),
+                 storage, "--study", study.name], cwd=copy, env=env,
                 text=True, stdout=subprocess.PIPE, stderr=err)
 
     def ready(proc: subprocess.Popen, port: int) -> re.Match | None:
@@ -129,24 +136,30 @@ def test_ui_shows_the_studys_trials_in_chromium(study, browser, tmp_path):  # no
         page.goto(url, wait_until="load", timeout=120_000)
         page.get_by_text("trial-0", exact=True).first.wait_for(timeout=120_000)
         text = page.inner_text("body")
-        trials = load_study(study.storage, study.name).trials
+        trials = load_study(storage, study.name).trials
         for t in trials:
             assert f"trial-{t.number}" in text
-        # Listed flat: the study run's trial runs (not the confirmation runs a report made),
-        # not the study run folding them away.
-        parent = load_study(study.storage, study.name).user_attrs["mlflow_parent_run_id"]
-        client = MlflowClient(study.uri)
-        children = client.search_runs([client.get_experiment_by_name(study.name).experiment_id],
-                                      f"tags.mlflow.parentRunId = '{parent}' and "
-                                      "tags.`rnnlab.kind` = 'trial'")
-        assert len(children) == len(trials)
-        assert f"{len(children)} matching runs" in text
         page.close()
-        check_columns(browser, url, len(children))
+        best = load_study(storage, study.name).best_trial
+        check_columns(browser, url, len(trials), best)
+        # a report's confirmation runs go under the study's run, and stay out of its view
+        client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+        experiment = client.get_experiment_by_name(study.name).experiment_id
+        made = subprocess.run(
+            [sys.executable, "-m", "rnnlab", "report", study.name, "--storage", storage,
+             "--confirm-seeds", "1", "--confirm-splits", "1", "--format", "json", "--out",
+             str(tmp_path / "r.json")], cwd=copy, env=env, capture_output=True, text=True,
+            timeout=600)
+        assert made.returncode == 0, made.stderr
+        parent = load_study(storage, study.name).user_attrs[ATTR_PARENT]
+        confirmations = client.search_runs([experiment], f"tags.mlflow.parentRunId = "
+                                           f"'{parent}' and tags.`rnnlab.kind` != 'trial'")
+        assert confirmations  # the newest runs of the study now: none is a trial
+        check_columns(browser, url, len(trials), best)
         # With the tracking server as MLFLOW_TRACKING_URI, `rnnlab ui` starts nothing and
         # points at that server.
-        env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
-        result = CliRunner().invoke(app, ["ui", "--storage", study.storage], env=env)
+        served = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+        result = CliRunner().invoke(app, ["ui", "--storage", storage], env=served)
         assert result.exit_code == 0, result.output
         assert f"study {study.name} trials: http://127.0.0.1:{port}/#/experiments/" in (
             result.stdout)
@@ -165,23 +178,29 @@ _COLUMNS_JS = """ids => {
   const box = e => { const r = e.getBoundingClientRect();
                      return [r.left, r.right, r.top, r.bottom]; };
   const view = document.querySelector('.ag-body-viewport');
-  const rows = Array.from(document.querySelectorAll('.ag-center-cols-container .ag-row'))
-    .sort((a, b) => +a.getAttribute('row-index') - +b.getAttribute('row-index'));
+  const row = c => +c.closest('.ag-row').getAttribute('row-index');
   return {view: view && box(view), columns: ids.map(id => {
     const head = document.querySelector(`.ag-header-cell[col-id="${id}"]`);
+    // a column's cells, top row first, whether pinned (the run's name) or not
+    const cells = Array.from(document.querySelectorAll(
+        `.ag-pinned-left-cols-container .ag-cell[col-id="${id}"],
+         .ag-center-cols-container .ag-cell[col-id="${id}"]`))
+      .sort((a, b) => row(a) - row(b));
     return {id, head: head && [head.innerText.trim(), box(head)],
-            cells: rows.map(r => r.querySelector(`.ag-cell[col-id="${id}"]`))
-                       .filter(c => c).map(c => [c.innerText.trim(), box(c)])};
+            cells: cells.map(c => [c.innerText.trim(), box(c)])};
   })};
 }"""
 
 
-def check_columns(browser, url: str, runs: int) -> None:
+def check_columns(browser, url: str, runs: int, best) -> None:
     """The study's view on a first visit, at 1920 x 1080 (the assistant panel open, as MLflow
-    opens it once per browser): the objective, val_acc, val_loss, the best epoch and every
-    searched param are columns with a header and values on screen, best trial first."""
-    expected = {"metrics.`best_val_acc`": "best_val_acc", "metrics.`val_acc`": "val_acc",
-                "metrics.`val_loss`": "val_loss", "metrics.`best_epoch`": "best_epoch",
+    opens it once per browser): the run name, the objective, the outcome, val_acc, the best
+    epoch and every searched param are columns with a header and values on screen;
+    its rows are the study's trials (``runs`` of them), best first: the top row is ``best``
+    (Optuna's best trial), complete, with its objective."""
+    expected = {"attributes.`Run Name`": "Run Name", "metrics.`best_val_acc`": "best_val_acc",
+                "tags.`rnnlab.outcome`": "rnnlab.outcome", "metrics.`val_acc`": "val_acc",
+                "metrics.`best_epoch`": "best_epoch",
                 **{f"params.`{k}`": k for k in SPEC["search"]}}
     page = browser.new_page(viewport={"width": 1920, "height": 1080})
     try:
@@ -196,16 +215,19 @@ def check_columns(browser, url: str, runs: int) -> None:
         assert col["head"] and col["head"][0] == expected[col["id"]], col
         head_left, head_right = col["head"][1][:2]
         assert left <= head_left and head_right <= right, (col["id"], found["view"])
-        assert len(col["cells"]) == runs, col
-        shown = [box for text, box in col["cells"] if text]  # confirmation runs (made by a
-        assert shown, col  # report's test) have no objective: trials do
-        cell_left, cell_right, cell_top, _ = shown[0]
+        assert len(col["cells"]) == runs, col  # the trials, no confirmation run
+        assert all(text for text, _ in col["cells"]), col  # every trial has every column
+        cell_left, cell_right, cell_top, _ = col["cells"][0][1]
         assert left <= cell_left and cell_right <= right and top <= cell_top < bottom, col
+    cells = {col["id"]: [text for text, _ in col["cells"]] for col in found["columns"]}
+    # whole, not cut (the UI draws the run's colour before its name)
+    assert cells["attributes.`Run Name`"][0].split()[-1] == f"trial-{best.number}"
+    assert cells["tags.`rnnlab.outcome`"][0] == "complete"
+    assert float(cells["metrics.`best_val_acc`"][0]) == pytest.approx(best.value, abs=5e-5)
+    values = [float(text) for text in cells["metrics.`best_val_acc`"]]
+    assert values == sorted(values, reverse=True)  # best first, pruned trials ranked too
     lefts = [col["head"][1][0] for col in found["columns"]]
-    assert lefts[0] == min(lefts)  # the objective leftmost, and the rows best first
-    objective = [text if text != "-" else "" for text, _ in found["columns"][0]["cells"]]
-    values = [float(text) for text in objective if text]  # "-": a pruned trial has none
-    assert values == sorted(values, reverse=True), objective  # best first
+    assert lefts[1] == min(lefts[1:])  # the objective leftmost, after the run's name
 
 
 def test_ui_unknown_study_and_busy_port_are_one_line_errors(study, monkeypatch, tmp_path):

@@ -24,6 +24,7 @@ from rnnlab.storage.keys import (
     ATTR_PARENT,
     ATTR_SPEC,
     FINISHED_NAMES,
+    TRIAL_ATTRS,
     TRIAL_CONFIG,
     TRIAL_REASON,
     TRIAL_RUN_ID,
@@ -138,8 +139,9 @@ def _trials_frame(study: optuna.Study,
                   trials: list[optuna.trial.FrozenTrial]) -> pd.DataFrame:
     df = study.trials_dataframe(attrs=("number", "value", "state", "datetime_start",
                                        "datetime_complete", "duration", "params", "user_attrs"))
+    spec = study.user_attrs.get(ATTR_SPEC) or {}
     if df.empty:
-        return pd.DataFrame(columns=["number", "value", "state", "duration_s"])
+        return pd.DataFrame(columns=_columns(spec, []))
     # a study that names its metric gets "value_val_acc" from Optuna: "value" here, as always
     df = df.rename(columns={f"value_{m}": "value" for m in study.metric_names or []})
     df["duration_s"] = df.pop("duration").dt.total_seconds()
@@ -151,13 +153,23 @@ def _trials_frame(study: optuna.Study,
             df[col] = [trained[n].get(key, raw) for n, raw in zip(df["number"], df[col],
                                                                   strict=True)]
         df = df.drop(columns=TRIAL_CONFIG)
-    keys = (study.user_attrs.get(ATTR_SPEC) or {}).get("study", {}).get("strata")
+    keys = spec.get("study", {}).get("strata")
     if keys:
         levels = {t.number: enqueued_params(t) for t in trials}
-        df.insert(df.columns.get_loc("state") + 1, "stratum", [
-            stratum_name({k: levels[n][k] for k in keys})
-            if all(k in levels[n] for k in keys) else None for n in df["number"]])
-    return df
+        df["stratum"] = [stratum_name({k: levels[n][k] for k in keys})
+                         if all(k in levels[n] for k in keys) else None for n in df["number"]]
+    return df.reindex(columns=_columns(spec, list(df.columns)))
+
+
+def _columns(spec: dict[str, Any], found: list[str]) -> list[str]:
+    """The trials table's columns, the same whatever the trials went through: what every
+    study has, its stratum (a stratified study), every searched key, every attribute rnnlab
+    keeps (a retry's too), then any other a study made outside rnnlab has."""
+    fixed = ["number", "value", "state",
+             *(["stratum"] if spec.get("study", {}).get("strata") else []),
+             "datetime_start", "datetime_complete", "duration_s",
+             *(f"params_{k}" for k in spec.get("search") or {}), *TRIAL_ATTRS]
+    return [*fixed, *(c for c in found if c not in fixed)]
 
 
 def curves_frame(storage: str, name: str, *, tracking_uri: str | None = None,

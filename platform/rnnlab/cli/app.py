@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from rnnlab.cli.lines import error_line, interrupted, usage_error
+from rnnlab.cli.lines import error_line, interrupted, quiet_libraries, usage_error
 from rnnlab.cli.options import AllowChangeOpt, DataDirOpt, SetOpt, StorageOpt
 from rnnlab.cli.options import with_data_dir as _with_data_dir
 from rnnlab.cli.slurm import slurm
@@ -28,6 +28,12 @@ class _Group(TyperGroup):
 
     Ctrl-C and SIGTERM end in one line too, with exit codes 130 and 143.
     """
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _name_values(command, ctx)
+        return command
 
     def make_context(self, info_name, args, parent=None, **extra):
         try:
@@ -49,9 +55,41 @@ class _Group(TyperGroup):
             raise typer.Exit(interrupted(exc)) from None
 
 
+# What a value is called in help, by its type: ``--workers N``, not ``--workers <int range>``.
+_METAVARS = {"int": "N", "int range": "N", "float": "X", "float range": "X", "path": "PATH",
+             "str": "TEXT", "list[str]": "TEXT"}
+
+
+def _name_values(command, ctx) -> None:
+    """Name each value in a command's help: an argument by its name in capitals (``SPEC``, as
+    the docstrings say), an option by its type; a flag takes no value and shows none."""
+    for param in command.params:
+        if param.metavar is not None:
+            continue
+        if param.param_type_name == "argument":  # SPEC, [STUDY]: not {SPEC}, SPEC <path>
+            param.metavar = name = param.name.upper()
+            param._usage_display_name = (lambda n=name: n) if param.required else (
+                lambda n=name: f"[{n}]")
+            param.display_type_rich = lambda ctx: None
+        elif getattr(param, "is_flag", False):
+            param.metavar = ""
+        else:
+            shown = (param.display_type(ctx) or "").strip("<>")
+            param.metavar = _METAVARS.get(shown, shown or "TEXT")
+
+
 app = typer.Typer(cls=_Group, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,  # plain help: flags without a type, sentences whole
                   no_args_is_help=True, help="Hyperparameter experiments for RNNs on MNIST.")
 err = Console(stderr=True)
+
+
+@app.callback()
+def _options(verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Show the libraries' own log lines (Optuna, MLflow) too.")] = False,
+             ) -> None:
+    """Hyperparameter experiments for RNNs on MNIST."""
+    quiet_libraries(not verbose)
 
 
 @app.command()
@@ -63,12 +101,13 @@ def train(
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
 ) -> None:
     """Train one config and track it as an MLflow run."""
+    from rnnlab.core.spec import load_config
+
+    cfg = load_config(config, _with_data_dir(set_, data_dir))  # before the heavy imports
     from rnnlab.cli.progress import epoch_progress
     from rnnlab.cli.render import summary_table, train_summary
-    from rnnlab.core.spec import load_config
     from rnnlab.tracking.runs import train_run
 
-    cfg = load_config(config, _with_data_dir(set_, data_dir))
     with epoch_progress(err, cfg.train.epochs) as progress:
         outcome = train_run(cfg, track=not no_track, callbacks=[progress])
     summary = train_summary(outcome)
@@ -84,6 +123,13 @@ def _storage(storage: str | None) -> str:
     from rnnlab.storage.adapter import DEFAULT_STORAGE
 
     return storage or DEFAULT_STORAGE
+
+
+def _known(storage: str | None, study: str) -> None:
+    """Refuse a study that is not there in a second or so, before the heavy imports."""
+    from rnnlab.storage.adapter import load_study
+
+    load_study(_storage(storage), study)
 
 
 @app.command()
@@ -107,7 +153,7 @@ def sweep(
     A study resumes only with the spec it was made with; --n-trials extends its budget.
     """
     from rnnlab.cli.progress import StudyProgress, placement_line
-    from rnnlab.cli.tables import next_commands, status_view
+    from rnnlab.cli.tables import done_line, next_commands, status_view
     from rnnlab.core.study_spec import load_study_spec
 
     study_spec = load_study_spec(spec, _with_data_dir(set_, data_dir), n_trials=n_trials,
@@ -128,6 +174,8 @@ def sweep(
             final = run_sweep(study_spec, _storage(storage), place, on_progress=progress,
                               allow_spec_change=allow_spec_change)
     Console().print(status_view([final], detail=True))
+    if done := done_line(final):
+        err.print(done, markup=False, highlight=False, soft_wrap=True)
     if final.finished >= (final.budget or 0):  # the search is done: its ablations run now
         for config in study_spec.ablate:
             _ablate(final.name, config, _storage(storage), None if ray else workers)
@@ -137,7 +185,7 @@ def sweep(
 def _ablate(study: str, config, storage: str, workers: int | None) -> None:
     """Run an ablation of ``study`` with the sweep's progress lines, and show its table."""
     from rnnlab.cli.progress import StudyProgress, placement_line
-    from rnnlab.cli.tables import status_view
+    from rnnlab.cli.tables import done_line, status_view
     from rnnlab.engines.ablate import ablate as run_ablation
 
     with StudyProgress(err) as progress:
@@ -149,6 +197,8 @@ def _ablate(study: str, config, storage: str, workers: int | None) -> None:
         final = run_ablation(storage, study, config, workers, on_start=started,
                              on_progress=progress)
     Console().print(status_view([final], detail=True))
+    if done := done_line(final, extends=False):
+        err.print(done, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -166,6 +216,7 @@ def ablate(
 ) -> None:
     """Train each stratum's best config with FACTOR at each level, with paired seeds: a derived
     study (STUDY-ablate-FACTOR) whose report gives the paired verdict within each stratum."""
+    _known(storage, study)
     from rnnlab.cli.tables import next_commands
     from rnnlab.engines.ablate import ablation
     from rnnlab.study.ablation import derived_name
@@ -215,12 +266,15 @@ def status(
     params too (--json: everything)."""
     from dataclasses import asdict
 
-    from rnnlab.cli.tables import status_view
+    from rnnlab.cli.tables import no_studies_line, status_view
     from rnnlab.study.status import study_status
 
     statuses = study_status(_storage(storage), study)
     if as_json:
         typer.echo(json.dumps([asdict(s) for s in statuses], indent=1))
+    elif not statuses:
+        err.print(no_studies_line(_storage(storage)), markup=False, highlight=False,
+                  soft_wrap=True)
     else:
         Console().print(status_view(statuses, detail=study is not None))
 
@@ -232,7 +286,14 @@ def trials(
     out: Annotated[Path | None, typer.Option(help="Write to this file (else stdout).")] = None,
     storage: StorageOpt = None,
 ) -> None:
-    """Export a study's trials as a table: params and values in columns."""
+    """Export a study's trials as a table: params and values in columns (the same columns
+    whatever the trials went through: README, "Exports")."""
+    from rnnlab.files import check_format, check_writable
+
+    check_format(fmt)
+    if out is not None:
+        check_writable(out)
+    _known(storage, study)
     from rnnlab.analysis.frames import trials_frame
     from rnnlab.files import write_frame
 
@@ -256,10 +317,14 @@ def dashboard(
         help="Put plotly.js in the page (one file to send) instead of beside it.")] = False,
 ) -> None:
     """Write a Plotly dashboard: one HTML page that opens offline, with plotly.js beside it."""
-    from rnnlab.cli.render import dashboard_line
-    from rnnlab.dashboards.write import board_for, watch_board, write_board
+    from rnnlab.dashboards.spec import board_for
 
     board = board_for(target)
+    if board.origin is None:
+        _known(storage, target)
+    from rnnlab.cli.render import dashboard_line
+    from rnnlab.dashboards.write import watch_board, write_board
+
     if watch is None:
         typer.echo(str(write_board(board, _storage(storage), out, inline=inline)[0]))
         return
@@ -297,6 +362,10 @@ def report(
         "CPU).")] = None,
 ) -> None:
     """Best-config report: validation ranking, then confirmation on the held-out test set."""
+    from rnnlab.files import REPORT_FORMATS, check_format
+
+    check_format(fmt, REPORT_FORMATS, "report format")
+    _known(storage, study)
     from rnnlab.engines.confirm import parallel
     from rnnlab.reports.build import report as build_report
 
@@ -320,6 +389,8 @@ def ui(
         help="Print this study's runs table only (default: every study in the storage).")] = None,
 ) -> None:
     """Start the MLflow UI on the store the sweeps used; print where each study's trials are."""
+    if study is not None:
+        _known(storage, study)
     from rnnlab.study.ui import open_ui
 
     def ready(base: str, links: list[tuple[str, str]], started: bool) -> None:
@@ -336,11 +407,11 @@ def ui(
 
 @app.command()
 def keys() -> None:
-    """List every config key with its default value."""
-    from rnnlab.core.spec import RunConfig, flatten
+    """List every config key with its type, the values it accepts and its default."""
+    from rnnlab.cli.tables import keys_table
+    from rnnlab.core.spec import keys as config_keys
 
-    for key, value in flatten(RunConfig()).items():
-        typer.echo(f"{key} = {value}")
+    Console().print(keys_table(config_keys()))
 
 
 app.command()(slurm)

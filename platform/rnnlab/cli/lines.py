@@ -5,6 +5,9 @@ Imported by the entry point before its signal handlers are in place: nothing hea
 
 from __future__ import annotations
 
+import logging
+import os
+import shlex
 import sys
 from typing import Any
 
@@ -13,14 +16,30 @@ from rnnlab.interrupts import ignore_interrupts
 
 
 def interrupted(exc: KeyboardInterrupt) -> int:
-    """Say in one line that the command was interrupted; returns its exit code (130 for Ctrl-C,
-    143 for SIGTERM). Later signals are ignored: what was running is closed already."""
+    """Say in one line that the command was interrupted, and how to go on; returns its exit
+    code (130 for Ctrl-C, 143 for SIGTERM). Later signals are ignored: what was running is
+    closed already."""
     ignore_interrupts()
     what, code = (("SIGTERM", EXIT_TERMINATED) if isinstance(exc, Terminated)
                   else ("Ctrl-C", EXIT_INTERRUPTED))
+    again = shlex.join(["rnnlab", *sys.argv[1:]])
     print(f"rnnlab: interrupted ({what}); what was running is closed as interrupted and "
-          "nothing finished is lost", file=sys.stderr, flush=True)
+          f"nothing finished is lost; `{again}` goes on from there", file=sys.stderr,
+          flush=True)
     return code
+
+
+def quiet_libraries(quiet: bool = True) -> None:
+    """Keep the libraries' own info lines (Optuna's "A new study created ...", MLflow's
+    "Creating initial MLflow database tables ..." and "View run ... at: URL") out of a
+    command's output, unless asked (``--verbose``). rnnlab says what it has to say in its own
+    lines, and warns through logging: warnings still show.
+
+    Done by level, not by logger: Optuna and MLflow set their loggers' levels and handlers
+    themselves when imported, which the commands do later and lazily."""
+    logging.disable(logging.INFO if quiet else logging.NOTSET)
+    if quiet:  # MLflow prints run URLs to stdout, not through logging; workers inherit this
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def error_line(message: str) -> str:

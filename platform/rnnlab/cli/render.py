@@ -35,7 +35,8 @@ def summary_table(summary: dict) -> Any:
     table = Table(title="rnnlab train", show_header=False)
     for key, value in summary.items():
         if key != "history":
-            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else
+                          "-" if value is None else str(value))
     return table
 
 

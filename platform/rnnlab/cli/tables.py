@@ -79,6 +79,39 @@ def status_view(statuses: list[Any], detail: bool) -> Group:
     return Group(*parts)
 
 
+def done_line(final: Any, *, extends: bool = True) -> str | None:
+    """The line a command that found its study done already says (None: it ran trials, or
+    the budget is not used), with how to run more where a budget can grow."""
+    if final.trials_run or final.finished < (final.budget or 0):
+        return None
+    more = (f"; the same command with --n-trials {2 * final.budget} runs {final.budget} more"
+            if extends else "")
+    return (f"{final.name}: done already ({final.finished}/{final.budget} trials finished), "
+            f"so nothing ran{more}")
+
+
+def keys_table(keys: list[Any]) -> Table:
+    """``rnnlab keys``: one row a key, whole (the allowed values wrap, never the key)."""
+    table = Table(box=box.SIMPLE_HEAD, title="config keys (--set KEY=VALUE, or a spec's "
+                  "sections)", title_justify="left")
+    table.add_column("key", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("allowed")
+    table.add_column("default", no_wrap=True)
+    for key in keys:
+        table.add_row(key.name, key.kind, key.allowed or "any",
+                      "-" if key.default is None else str(key.default))
+    return table
+
+
+def no_studies_line(storage: str) -> str:
+    """What ``rnnlab status`` says where no study is."""
+    from rnnlab.errors import mask_url
+
+    return (f"no study in {mask_url(storage)} yet: `rnnlab sweep studies/quickstart.yaml` "
+            "starts one, or --storage names the storage a sweep used")
+
+
 def next_commands(name: str, storage: str | None) -> str:
     """What to run after a sweep of ``name``, ready to paste (the storage, when not the
     default, included, with no password: RNNLAB_STORAGE_PASSWORD gives it)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,12 +32,13 @@ class DataConfig(Section):
     """Where the images come from, how they are split, and how they are presented."""
 
     source: Literal["mnist", "mnist-5k"] = "mnist"
-    dir: str | None = None  # a folder of IDX files; else $RNNLAB_DATA_DIR, the cache, a download
+    dir: Annotated[str | None, Field(description=(
+        "the folder of the four IDX files (none: $RNNLAB_DATA_DIR, the cache, a download)"))] = None
     split: Literal["holdout", "tutorial"] = "holdout"
     train_size: Annotated[int, Field(ge=1)] = 5000
     val_size: Annotated[int, Field(ge=1)] = 1000
     split_seed: int = 0  # fixes which training images become validation images
-    patch: Annotated[int, Field(ge=1)] = 7
+    patch: Annotated[int, Field(ge=1, description="a divisor of 784 (pixels a step)")] = 7
     normalisation: Literal["none", "global", "per_pixel", "per_pixel_tutorial"] = "per_pixel"
     # per_pixel only: each pixel's std is floored at this fraction of the global std, so the 67
     # pixels that never vary in training cannot blow a test image up to ~1e6.
@@ -71,16 +73,17 @@ class TrainConfig(Section):
 
     optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
     lr: Annotated[float, Field(gt=0)] = 2e-4
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9  # sgd only
+    momentum: Annotated[float, Field(ge=0, lt=1, description="sgd only")] = 0.9
     l2: Annotated[float, Field(ge=0)] = 0.0
     batch_size: Annotated[int, Field(ge=1)] = 50
     epochs: Annotated[int, Field(ge=1)] = 100
     grad_clip: Annotated[float, Field(gt=0)] | None = None
     seed: int = 0
-    device: str = "auto"
+    device: Annotated[str, Field(description="auto, cpu, cuda or cuda:N")] = "auto"
     threads: Annotated[int, Field(ge=1)] | None = None
     precision: Literal["fp32", "bf16"] = "fp32"
-    checkpoint_every: Annotated[int, Field(ge=0)] = 0  # epochs between checkpoints; 0 = never
+    checkpoint_every: Annotated[int, Field(
+        ge=0, description="epochs between checkpoints; 0: never")] = 0
 
     @field_validator("device")
     @classmethod
@@ -104,6 +107,46 @@ class RunConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key as ``rnnlab keys`` shows it."""
+
+    name: str  # dotted: train.lr
+    kind: str  # int, float, text or choice; "or none" when it may be left unset
+    allowed: str  # the choices, the range, or what the value must be; "" when anything goes
+    default: Any
+
+
+def keys() -> list[Key]:
+    """Every run config key with its type, the values it accepts and its default, in schema
+    order (read off the same schema that validates a config)."""
+    schema = RunConfig.model_json_schema()
+    out = []
+    for section, ref in schema["properties"].items():
+        fields = schema["$defs"][ref["$ref"].rsplit("/", 1)[-1]]["properties"]
+        out += [_key(f"{section}.{name}", prop) for name, prop in fields.items()]
+    return out
+
+
+_KINDS = {"integer": "int", "number": "float", "string": "text"}
+
+
+def _key(name: str, prop: dict[str, Any]) -> Key:
+    options = prop.get("anyOf", [prop])
+    main = next(o for o in options if o.get("type") != "null")
+    kind = "choice" if "enum" in main else _KINDS[main["type"]]
+    bounds = [f"{op} {main[k]:g}" for k, op in (("minimum", ">="), ("exclusiveMinimum", ">"),
+                                                ("maximum", "<="), ("exclusiveMaximum", "<"))
+              if k in main]
+    allowed = (", ".join(main["enum"]) if "enum" in main else
+               " and ".join(bounds) if bounds else "")
+    if described := prop.get("description") or main.get("description"):
+        allowed = f"{allowed}; {described}" if allowed else described
+    if len(options) > 1:
+        kind += " or none"
+    return Key(name, kind, allowed, prop.get("default"))
 
 
 def flatten(config: BaseModel, **dump: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from rnnlab.dashboards.groups import (
 )
 from rnnlab.dashboards.style import (
     STATE_STYLE,
+    STATE_WORDS,
     TUTORIAL_VAL_ACC,
     esc,
     floats,
@@ -63,13 +64,19 @@ def _get_learning_curves_info(frames: StudyFrames | Labelled, group: str = "mode
         states = dict(zip(table["number"], table["state"], strict=True))
         wide = f.curves.pivot_table(index=["number", "epoch"], columns="metric",
                                     values="value").reindex(columns=["val_acc", "val_loss"])
+        drawn = set()
         for number, h in wide.groupby(level="number"):
             if number not in states:
                 continue
+            drawn.add(number)
             curves.append(_Curve(label, int(number), groups[number], facets[number],
                                  str(states[number]),
                                  tuple(int(e) for e in h.index.get_level_values("epoch")),
                                  floats(h["val_acc"]), floats(h["val_loss"])))
+        # A trial that ended before its first epoch (failed at the start, say) has no curve,
+        # but its legend entry counts it, as the page's header does.
+        curves += [_Curve(label, int(n), groups[n], facets[n], str(st), (), (), ())
+                   for n, st in states.items() if n not in drawn and st != "RUNNING"]
     return _LearningCurvesInfo(tuple(curves), group, facet, tuple(metrics), len(studies))
 
 
@@ -89,7 +96,7 @@ def _get_learning_curves_plot(info: _LearningCurvesInfo) -> go.Figure:
     shown = set()
     for (panel, grp, state), curves in sorted(traces.items()):
         dash, opacity = STATE_STYLE.get(state, ("solid", 0.85))
-        name = f"{esc(grp)} ({state.lower()}, {counts[grp, state]})"
+        name = f"{esc(grp)} ({STATE_WORDS.get(state, state.lower())}, {counts[grp, state]})"
         for row, metric in enumerate(info.metrics, start=1):
             fig.add_trace(_lines(curves, metric, name, colours[grp], dash, opacity,
                                  showlegend=name not in shown), row=row,
@@ -128,9 +135,11 @@ def _lines(curves: list[_Curve], metric: str, name: str, colour: str, dash: str,
     xs = np.concatenate([[*c.epochs, *gap] for c in curves])
     ys = np.concatenate([[*getattr(c, metric), *gap] for c in curves])
     ids = np.concatenate([[_trial(c)] * len(c.epochs) + [""] for c in curves])
-    return go.Scatter(x=xs, y=ys, customdata=ids, mode="lines", name=name, legendgroup=name,
+    # a failed trial's few epochs: dotted, with a marker at each (one epoch is one point)
+    return go.Scatter(x=xs, y=ys, customdata=ids, mode="lines+markers" if dash == "dot"
+                      else "lines", name=name, legendgroup=name, marker={"size": 5},
                       showlegend=showlegend, opacity=opacity, connectgaps=False,
-                      line={"color": colour, "dash": dash, "width": 1.5},
+                      line={"color": colour, "dash": dash, "width": 2 if dash == "dot" else 1.5},
                       hovertemplate=(f"%{{customdata}} ({name})<br>epoch %{{x}}<br>{metric} "
                                      "%{y:.4f}<extra></extra>"))
 

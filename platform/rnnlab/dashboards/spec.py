@@ -17,6 +17,7 @@ filters their trials, says what to colour and facet by, and lists the figures::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -166,3 +167,25 @@ def study_board(name: str) -> DashboardSpec:
 def is_spec_path(target: str) -> bool:
     """Whether ``rnnlab dashboard TARGET`` names a spec file rather than a study."""
     return target.endswith((".yaml", ".yml")) or Path(target).is_file()
+
+
+@dataclass(frozen=True)
+class Board:
+    """A dashboard to write: its spec, where it came from, and the page's default path."""
+
+    spec: DashboardSpec
+    origin: str | None  # the spec file, or None for a study's default view
+    path: Path
+
+
+def board_for(target: str) -> Board:
+    """The dashboard ``rnnlab dashboard TARGET`` means: a spec file (``*.yaml``), or the
+    default view of the study named ``target``.
+
+    Raises:
+        RnnlabError: the spec file is missing or invalid.
+    """
+    if is_spec_path(target):
+        spec = load_dashboard_spec(target)
+        return Board(spec, target, Path(target).with_suffix(".html"))
+    return Board(study_board(target), None, Path("dashboards") / f"{target}.html")

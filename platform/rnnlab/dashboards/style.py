@@ -17,8 +17,9 @@ from plotly.colors import qualitative
 TUTORIAL_VAL_ACC = (0.470, 0.555, 0.595, 0.630, 0.674, 0.680)
 # The cells take the first colours of Plotly's D3 palette, the one other groups draw from.
 CELL_COLOURS = {"rnn": qualitative.D3[0], "lstm": qualitative.D3[1], "gru": qualitative.D3[2]}
+STATE_WORDS = {"FAIL": "failed"}  # a state as a legend says it (else in lower case)
 STATE_STYLE = {  # state: (dash, opacity)
-    "COMPLETE": ("solid", 0.85), "PRUNED": ("dash", 0.45), "FAIL": ("dot", 0.3),
+    "COMPLETE": ("solid", 0.85), "PRUNED": ("dash", 0.45), "FAIL": ("dot", 0.8),
     "RUNNING": ("longdash", 0.85),
 }
 

@@ -11,40 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from rnnlab.dashboards.board import board_html
 from rnnlab.dashboards.page import plotly_file
 from rnnlab.dashboards.select import Selection, select
-from rnnlab.dashboards.spec import DashboardSpec, is_spec_path, load_dashboard_spec, study_board
+from rnnlab.dashboards.spec import Board, board_for
 from rnnlab.files import atomic_write, check_writable
-
-
-@dataclass(frozen=True)
-class Board:
-    """A dashboard to write: its spec, where it came from, and the page's default path."""
-
-    spec: DashboardSpec
-    origin: str | None  # the spec file, or None for a study's default view
-    path: Path
-
-
-def board_for(target: str) -> Board:
-    """The dashboard ``rnnlab dashboard TARGET`` means: a spec file (``*.yaml``), or the
-    default view of the study named ``target``.
-
-    Raises:
-        RnnlabError: the spec file is missing or invalid.
-    """
-    if is_spec_path(target):
-        spec = load_dashboard_spec(target)
-        return Board(spec, target, Path(target).with_suffix(".html"))
-    return _study(target)
-
-
-def _study(name: str) -> Board:
-    return Board(study_board(name), None, Path("dashboards") / f"{name}.html")
 
 
 def write_board(board: Board, storage: str, out: str | Path | None = None, *,
@@ -106,8 +79,8 @@ def write_dashboard(storage: str, name: str, out: str | Path | None = None, *,
                     tracking_uri: str | None = None, refresh_s: float | None = None,
                     inline: bool = False) -> Path:
     """Write the default dashboard of study ``name`` (see :func:`write_board`)."""
-    return write_board(_study(name), storage, out, tracking_uri=tracking_uri, refresh_s=refresh_s,
-                       inline=inline)[0]
+    return write_board(board_for(name), storage, out, tracking_uri=tracking_uri,
+                       refresh_s=refresh_s, inline=inline)[0]
 
 
 def watch_board(board: Board, storage: str, out: str | Path | None, every_s: float, *,

@@ -56,6 +56,8 @@ def sweep(spec: StudySpec, storage: str = DEFAULT_STORAGE, workers: int | Placem
         start_fork_server()  # its imports overlap with opening the study here
     session = Session(spec, storage, allow_spec_change=allow_spec_change)
     with session.running():
+        if session.done():  # a finished study starts no worker
+            return session.result(0, on_progress)
         first = session.reserve(place.workers)
         with session.progress(on_progress, poll_s):
             if place.workers == 1:  # work() opens and settles the study's run itself

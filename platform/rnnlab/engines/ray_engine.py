@@ -97,6 +97,8 @@ def ray_sweep(spec: StudySpec, storage: str, address: str, *, workers: int | Non
     session = Session(spec, storage, allow_spec_change=allow_spec_change)
     try:
         with session.running():  # the study first: a spec it refuses starts no cluster
+            if session.done():  # nor does a finished one
+                return session.result(0, on_progress)
             if address == LOCAL:  # a local cluster's workers inherit the passwords
                 os.environ.update(without_secrets(storage, uri)[2])
             _connect(ray, address)

@@ -14,11 +14,11 @@ from pathlib import Path
 from rnnlab.analysis.frames import study_frames
 from rnnlab.core.data import fixed_subset
 from rnnlab.errors import RnnlabError
-from rnnlab.files import atomic_write, check_writable
+from rnnlab.files import REPORT_FORMATS, atomic_write, check_format, check_writable
 from rnnlab.reports.confirm import Trainer
 from rnnlab.reports.confirm import confirm as confirm_runs
 from rnnlab.reports.info import get_report_info, trial_config, with_best_of
-from rnnlab.reports.render import FORMATS, render
+from rnnlab.reports.render import render
 
 DEFAULT_SPLITS = 3  # other training subsets a config is confirmed on
 
@@ -60,8 +60,7 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
             a ``cell`` with no complete trial (or without ``yaml``), or an unwritable ``out``
             (checked before anything trains).
     """
-    if fmt not in FORMATS:
-        raise RnnlabError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
+    check_format(fmt, REPORT_FORMATS, "report format")
     if confirm_seeds < 1:
         raise RnnlabError(f"--confirm-seeds {confirm_seeds}: confirm with at least 1 seed")
     if confirm_splits is not None and confirm_splits < 1:

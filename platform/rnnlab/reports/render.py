@@ -23,8 +23,6 @@ from rnnlab.dashboards.page import figure_div, page
 from rnnlab.reports.confirm import scored_weights
 from rnnlab.reports.info import ReportInfo, Spread, TrialRow, native
 
-FORMATS = ("md", "html", "json", "yaml")
-
 
 def render(info: ReportInfo, fmt: str, frames: StudyFrames | None = None) -> str:
     """The report in one format (``html`` draws its figures from ``frames`` when given)."""

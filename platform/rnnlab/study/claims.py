@@ -59,7 +59,9 @@ def _close_failed(study: optuna.Study, tracker: Tracker, frozen: FrozenTrial, re
                   mlflow_status: str, retries_left: int, run_id: str | None = None) -> None:
     run_id = frozen.user_attrs.get(TRIAL_RUN_ID) or run_id
     if run_id:
-        tracker.set_tags(run_id, {"rnnlab.trial_state": "FAIL", "rnnlab.reason": reason})
+        tracker.set_tags(run_id, {"rnnlab.trial_state": "FAIL", "rnnlab.reason": reason,
+                                  "rnnlab.outcome": "failed" if mlflow_status == "FAILED"
+                                  else "interrupted"})
         tracker.end_run(run_id, mlflow_status)
     retries = frozen.user_attrs.get(TRIAL_RETRIES, 0)
     if retries < retries_left:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import optuna
+from optuna.trial import TrialState
 
 from rnnlab.core import data
 from rnnlab.core.study_spec import StudySpec
@@ -22,7 +23,13 @@ from rnnlab.storage.adapter import load_study, study_names
 from rnnlab.storage.keys import ATTR_PARENT
 from rnnlab.study.claims import close_killed
 from rnnlab.study.exits import Exits
-from rnnlab.study.parent import open_study, reopen_parent, reserve_indices, settle_parent
+from rnnlab.study.parent import (
+    budget_used,
+    open_study,
+    reopen_parent,
+    reserve_indices,
+    settle_parent,
+)
 from rnnlab.study.status import StudyStatus, study_status
 from rnnlab.tracking.tracker import Tracker
 
@@ -90,6 +97,12 @@ class Session:
             study = load_study(self.storage, name)
             if ATTR_PARENT in study.user_attrs:
                 settle_parent(study, self.tracker, interrupted=True)
+
+    def done(self) -> bool:
+        """Whether the study's budget is used with no trial waiting or running: a worker
+        started now would find nothing to do."""
+        return budget_used(self.study) and not self.study.get_trials(
+            deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
 
     def reserve(self, n: int) -> int:
         """Number ``n`` workers of this command; the first number

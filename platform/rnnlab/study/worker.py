@@ -2,8 +2,14 @@
 used, and runs each as a ``fit`` reported to Optuna and tracked in MLflow.
 
 A trial's route: claim -> sample its config -> start its MLflow run (nested under the study's)
--> resume from a retried trial's checkpoint, if any -> ``fit`` with two callbacks (MLflow
-metrics, Optuna report and prune) -> close the run with the outcome -> tell the study.
+-> resume from a retried trial's checkpoint, if any -> ``fit`` with three callbacks (MLflow
+metrics, the objective so far, Optuna report and prune) -> close the run with the outcome ->
+tell the study.
+
+Every trial run, running, pruned or complete, carries the study's objective as it stands
+after each epoch (``best_val_acc``: the best so far), so the MLflow UI's trials view ranks them
+all by it, and an ``rnnlab.outcome`` tag: ``complete``, ``pruned at epoch N``, ``diverged at
+epoch N``, ``failed`` or ``interrupted``.
 """
 
 from __future__ import annotations
@@ -149,13 +155,17 @@ class Worker:
         if self.placement:
             trial.set_user_attr(TRIAL_PLACEMENT, self.placement)
         resume = self._resume_point(trial, run_id)
+        logged = [self.tracker.epoch_logger(run_id),
+                  _Objective(self.tracker.epoch_logger(run_id), s.metric, s.objective,
+                             s.direction == "maximize")]
         if resume is not None:  # replay the curve so far: one continuous curve in both stores
             for epoch, metrics in enumerate(resume.history, start=1):
-                self.tracker.epoch_logger(run_id)(epoch, metrics)
+                for log_epoch in logged:
+                    log_epoch(epoch, metrics)
                 if math.isfinite(metrics[s.metric]):
                     trial.report(metrics[s.metric], epoch)
         reporter = _Reporter(trial, s.metric, config.train.epochs)
-        return fit(config, [self.tracker.epoch_logger(run_id), reporter],
+        return fit(config, [*logged, reporter],
                    data=self._data.get(config.data, resolve_device(config.train.device)),
                    resume=resume,
                    on_checkpoint=lambda ckpt: self.tracker.log_checkpoint(run_id, ckpt))
@@ -177,17 +187,15 @@ class Worker:
         RUNNING behind a finished trial; an interrupt waits for both)."""
         if reason:
             trial.set_user_attr(TRIAL_REASON, reason)
-        tags = {"rnnlab.trial_state": state.name}
+        tags = {"rnnlab.trial_state": state.name, "rnnlab.outcome": _outcome(state, result)}
         if state == TrialState.PRUNED:
             tags["rnnlab.pruned"] = "true"
         if reason:
             tags["rnnlab.reason"] = reason
-        s = self.spec.study  # the UI's columns: objective value and best epoch, per run
-        summary = {objective_key(s.metric, s.objective): value} if value is not None else {}
+        s = self.spec.study  # a UI column beside the objective (logged epoch by epoch)
         best = result.best_epoch(s.metric, s.direction == "maximize")
         if best is not None:
-            summary[BEST_EPOCH] = best
-        self.tracker.log_metrics(run.run_id, summary)
+            self.tracker.log_metrics(run.run_id, {BEST_EPOCH: best})
         self.tracker.log_result(run.run_id, result, weights=False, tags=tags)
         self.tracker.end_run(run.run_id, "FINISHED")
         run.closed = True
@@ -205,6 +213,36 @@ class TrialRun:
 
     run_id: str | None = None
     closed: bool = False
+
+
+def _outcome(state: TrialState, result: FitResult) -> str:
+    """The trial's outcome as its run's ``rnnlab.outcome`` tag says it."""
+    if state == TrialState.COMPLETE:
+        return "complete"
+    if result.status == "diverged":
+        return f"diverged at epoch {result.diverged_epoch or result.epochs_run}"
+    if result.status == "stopped":
+        return f"pruned at epoch {result.epochs_run}"
+    return "no finite value"  # trained to the end, its metric never finite: counted as pruned
+
+
+class _Objective:
+    """Logs the trial's objective as it stands after each epoch: its metric's best finite
+    value so far (objective ``best``), or the epoch's own (``last``)."""
+
+    def __init__(self, log: Any, metric: str, objective: str, maximize: bool):
+        self.log, self.metric, self.key = log, metric, objective_key(metric, objective)
+        self.last, self.maximize = objective == "last", maximize
+        self.value: float | None = None
+
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
+        value = metrics[self.metric]
+        if not math.isfinite(value):
+            return
+        if self.last or self.value is None or (
+                value > self.value if self.maximize else value < self.value):
+            self.value = value
+        self.log(epoch, {self.key: self.value})
 
 
 class _Reporter:

@@ -28,6 +28,7 @@ from rnnlab.tracking.store import RunReader
 HOST = "127.0.0.1"
 VIEW_TAG = "mlflow.sharedViewState."  # + the view's key: a saved view of the runs table
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+OUTCOME_TAG = "rnnlab.outcome"  # a trial run's: complete, pruned at epoch N, failed, ...
 _FIXED_COLUMNS = ("attributes.`Run Name`", "runDateAndNestInfo", "duration")
 START_TIMEOUT_S = 180.0  # a cold `mlflow server` takes 10-60 s to import and migrate its store
 
@@ -55,16 +56,21 @@ class StudyRuns:
 def view_state(s: StudyRuns, sort_metric: str) -> dict:
     """The runs table as the UI's saved view holds it: filter, order and columns."""
     metric = s.metric or "val_acc"
-    metrics = dict.fromkeys([objective_key(metric, s.objective), "val_acc", "val_loss",
-                             BEST_EPOCH])  # in this order, once each
-    columns = [f"metrics.`{m}`" for m in metrics] + [f"params.`{p}`" for p in s.params]
+    # In this order, once each: the objective, the last epoch's value of the metric and the
+    # best epoch (val_loss and the rest: each run's charts), so that the outcome and four
+    # searched params fit beside them.
+    metrics = dict.fromkeys([objective_key(metric, s.objective), metric, BEST_EPOCH])
+    objective, *others = (f"metrics.`{m}`" for m in metrics)
+    outcome = f"tags.`{OUTCOME_TAG}`"
+    columns = [objective, outcome, *others, *(f"params.`{p}`" for p in s.params)]
     state = {"orderByKey": f"metrics.`{sort_metric}`",
              "orderByAsc": s.direction == "minimize", "selectedColumns": columns,
              # The table's own column ids: these columns first, objective leftmost, narrow
-             # enough that eight of them fit a 1920-pixel-wide window beside the assistant.
+             # enough that the run's name, these and four params fit a 1920-pixel-wide window
+             # beside the assistant.
              "columnOrder": [*_FIXED_COLUMNS, *columns],
-             "columnWidths": {_FIXED_COLUMNS[0]: 110, _FIXED_COLUMNS[1]: 130,
-                              **dict.fromkeys(columns, 95)}}
+             "columnWidths": {_FIXED_COLUMNS[0]: 110, _FIXED_COLUMNS[1]: 140,
+                              **dict.fromkeys(columns, 90), outcome: 125}}
     if s.parent_run_id:
         state["searchFilter"] = _trials_of(s)
     return state
@@ -224,7 +230,7 @@ def save_view(client: Any, experiment_id: str, s: StudyRuns) -> str:
     sort = objective_key(metric, s.objective)
     if s.parent_run_id:  # a study tracked before runs logged their objective: sort by metric
         first = client.search_runs([experiment_id],
-                                   _trials_of(s),
+                                   f"{_trials_of(s)} and attributes.status = 'FINISHED'",
                                    max_results=1)
         if first and sort not in first[0].data.metrics:
             sort = metric
