@@ -69,6 +69,26 @@ def test_yaml_report_is_the_best_config_and_trains_unchanged(env, frames, tmp_pa
     assert json.loads(result.stdout)["epochs"] == best.user_attrs["config"]["train.epochs"]
 
 
+def test_an_exported_config_carries_no_machine_path(frames, tmp_path, mnist_dir, monkeypatch):
+    """A study that named its data folder exports a config without it: the file runs on any
+    machine, given --data-dir or $RNNLAB_DATA_DIR."""
+    import dataclasses
+
+    import yaml
+
+    info = get_report_info(frames)
+    here = {**info.best_config, "data": {**info.best_config["data"], "source": "mnist",
+                                         "dir": str(mnist_dir)}}
+    text = dataclasses.replace(info, best_config=here).best_yaml
+    assert str(mnist_dir) not in text and text.startswith("# data.dir left out")
+    assert yaml.safe_load(text)["data"]["dir"] is None
+    (tmp_path / "best.yaml").write_text(text)
+    monkeypatch.setenv("RNNLAB_DATA_DIR", str(mnist_dir))
+    assert load_config(tmp_path / "best.yaml", ["train.epochs=1"]).data.dir is None
+    assert info.best_yaml == dataclasses.replace(info, best_config=info.best_config).best_yaml
+    assert not info.best_yaml.startswith("#")  # nothing left out: no note
+
+
 def test_yaml_of_each_cells_best_config(env, frames, tmp_path):
     info = get_report_info(frames)
     runner = CliRunner()

@@ -154,7 +154,16 @@ class ReportInfo:
 
     @property
     def best_yaml(self) -> str:
-        return to_yaml(validate(RunConfig, self.best_config, "best config"))
+        """The best config as a run config file that runs on any machine: the data folder of
+        the machine the study ran on is left out (``--data-dir`` or $RNNLAB_DATA_DIR gives
+        it, as for the tutorial's spec)."""
+        config = validate(RunConfig, self.best_config, "best config")
+        if config.data.dir is None:
+            return to_yaml(config)
+        return (f"# data.dir left out (it was this machine's folder): `rnnlab train FILE "
+                f"--data-dir DIR` or $RNNLAB_DATA_DIR\n"
+                + to_yaml(config.model_copy(update={"data": config.data.model_copy(
+                    update={"dir": None})})))
 
     @property
     def test_set(self) -> str:
