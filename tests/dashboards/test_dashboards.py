@@ -41,6 +41,53 @@ def test_learning_curves_info_has_every_trial_with_its_cell_and_state(frames, tr
         assert len(c.val_loss) == len(c.epochs)
 
 
+def test_a_large_page_draws_each_groups_best_whole_and_the_rest_as_bands(frames, trials,
+                                                                           monkeypatch):
+    """Past `whole_up_to` trials (300 by default: a 10,000-trial page stays small), each
+    cell's best trials keep their whole curves; the rest become a median and 10-90% band,
+    with every one's best point kept as a dot."""
+    monkeypatch.setattr(learning_curves, "BEST_WHOLE", 1)
+    assert learning_curves._get_learning_curves_info(frames, whole_up_to=6).bands == ()
+    info = learning_curves._get_learning_curves_info(frames, whole_up_to=2)
+    cells: dict[str, list] = {}
+    for t in trials.values():
+        cells.setdefault(t.user_attrs["config"]["model.cell"], []).append(t)
+    whole = {c.number: c for c in info.curves}
+    for cell, mine in cells.items():
+        best = max(mine, key=lambda t: (t.value if t.value is not None else -1, -t.number))
+        assert [n for n in whole if trials[n].user_attrs["config"]["model.cell"] == cell] == [
+            best.number]
+        assert whole[best.number].val_acc == pytest.approx(
+            [best.intermediate_values[e] for e in sorted(best.intermediate_values)])
+    bands = {b.group: b for b in info.bands}
+    assert bands, "the tiny study has a cell of two trials or more"
+    assert {g: b.trials for g, b in bands.items()} == {
+        g: len(m) - 1 for g, m in cells.items() if len(m) > 1}
+    for t in trials.values():  # every trial's best val_acc is on the page
+        if t.number not in whole:
+            dots = {trial: v for _, v, trial in bands[t.user_attrs["config"]["model.cell"]]
+                    .best["val_acc"]}
+            assert dots[f"{frames.name} trial {t.number}"] == pytest.approx(
+                max(t.intermediate_values.values()))
+    for b in info.bands:
+        low, median, high = b.quantiles["val_acc"]
+        assert all(lo <= m <= hi for lo, m, hi in zip(low, median, high, strict=True))
+    fig = learning_curves._get_learning_curves_plot(info)
+    assert f"{len(trials)} trials: each cell's 1 best drawn whole" in fig.layout.title.text
+    names = {t.name for t in fig.data if t.showlegend is not False}
+    assert {f"{g} (the other {b.trials}: median, 10-90%)" for g, b in bands.items()} <= names
+
+
+def test_a_spec_sets_how_many_curves_are_drawn_whole():
+    from rnnlab.dashboards.spec import DashboardSpec
+
+    spec = DashboardSpec(studies=["a"], figures=[{"kind": "learning_curves", "whole_up_to": 2}])
+    assert spec.figures[0].whole_up_to == 2
+    assert study_board("a").figures[0].whole_up_to == learning_curves.WHOLE_UP_TO == 300
+    with pytest.raises(ValueError, match="whole_up_to"):
+        DashboardSpec(studies=["a"], figures=[{"kind": "learning_curves", "whole_up_to": 0}])
+
+
 @pytest.fixture(scope="module")
 def pruned_frames(tmp_path_factory, _mlflow_template):
     """The frames of a study whose second trial is surely pruned, at its first epoch of two: a

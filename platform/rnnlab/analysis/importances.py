@@ -7,6 +7,11 @@ replacement and fitting again shows how much of a ranking survives: each paramet
 importance and a 90% interval, and each neighbour pair in the ranking the share of resamples
 that order them the same way. A pair ordered the same way in fewer than ``SETTLED`` of the
 resamples is reported as too uncertain to rank.
+
+A fit costs time in proportion to its trials, so a study of more than ``SAMPLE_CAP`` complete
+trials is resampled ``SAMPLE_CAP`` at a time (an m-out-of-n bootstrap): the page stays quick at
+10,000 trials, and its intervals are those of ``SAMPLE_CAP`` trials, wider than the whole
+study's would be (the note says so).
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import warnings
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 
 RESAMPLES = 20
 TREES = 16
 SETTLED = 0.9
 MIN_TRIALS = 2
+SAMPLE_CAP = 100  # trials per resample at most (benchmarks/dashboard_scale.py)
 COLUMNS = ["param", "importance", "std", "low", "high"]
 
 
@@ -37,7 +43,9 @@ def importances(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], *,
         than two complete trials or no varying param, the note says why).
     """
     empty = pd.DataFrame(columns=COLUMNS)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    # params and value only: each fit copies its trials, curves and attributes are dead weight
+    complete = [create_trial(params=t.params, distributions=t.distributions, value=t.value)
+                for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     if len(complete) < MIN_TRIALS:
         return empty, f"needs at least {MIN_TRIALS} complete trials (has {len(complete)})"
     params = sorted(_varying(complete))
@@ -47,8 +55,8 @@ def importances(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], *,
         return empty, "the objective is the same in every complete trial"
     # `dashboard --watch` reads a study every few seconds: fit again only when its complete
     # trials changed (20 fits take seconds)
-    key = (study.direction, resamples, seed,
-           tuple((t.number, t.value, repr(sorted(t.params.items()))) for t in complete))
+    key = (study.direction, resamples, seed, SAMPLE_CAP,
+           tuple((t.value, repr(sorted(t.params.items()))) for t in complete))
     if key in _LAST:
         frame, note = _LAST[key]
         return frame.copy(), note
@@ -70,7 +78,7 @@ def _bootstrap(direction, complete, params, resamples: int,
         for _ in range(10 * resamples):
             if len(draws) == resamples:
                 break
-            sample = [rng.choice(complete) for _ in complete]
+            sample = [rng.choice(complete) for _ in range(min(len(complete), SAMPLE_CAP))]
             # a resample must still vary every param, and the objective (fANOVA needs both)
             if _varying(sample) >= set(params) and len({t.value for t in sample}) > 1:
                 draws.append(_fanova(direction, sample, params, seed + len(draws)))
@@ -106,6 +114,9 @@ def _fanova(direction, trials, params: list[str], seed: int) -> list[float]:
 def _note(table: pd.DataFrame, order: list[str], n: int) -> str:
     head = (f"fANOVA over {n} complete trials, mean of {len(table)} bootstrap resamples "
             "with a 90% interval")
+    if n > SAMPLE_CAP:
+        head += (f" (each resample draws {SAMPLE_CAP} of the {n}: the intervals are those of "
+                 f"{SAMPLE_CAP} trials, wider than the whole study's)")
     if len(order) < 2:
         return head
     pairs = []

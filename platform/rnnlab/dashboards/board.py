@@ -54,7 +54,8 @@ def _across(figure: Figure, spec: DashboardSpec,
             studies: tuple[tuple[str, StudyFrames], ...]) -> go.Figure:
     group, facet = spec.group, spec.facet
     if figure.kind == "learning_curves":
-        return plot_learning_curves(studies, group, facet, tuple(figure.metrics))
+        return plot_learning_curves(studies, group, facet, tuple(figure.metrics),
+                                    figure.whole_up_to)
     if figure.kind == "history":
         return plot_history(studies, group)
     if figure.kind == "box":

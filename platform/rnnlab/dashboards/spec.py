@@ -93,6 +93,9 @@ class Figure(Strict):
     kind: FigureKind
     metrics: list[Literal["val_acc", "val_loss"]] = Field(  # learning_curves
         default=["val_acc", "val_loss"], min_length=1)
+    # learning_curves: trials drawn whole, each one, up to this many; past it each group's
+    # best whole and the rest as bands (dashboards/learning_curves.py)
+    whole_up_to: int = Field(default=300, ge=1)
     factors: list[str] | None = None  # box: the config keys on x (default: the searched ones)
     x: str | None = None  # scatter: the config key on x
     y: Literal[Y_KEYS] = "objective"  # box, scatter

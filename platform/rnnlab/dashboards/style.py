@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import math
 
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
@@ -30,6 +31,13 @@ def esc(value: object) -> str:
 
 def colour(cell: str) -> str:
     return CELL_COLOURS.get(cell, "#7f7f7f")
+
+
+def fill(colour_: str, alpha: float = 0.15) -> str:
+    """A translucent fill of a palette colour (hex ``#rrggbb`` or ``rgb(r, g, b)``)."""
+    rgb = plotly.colors.convert_colors_to_same_type(colour_, "rgb")[0][0]
+    r, g, b = (round(v) for v in plotly.colors.unlabel_rgb(rgb))
+    return f"rgba({r}, {g}, {b}, {alpha})"
 
 
 def floats(values) -> tuple[float, ...]:

@@ -160,8 +160,8 @@ class ReportInfo:
         config = validate(RunConfig, self.best_config, "best config")
         if config.data.dir is None:
             return to_yaml(config)
-        return (f"# data.dir left out (it was this machine's folder): `rnnlab train FILE "
-                f"--data-dir DIR` or $RNNLAB_DATA_DIR\n"
+        return ("# data.dir left out (it was this machine's folder): `rnnlab train FILE "
+                "--data-dir DIR` or $RNNLAB_DATA_DIR\n"
                 + to_yaml(config.model_copy(update={"data": config.data.model_copy(
                     update={"dir": None})})))
 
