@@ -169,6 +169,21 @@ def test_ui_shows_the_studys_trials_in_chromium(study, browser, tmp_path):  # no
     assert code == 0
     with pytest.raises(ConnectionRefusedError):  # no server left behind on the port
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    # nor any of its workers (uvicorn, MLflow's job runner and huey consumers outlive the
+    # server itself on SIGTERM): every process the UI started ran in the copy's folder
+    assert _running_in(copy) == []
+
+
+def _running_in(folder) -> list[str]:
+    """The command lines of live processes whose working folder is ``folder``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/cwd") == str(folder):
+                found.append(open(f"/proc/{pid}/cmdline").read().replace("\0", " ")[:120])
+        except OSError:  # gone meanwhile, or a zombie: no cwd
+            continue
+    return found
 
 
 # For each column the runs table shows: its header, and its cells top to bottom, with where
@@ -252,3 +267,37 @@ def test_ui_on_a_tracking_server_that_is_down_is_one_line(tmp_path, monkeypatch)
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "is not reachable" in lines[0], result.stderr
     assert not os.path.exists(tmp_path / "rnnlab.journal")  # nothing created on the way
+
+
+def test_stopping_the_server_ends_the_workers_it_started_too():
+    """MLflow's server starts workers (uvicorn, a job runner, huey consumers) that can outlive
+    it on SIGTERM: stopping the UI ends its whole process group, SIGKILL for what stays."""
+    from rnnlab.tracking.ui import stop_server
+
+    stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print(flush=True); time.sleep(600)")
+    proc = subprocess.Popen(["sh", "-c", f"{sys.executable} -c '{stubborn}' & exec sleep 600"],
+                            start_new_session=True, stdout=subprocess.PIPE, text=True)
+    proc.stdout.readline()  # the worker is up, SIGTERM ignored
+    members = [int(p) for p in os.listdir("/proc") if p.isdigit() and _group(p) == proc.pid]
+    assert len(members) == 2
+    stop_server(proc, grace_s=2)
+    time.sleep(0.5)
+    assert [p for p in members if _alive(p)] == []
+    proc.stdout.close()
+
+
+def _group(pid: str) -> int | None:
+    try:
+        return os.getpgid(int(pid))
+    except ProcessLookupError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Running or sleeping: gone or a zombie waiting to be reaped is not."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +31,7 @@ VIEW_TAG = "mlflow.sharedViewState."  # + the view's key: a saved view of the ru
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 OUTCOME_TAG = "rnnlab.outcome"  # a trial run's: complete, pruned at epoch N, failed, ...
 _FIXED_COLUMNS = ("attributes.`Run Name`", "runDateAndNestInfo", "duration")
+STOP_GRACE_S = 5.0  # a server's workers given to end on SIGTERM before they are killed
 START_TIMEOUT_S = 180.0  # a cold `mlflow server` takes 10-60 s to import and migrate its store
 
 
@@ -139,17 +141,19 @@ def start_server(uri: str, port: int, timeout: float = START_TIMEOUT_S) -> subpr
     raise RnnlabError(f"mlflow server did not answer on port {port} within {timeout:.0f} s")
 
 
-def stop_server(proc: subprocess.Popen) -> None:
-    """End the server's process group (the server and the workers it started)."""
-    if proc.poll() is None:
+def stop_server(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """End the server's process group: SIGTERM to all, ``grace_s`` for the server to exit,
+    then SIGKILL to what is left (its workers, uvicorn, MLflow's job runner and huey
+    consumers, can outlive it)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
-            os.killpg(proc.pid, 15)
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+            os.killpg(proc.pid, sig)
         except ProcessLookupError:
-            pass
+            break
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            continue
     log = getattr(proc, "log", None)
     if log is not None and not log.closed:
         log.close()
