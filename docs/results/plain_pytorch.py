@@ -138,7 +138,7 @@ def train_and_test(config: dict, folder: Path, seed: int, last: bool) -> tuple[f
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("config")
     ap.add_argument("--data-dir", default="../shared/data/mnist")
     ap.add_argument("--seeds", default="0,1,2")

@@ -80,6 +80,15 @@ def test_study_frames_meta_finals_and_importances(frames, study):
     assert (table["state"] == "COMPLETE").all() and {"model.cell", "final_val_acc"} <= set(table)
 
 
+def test_frames_without_curves_have_the_same_finals(frames, study):
+    """What draws no curve (a report's tables) reads each trial's last epoch only."""
+    lean = results.study_frames(study.storage, study.name, tracking_uri=study.uri,
+                                metrics=("val_acc", "val_loss"), curves=False)
+    assert lean.curves.empty and list(lean.curves.columns) == list(frames.curves.columns)
+    full = frames.finals[list(lean.finals.columns)]
+    assert lean.finals.equals(full)
+
+
 def test_unknown_study_and_missing_runs_are_one_line_errors(study, tmp_path):
     with pytest.raises(RnnlabError, match="no study named 'nope'"):
         results.study_frames(study.storage, "nope", tracking_uri=study.uri)

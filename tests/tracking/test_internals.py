@@ -8,8 +8,8 @@ from mlflow.tracking import MlflowClient
 
 from rnnlab.storage.adapter import load_study
 from rnnlab.storage.keys import TRIAL_RUN_ID
-from rnnlab.tracking.internals import close_run, metric_histories_sql
-from rnnlab.tracking.store import metric_histories
+from rnnlab.tracking.internals import close_run, last_points_sql, metric_histories_sql
+from rnnlab.tracking.store import RunReader, metric_histories
 from rnnlab.tracking.tracker import Tracker
 
 
@@ -24,6 +24,25 @@ def test_sql_fast_path_and_public_api_agree(study):
     fast, slow = fast.sort_values(key).reset_index(), slow.sort_values(key).reset_index()
     assert fast[key].equals(slow[key])
     assert (fast["value"] - slow["value"]).abs().max() == 0
+
+
+def test_last_points_from_the_latest_metrics_table_are_the_curves_last_epochs(study):
+    """A report that shows final values reads MLflow's latest-metrics table, not every epoch:
+    the same values as the last epoch of each public metric history."""
+    client = MlflowClient(study.uri)
+    trials = load_study(study.storage, study.name).trials
+    runs = {t.user_attrs[TRIAL_RUN_ID]: t.number for t in trials}
+    fast = last_points_sql(client, list(runs), ("val_acc", "val_loss"))
+    slow = metric_histories(client, list(runs), ("val_acc", "val_loss"))
+    last = slow.sort_values("epoch").groupby(["run_id", "metric"]).tail(1)
+    key = ["run_id", "metric", "epoch"]
+    assert fast is not None and len(fast) == len(last) == 2 * len(runs)
+    fast, last = fast.sort_values(key).reset_index(), last.sort_values(key).reset_index()
+    assert fast[key].equals(last[key]) and (fast["value"] - last["value"]).abs().max() == 0
+    reader = RunReader(study.uri)
+    points = reader.last_points(runs, ("val_acc",))
+    curves = reader.curves(runs, ("val_acc",))
+    assert points.equals(curves.groupby(["number", "metric"]).tail(1).reset_index(drop=True))
 
 
 def test_closing_a_run_directly_matches_set_terminated(mlflow_db):

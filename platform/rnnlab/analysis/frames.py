@@ -187,8 +187,11 @@ def curves_frame(storage: str, name: str, *, tracking_uri: str | None = None,
 
 
 def study_frames(storage: str, name: str, *, tracking_uri: str | None = None,
-                 metrics: Sequence[str] = CURVE_METRICS) -> StudyFrames:
+                 metrics: Sequence[str] = CURVE_METRICS, curves: bool = True) -> StudyFrames:
     """Read a study and its trials' MLflow runs into :class:`StudyFrames`.
+
+    ``curves=False`` reads each trial's last epoch of ``metrics`` only (the ``finals``), for
+    what draws no curve: ``curves`` is then empty.
 
     Raises:
         RnnlabError: the study does not exist, or its runs are not in the tracking store.
@@ -202,7 +205,7 @@ def study_frames(storage: str, name: str, *, tracking_uri: str | None = None,
     reader = RunReader(tracking_uri)  # no runs: the store is left untouched
     if parent and runs:
         reader.check_run(parent, name)
-    curves = reader.curves(runs, metrics)
+    points = reader.curves(runs, metrics) if curves else reader.last_points(runs, metrics)
     importances, note = param_importances(study, trials)
     return StudyFrames(
         name=name, metric=spec.get("study", {}).get("metric", "value"),
@@ -210,8 +213,9 @@ def study_frames(storage: str, name: str, *, tracking_uri: str | None = None,
         search=tuple(search) or tuple(sorted({k for t in trials for k in t.params})),
         log_keys=tuple(k for k, d in search.items() if d.log), parent_run_id=parent,
         experiment=study.user_attrs.get(ATTR_EXPERIMENT), spec=spec,
-        trials=_trials_frame(study, trials), configs=_configs(trials), curves=curves,
-        finals=_finals(curves), importances=importances, importance_note=note,
+        trials=_trials_frame(study, trials), configs=_configs(trials),
+        curves=points if curves else points.iloc[:0], finals=_finals(points),
+        importances=importances, importance_note=note,
         tracking_uri=reader.masked_uri)
 
 

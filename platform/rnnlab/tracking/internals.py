@@ -1,4 +1,4 @@
-"""The two private MLflow calls rnnlab makes, each for speed, each with its public fallback.
+"""The private MLflow calls rnnlab makes, each for speed, each with its public fallback.
 
 Nothing else in rnnlab reaches past ``MlflowClient``'s public API. Both fast paths are tested
 against their fallbacks (tests/tracking/test_internals.py), so an MLflow release that changes
@@ -56,11 +56,40 @@ def metric_histories_sql(client: MlflowClient, run_ids: list[str],
     engine = getattr(_store(client), "engine", None)
     if engine is None:
         return None
-    import pandas as pd
     from mlflow.store.tracking.dbmodels.models import SqlMetric
+
+    return _points(engine, SqlMetric, run_ids, metrics)
+
+
+def last_points_sql(client: MlflowClient, run_ids: list[str],
+                    metrics: Sequence[str]) -> pd.DataFrame | None:
+    """The last epoch of ``metrics`` of ``run_ids`` from a SQL tracking store's latest-metrics
+    table, one row per run and metric: ``run_id``, ``metric``, ``epoch``, ``value``,
+    ``timestamp``.
+
+    Why private: the public path reads every epoch of every run (``get_metric_history``) to
+    keep the last: at 10,000 trials x 100 epochs, a report that shows final values only would
+    read a million points to keep ten thousand. MLflow keeps each run's latest value per key
+    (highest step, then newest) in a table of its own.
+
+    Returns:
+        None for a store without a SQL engine (a tracking server, a file store).
+    """
+    engine = getattr(_store(client), "engine", None)
+    if engine is None:
+        return None
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric
+
+    return _points(engine, SqlLatestMetric, run_ids, metrics)
+
+
+def _points(engine, table, run_ids: list[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Rows of a metric ``table`` for ``run_ids`` and ``metrics``, one query per 500 runs."""
+    import pandas as pd
     from sqlalchemy import select
 
-    m = SqlMetric
+    m = table
+    names = ["run_id", "metric", "epoch", "value", "is_nan", "timestamp"]
     frames = []
     with engine.connect() as conn:
         for i in range(0, len(run_ids), _CHUNK):
@@ -69,9 +98,7 @@ def metric_histories_sql(client: MlflowClient, run_ids: list[str],
             # column by column: a frame built from SQLAlchemy rows probes every row (seconds
             # at 1,000 trials)
             columns = list(zip(*conn.execute(query).fetchall(), strict=False)) or [()] * 6
-            frames.append(pd.DataFrame(dict(zip(
-                ["run_id", "metric", "epoch", "value", "is_nan", "timestamp"], columns,
-                strict=True))))
+            frames.append(pd.DataFrame(dict(zip(names, columns, strict=True))))
     raw = pd.concat(frames, ignore_index=True)
     raw["value"] = raw["value"].astype(float).mask(raw.pop("is_nan").astype(bool))
     return raw

@@ -14,7 +14,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from rnnlab.errors import RnnlabError, mask_url
-from rnnlab.tracking.internals import metric_histories_sql
+from rnnlab.tracking.internals import last_points_sql, metric_histories_sql
 from rnnlab.tracking.server import client as make_client
 from rnnlab.tracking.server import tracking_uri
 
@@ -71,14 +71,19 @@ class RunReader:
         raw = metric_histories_sql(self.client, list(runs), metrics)
         if raw is None:
             raw = metric_histories(self.client, list(runs), metrics)
-        if raw.empty:
+        return _tidy(raw, runs)
+
+    def last_points(self, runs: dict[str, int], metrics: Sequence[str]) -> pd.DataFrame:
+        """:meth:`curves` cut to each run's last epoch of each metric: what a table of final
+        values needs, without reading every epoch where the store keeps the latest apart."""
+        if not runs or not metrics:
             return pd.DataFrame(columns=CURVE_COLUMNS)
-        raw = raw.sort_values("timestamp").drop_duplicates(["run_id", "metric", "epoch"],
-                                                          keep="last")
-        raw["number"] = raw["run_id"].map(runs).astype(int)
-        raw["epoch"] = raw["epoch"].astype(int)
-        return raw[CURVE_COLUMNS].sort_values(["number", "metric", "epoch"]).reset_index(
-            drop=True)
+        raw = last_points_sql(self.client, list(runs), metrics)
+        if raw is None:
+            curves = self.curves(runs, metrics)
+            return curves.groupby(["number", "metric"]).tail(1).reset_index(drop=True)
+        return _tidy(raw, runs)
+
 
     def confirmations(self, parent_run_id: str) -> pd.DataFrame:
         """Finished confirmation runs nested under a study's run, one row per run: columns
@@ -100,6 +105,18 @@ class RunReader:
             if not token:
                 break
         return pd.DataFrame(rows, columns=CONFIRM_COLUMNS)
+
+
+def _tidy(raw: pd.DataFrame, runs: dict[str, int]) -> pd.DataFrame:
+    """Points as :data:`CURVE_COLUMNS`, by trial number; a step logged twice (a resumed trial
+    re-logs its epoch) keeps its latest value."""
+    if raw.empty:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    raw = raw.sort_values("timestamp").drop_duplicates(["run_id", "metric", "epoch"],
+                                                      keep="last")
+    raw["number"] = raw["run_id"].map(runs).astype(int)
+    raw["epoch"] = raw["epoch"].astype(int)
+    return raw[CURVE_COLUMNS].sort_values(["number", "metric", "epoch"]).reset_index(drop=True)
 
 
 def _confirmation_row(r: Any) -> dict[str, Any]:
