@@ -53,12 +53,7 @@ def metric_histories_sql(client: MlflowClient, run_ids: list[str],
     Returns:
         None for a store without a SQL engine (a tracking server, a file store).
     """
-    engine = getattr(_store(client), "engine", None)
-    if engine is None:
-        return None
-    from mlflow.store.tracking.dbmodels.models import SqlMetric
-
-    return _points(engine, SqlMetric, run_ids, metrics)
+    return _points(client, "SqlMetric", run_ids, metrics)
 
 
 def last_points_sql(client: MlflowClient, run_ids: list[str],
@@ -75,20 +70,21 @@ def last_points_sql(client: MlflowClient, run_ids: list[str],
     Returns:
         None for a store without a SQL engine (a tracking server, a file store).
     """
+    return _points(client, "SqlLatestMetric", run_ids, metrics)
+
+
+def _points(client: MlflowClient, table: str, run_ids: list[str],
+            metrics: Sequence[str]) -> pd.DataFrame | None:
+    """Rows of MLflow's metric ``table`` (a model's name) for ``run_ids`` and ``metrics``, one
+    query per 500 runs; None for a store without a SQL engine."""
     engine = getattr(_store(client), "engine", None)
     if engine is None:
         return None
-    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric
-
-    return _points(engine, SqlLatestMetric, run_ids, metrics)
-
-
-def _points(engine, table, run_ids: list[str], metrics: Sequence[str]) -> pd.DataFrame:
-    """Rows of a metric ``table`` for ``run_ids`` and ``metrics``, one query per 500 runs."""
     import pandas as pd
+    from mlflow.store.tracking.dbmodels import models
     from sqlalchemy import select
 
-    m = table
+    m = getattr(models, table)
     names = ["run_id", "metric", "epoch", "value", "is_nan", "timestamp"]
     frames = []
     with engine.connect() as conn:
