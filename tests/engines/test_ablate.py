@@ -63,7 +63,10 @@ def test_each_strata_best_is_trained_at_each_level_with_paired_seeds(searched):
     assert seen == {(c, n, s): 1 for c in ("rnn", "gru") for n in ("none", "per_pixel")
                     for s in (0, 1)}
 
-    [effect] = effects(study_frames(searched.storage, final.name))
+    frames = study_frames(searched.storage, final.name)
+    assert frames.importances.empty  # lr, L2 and cell move together: no fANOVA ranking
+    assert frames.importance_note.startswith("not computed for an ablation")
+    [effect] = effects(frames)
     assert effect.key == "data.normalisation" and effect.stratified_by == ("model.cell",)
     for stratum in effect.strata:
         assert [lv.level for lv in stratum.levels] == ["none", "per_pixel"]

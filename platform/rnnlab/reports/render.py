@@ -250,7 +250,8 @@ def markdown(info: ReportInfo) -> str:
         parts += [_STRATA_HEAD, "", _md(_STRATA_NOTE), "", _md_table(*_strata_table(info)), ""]
     parts += ["## Parameter importances (validation objective)", "",
               _md(info.importance_note) + ".", ""]
-    parts += [_md_table(*_importance_table(info)) if info.importances else "None yet.", ""]
+    if info.importances:  # else the note says why there is none
+        parts += [_md_table(*_importance_table(info)), ""]
     parts += ["## Effects of the searched factors (validation)", "",
               "Each factor within comparable trials; * marks a gap beyond seed noise.", ""]
     for e in info.effects:
@@ -291,7 +292,7 @@ def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
                   _html_table(*_strata_table(info))]
     parts += ["<h2>Parameter importances (validation objective)</h2>",
               f"<p>{e(info.importance_note)}.</p>",
-              _html_table(*_importance_table(info)) if info.importances else "<p>None yet.</p>",
+              _html_table(*_importance_table(info)) if info.importances else "",
               "<h2>Effects of the searched factors (validation)</h2>",
               "<p>Each factor within comparable trials; * marks a gap beyond seed noise.</p>"]
     for eff in info.effects:
