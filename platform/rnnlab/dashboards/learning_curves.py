@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,7 +138,8 @@ def _band(group: str, facet: str, curves: list[_Curve], metrics: tuple[str, ...]
         grid = np.full((len(curves), len(epochs)), np.nan)
         for row, c in enumerate(curves):
             grid[row, [at[e] for e in c.epochs]] = getattr(c, metric)
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # an epoch where every value diverged: NaN there
+            warnings.simplefilter("ignore", RuntimeWarning)
             q = np.nanquantile(np.where(np.isfinite(grid), grid, np.nan), QUANTILES, axis=0)
         quantiles[metric] = tuple(floats(row) for row in q)
     best = {m: tuple(_best_point(c, m) for c in curves if _finite(getattr(c, m)))
