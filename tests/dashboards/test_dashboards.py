@@ -78,6 +78,13 @@ def test_a_large_page_draws_each_groups_best_whole_and_the_rest_as_bands(frames,
     assert {f"{g} (the other {b.trials}: median, 10-90%)" for g, b in bands.items()} <= names
 
 
+def test_numeric_levels_read_as_numbers_on_an_axis():
+    from rnnlab.dashboards.groups import level_text
+
+    assert [level_text(v) for v in (0.0, 1e-4, 0.0005505899398718492, 3, "none", None)] == [
+        "0", "0.0001", "0.0005506", "3", "none", "n/a"]
+
+
 def test_a_spec_sets_how_many_curves_are_drawn_whole():
     from rnnlab.dashboards.spec import DashboardSpec
 

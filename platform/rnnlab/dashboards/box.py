@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from rnnlab.analysis.frames import StudyFrames
-from rnnlab.dashboards.groups import Labelled, group_colours, ordered
+from rnnlab.dashboards.groups import Labelled, group_colours, level_text, ordered
 from rnnlab.dashboards.points import FactorPoints, factor_points, panels
 from rnnlab.dashboards.style import empty, esc
 
@@ -40,14 +40,14 @@ def _get_box_plot(info: _BoxInfo) -> go.Figure:
     colours = group_colours(p.group for i in infos for p in i.points)
     shown = set()
     for row, factor in enumerate(infos, start=1):
-        levels = [str(v) for v in ordered(str(p.x) for p in factor.points)]
+        levels = ordered(level_text(p.x) for p in factor.points)
         for grp in ordered(p.group for p in factor.points):
             for col, panel in enumerate(columns, start=1):
                 pts = [p for p in factor.points if p.group == grp and p.facet == panel]
                 if not pts:
                     continue
                 fig.add_trace(go.Box(
-                    x=[esc(p.x) for p in pts], y=[p.y for p in pts], name=esc(grp),
+                    x=[esc(level_text(p.x)) for p in pts], y=[p.y for p in pts], name=esc(grp),
                     legendgroup=grp, showlegend=grp not in shown, boxpoints="all",
                     jitter=0.4, pointpos=0, marker={"color": colours[grp]},
                     customdata=[f"{esc(p.study)} trial {p.number}" for p in pts],
@@ -57,7 +57,8 @@ def _get_box_plot(info: _BoxInfo) -> go.Figure:
             fig.update_xaxes(categoryorder="array", categoryarray=[esc(v) for v in levels],
                              row=row)
         fig.update_yaxes(title_text=esc(factor.y), row=row, col=1)
-    fig.update_layout(title=f"Results by factor, coloured by {esc(infos[0].group or '')} "
+    grp = esc(infos[0].group or "").replace("model.cell", "cell")
+    fig.update_layout(title=f"Results by factor, coloured by {grp} "
                       "(box and every complete trial; validation)",
                       # a group that is the factor itself has one box per level: none beside it
                       boxmode="overlay" if all(i.group == i.factor for i in infos) else "group",

@@ -30,10 +30,11 @@ def values_of(label: str, table: pd.DataFrame, key: str | None) -> list[str]:
         return [label] * len(table)
     if key not in table:
         return ["n/a"] * len(table)
-    return [_text(v) for v in table[key]]
+    return [level_text(v) for v in table[key]]
 
 
-def _text(value) -> str:
+def level_text(value) -> str:
+    """A config value as a group, facet or axis level: numbers to 4 significant digits."""
     if value is None or (isinstance(value, float) and value != value):
         return "n/a"
     if isinstance(value, float):
