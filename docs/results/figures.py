@@ -1,8 +1,8 @@
-"""Draw the figures of docs/results.md as PNG files beside it, from the studies' own stores.
+"""Draw the figures of docs/results.md as PNG files beside it, from the study's own stores.
 
 The figures are rnnlab's dashboard figures (the same records as the reports), exported with
 Plotly's static export (kaleido, which drives the machine's Chromium; offline), plus one figure
-of the test-set confirmations read from the JSON reports in this folder.
+of the test-set confirmations read from the study's JSON report in this folder.
 
     .venv/bin/pip install -e '.[docs]'
     .venv/bin/python docs/results/figures.py --storage rnnlab.journal \\
@@ -18,39 +18,48 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from rnnlab.analysis.frames import study_frames
+from rnnlab.dashboards.box import plot_box
 from rnnlab.dashboards.importances import plot_importances
 from rnnlab.dashboards.learning_curves import plot_learning_curves
 from rnnlab.dashboards.lr_l2 import plot_lr_l2
 from rnnlab.dashboards.normalisation import plot_normalisation
+from rnnlab.dashboards.style import colour
 
 HERE = Path(__file__).resolve().parent
-FIGURES = {
-    "tutorial_sweep": {"curves": plot_learning_curves, "normalisation": plot_normalisation,
-                       "lr_l2": plot_lr_l2, "importances": plot_importances},
-    "normalisation_ablation": {"normalisation": plot_normalisation,
-                               "curves": plot_learning_curves},
-    "tutorial_rnn": {"curves": plot_learning_curves},
-    "tutorial_lstm": {"curves": plot_learning_curves},
+STUDY = "tutorial_sweep"
+FIGURES = {  # study: {figure name: how to draw it}
+    STUDY: {"curves": plot_learning_curves, "lr_l2": plot_lr_l2,
+            "importances": plot_importances},
+    f"{STUDY}-ablate-data.normalisation": {"normalisation": plot_normalisation},
+    f"{STUDY}-ablate-train.l2": {"l2": lambda frames: plot_box(frames, ["train.l2"])},
 }
-# The confirmed configs compared in one figure: (report, roles to show)
-CONFIRMED = ("tutorial_sweep", "tutorial_lstm", "tutorial_rnn")
 
 
-def confirmations(reports: list[Path]) -> go.Figure:
-    """Test accuracy of each confirmed config, one point per seed, with mean and std."""
+def confirmations(report: dict) -> go.Figure:
+    """Test accuracy of each cell's best config: every run, on the study's own training
+    subset and on the other subsets, in the cell's colour (as on the dashboards)."""
     fig = go.Figure()
-    test_set = ""
-    for report in reports:
-        data = json.loads(report.read_text())
-        for c in data["confirmations"]:
-            cell = data["per_cell"][0]["cell"] if len(data["per_cell"]) == 1 else ", ".join(
-                r.removeprefix("best ") for r in c["roles"] if r != "best overall")
-            name = f"{cell}<br>{data['study']} trial {c['trial']}"
-            fig.add_trace(go.Box(y=c["test_acc"], name=name, boxpoints="all", pointpos=0,
-                                 boxmean="sd", hovertemplate="%{y:.4f}<extra></extra>"))
-            test_set = c["test_set"]
-    fig.update_layout(title=f"Each cell's best config re-trained with 3 seeds, scored on the "
-                      f"test set ({test_set})", yaxis_title="test accuracy", showlegend=False)
+    for c in report["confirmations"]:
+        cell = next((r.removeprefix("best ") for r in c["roles"] if r != "best overall"),
+                    "best overall")
+        for own, label in ((True, "own subset"), (False, "other subsets")):
+            acc = [a for a, s in zip(c["test_acc"], c["splits"], strict=True)
+                   if (s == c["own_split"]) == own]
+            if acc:
+                fig.add_trace(go.Box(
+                    y=acc, x=[f"{cell} (trial {c['trial']})<br>{label}"] * len(acc),
+                    name=label, showlegend=False, boxpoints="all", pointpos=0, boxmean="sd",
+                    marker={"color": colour(cell), "opacity": 1.0 if own else 0.6},
+                    line={"color": colour(cell)}, hovertemplate="%{y:.4f}<extra></extra>"))
+    seeds = len({s for c in report["confirmations"] for s in c["seeds"]})
+    others = len({s for c in report["confirmations"] for s in c["splits"]}) - 1
+    test_set = report["confirmations"][0]["test_set"] if report["confirmations"] else ""
+    fig.update_layout(
+        title={"text": f"Each cell's best config, re-trained and scored on the test set<br>"
+               f"<sub>{seeds} seeds on the study's own training subset and on each of "
+               f"{others} other subsets; test set: {test_set}; box: quartiles, dashed: "
+               "mean and sd</sub>"},
+        yaxis_title="test accuracy")
     return fig
 
 
@@ -67,10 +76,11 @@ def main() -> None:
             path = out / f"{study}-{name}.png"
             plot(frames).write_image(path, width=1100, height=620)
             print(path)
-    reports = [out / f"{s}.json" for s in CONFIRMED if (out / f"{s}.json").exists()]
-    if reports:
+    report = out / f"{STUDY}.json"
+    if report.exists():
         path = out / "cells-test.png"
-        confirmations(reports).write_image(path, width=1100, height=560)
+        confirmations(json.loads(report.read_text())).write_image(path, width=1100,
+                                                                   height=560)
         print(path)
 
 
