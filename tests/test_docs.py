@@ -1,5 +1,6 @@
 """The docs quote each timing from one dated source, docs/timings.md: the README and the
-quickstart spec's comment give the same figures as that page."""
+quickstart spec's comment give the same figures as that page; every figure and file that
+docs/results.md shows or links is there, and every figure there is shown."""
 
 from __future__ import annotations
 
@@ -37,3 +38,12 @@ def test_readme_and_quickstart_spec_quote_the_timings_page():
         for quoted in re.findall(r"(\d+(?:\.\d+)? (?:s|seconds|minutes))\b", text):
             assert quoted in {sweep, first}, f"{quoted!r} is not in docs/timings.md"
     assert "minutes" not in comment
+
+
+def test_results_page_links_every_figure_and_every_link_resolves():
+    page = (ROOT / "docs" / "results.md").read_text()
+    linked = set(re.findall(r"\]\((results/[^)#]+)\)", page))
+    missing = [p for p in linked if not (ROOT / "docs" / p).exists()]
+    assert missing == []
+    figures = {f"results/{p.name}" for p in (ROOT / "docs" / "results").glob("*.png")}
+    assert figures - linked == set(), "figures in docs/results that the page never shows"
