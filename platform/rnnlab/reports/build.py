@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rnnlab.analysis.frames import study_frames
 from rnnlab.core.data import fixed_subset
+from rnnlab.dashboards.select import CURVES
 from rnnlab.errors import RnnlabError
 from rnnlab.files import REPORT_FORMATS, atomic_write, check_format, check_writable
 from rnnlab.reports.confirm import Trainer
@@ -21,7 +22,6 @@ from rnnlab.reports.info import get_report_info, trial_config, with_best_of
 from rnnlab.reports.render import render
 
 DEFAULT_SPLITS = 3  # other training subsets a config is confirmed on
-REPORT_CURVES = ("val_acc", "val_loss")  # the final values its tables show, the curves it draws
 
 
 def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = None, *,
@@ -70,8 +70,8 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
     if cell is not None and fmt != "yaml":
         raise RnnlabError(f"--cell {cell} picks the config --format yaml exports; drop it "
                           f"for --format {fmt}")
-    # the final values of the curves the report shows; every epoch only for html's figures
-    frames = study_frames(storage, name, tracking_uri=tracking_uri, metrics=REPORT_CURVES,
+    # the final values of the curves the dashboards draw; every epoch only for html's figures
+    frames = study_frames(storage, name, tracking_uri=tracking_uri, metrics=CURVES,
                           curves=fmt == "html")
     info = get_report_info(frames)
     if cell is not None:

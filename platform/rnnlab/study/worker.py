@@ -155,9 +155,8 @@ class Worker:
         if self.placement:
             trial.set_user_attr(TRIAL_PLACEMENT, self.placement)
         resume = self._resume_point(trial, run_id)
-        logged = [self.tracker.epoch_logger(run_id),
-                  _Objective(self.tracker.epoch_logger(run_id), s.metric, s.objective,
-                             s.direction == "maximize")]
+        log = self.tracker.epoch_logger(run_id)
+        logged = [log, _Objective(log, s.metric, s.objective, s.direction == "maximize")]
         if resume is not None:  # replay the curve so far: one continuous curve in both stores
             for epoch, metrics in enumerate(resume.history, start=1):
                 for log_epoch in logged:
