@@ -44,3 +44,25 @@ def spec_from(raw: dict, folder: Path, name: str) -> StudySpec:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return load_study_spec(path)
+
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking"]
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator:
+    """A headless Chromium (Debian's, or $RNNLAB_CHROMIUM), driven by Playwright; None when
+    there is none (the page timings are then skipped)."""
+    path = os.environ.get("RNNLAB_CHROMIUM", "/usr/bin/chromium")
+    if not Path(path).is_file():
+        yield None
+        return
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -3,29 +3,33 @@
 Synthesises the study in a temporary folder with the real stores (an Optuna journal file and an
 MLflow SQLite store, written the way a sweep writes them: a parent run, one nested run per
 trial with its resolved config as params and seven metrics per epoch), then times
-``write_dashboard`` end to end (reading both stores, building the frames, drawing, writing).
+``write_dashboard`` end to end (reading both stores, building the frames, drawing, writing),
+the page's opening in Chromium until every figure is drawn, and the reading commands a user
+runs on the study (``rnnlab status``, ``trials``, ``report --no-confirm`` as Markdown and as
+HTML), each a whole process.
 
     python benchmarks/dashboard_scale.py [--trials 200] [--epochs 100] [--keep DIR]
 
-Targets (issues 4 and 24): under 10 s and under 10 MB, up to 10,000 trials. Synthesising takes
-about 0.2-0.35 s a trial (MLflow writes each run): keep it with --keep DIR and time again.
+Targets (issues 4 and 24): under 10 s and under 10 MB, up to 10,000 trials. The runs are written
+in bulk into MLflow's tables (benchmarks/_synth.py): about 10 ms a trial; keep a synthesised
+study with --keep DIR to time it again.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import optuna
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from _common import chromium
+from _synth import SynthRun, bulk_runs, distributions, draw_params
 from optuna.trial import TrialState, create_trial
 
 from rnnlab.core.spec import RunConfig, apply_overrides, flatten, validate
@@ -40,22 +44,15 @@ from rnnlab.storage.keys import (
     TRIAL_REASON,
     TRIAL_RUN_ID,
 )
-from rnnlab.tracking.tracker import PARENT_TAG, RUN_NAME_TAG, Tracker
+from rnnlab.tracking.tracker import PARENT_TAG, Tracker
 from rnnlab.train import EPOCH_METRICS as METRICS
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _distributions(spec) -> dict:
-    out = {}
-    for key, d in spec.search.items():
-        if d.type == "categorical":
-            out[key] = CategoricalDistribution(d.choices)
-        elif d.type == "int":
-            out[key] = IntDistribution(int(d.low), int(d.high), log=d.log)
-        else:
-            out[key] = FloatDistribution(d.low, d.high, log=d.log)
-    return out
+OUTCOMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned at epoch {}",
+            TrialState.FAIL: "failed"}
+# Every figure of the page drawn: what a person waits for after opening it.
+DRAWN_JS = """() => { const figs = document.querySelectorAll('.plotly-graph-div');
+  return figs.length > 0 && [...figs].every(f => f.querySelector('.main-svg')); }"""
 
 
 def _curve(rng: np.random.Generator, epochs: int, ceiling: float) -> dict[str, list[float]]:
@@ -78,7 +75,6 @@ def synthesise(folder: Path, trials: int, epochs: int, seed: int = 0) -> tuple[s
     spec = load_study_spec(REPO / "studies" / "quickstart.yaml",
                            [f"study.name={name}", f"train.epochs={epochs}"], n_trials=trials)
     tracker = Tracker(uri)
-    client = MlflowClient(uri)  # synthetic runs, written in bulk as no trial would
     exp_id = tracker.experiment_id(name)
     study = optuna.create_study(study_name=name, storage=open_storage(storage),
                                 direction="maximize")
@@ -87,43 +83,57 @@ def synthesise(folder: Path, trials: int, epochs: int, seed: int = 0) -> tuple[s
     study.set_user_attr(ATTR_SPEC, spec.model_dump(mode="json"))
     study.set_user_attr(ATTR_PARENT, parent)
     study.set_user_attr(ATTR_EXPERIMENT, name)
-    dists = _distributions(spec)
+    dists = distributions(spec)
     rng = np.random.default_rng(seed)
-    now = int(time.time() * 1000)
-    for number in range(trials):
-        params = {k: (d.choices[rng.integers(len(d.choices))] if isinstance(
-            d, CategoricalDistribution) else float(math.exp(rng.uniform(math.log(d.low),
-                                                                        math.log(d.high)))))
-                  for k, d in dists.items()}
-        config = validate(RunConfig, apply_overrides(spec.base.model_dump(), params), "synth")
+    drawn = []  # (params, config, state, curve) of each trial
+    for _ in range(trials):
+        params = draw_params(dists, rng)
+        config = flatten(validate(RunConfig, apply_overrides(spec.base.model_dump(), params),
+                                  "synth"))
         roll = rng.uniform()
         state = (TrialState.COMPLETE if roll < 0.65 else TrialState.PRUNED if roll < 0.95
                  else TrialState.FAIL)
         n_epochs = epochs if state == TrialState.COMPLETE else int(rng.integers(3, epochs // 2))
-        curve = _curve(rng, n_epochs, ceiling=rng.uniform(0.5, 0.98))
-        run = client.create_run(exp_id, run_name=f"trial-{number}", tags={
-            RUN_NAME_TAG: f"trial-{number}", PARENT_TAG: parent, "rnnlab.kind": "trial",
-            "rnnlab.study": name, "rnnlab.trial_number": str(number),
-            "rnnlab.trial_state": state.name})
-        run_id = run.info.run_id
-        client.log_batch(
-            run_id,
-            params=[Param(k, str(v)) for k, v in flatten(config).items()],
-            metrics=[Metric(k, float(curve[k][i]), now, i + 1)
-                     for k in METRICS for i in range(n_epochs)],
-            tags=[RunTag("rnnlab.pruned", "true")] if state == TrialState.PRUNED else [])
-        client.set_terminated(run_id, "FAILED" if state == TrialState.FAIL else "FINISHED")
-        attrs = {TRIAL_RUN_ID: run_id, TRIAL_CONFIG: flatten(config)}
+        drawn.append((params, config, state, _curve(rng, n_epochs, rng.uniform(0.5, 0.98))))
+    run_ids = bulk_runs(uri, exp_id, (SynthRun(
+        name=f"trial-{number}",
+        tags={PARENT_TAG: parent, "rnnlab.kind": "trial", "rnnlab.study": name,
+              "rnnlab.trial_number": str(number), "rnnlab.trial_state": state.name,
+              "rnnlab.outcome": OUTCOMES[state].format(len(curve["val_acc"])),
+              **({"rnnlab.pruned": "true"} if state == TrialState.PRUNED else {})},
+        params={k: str(v) for k, v in config.items()},
+        metrics={**{k: curve[k] for k in METRICS},  # and the objective so far, as trials log it
+                 "best_val_acc": list(np.maximum.accumulate(curve["val_acc"]))},
+        status="FAILED" if state == TrialState.FAIL else "FINISHED")
+        for number, (_, config, state, curve) in enumerate(drawn)))
+    made = []
+    for (params, config, state, curve), run_id in zip(drawn, run_ids, strict=True):
+        attrs = {TRIAL_RUN_ID: run_id, TRIAL_CONFIG: config}
         if state != TrialState.COMPLETE:
-            attrs[TRIAL_REASON] = (f"pruned at epoch {n_epochs}" if state == TrialState.PRUNED
-                               else "RuntimeError: synthetic failure")
-        study.add_trial(create_trial(
+            attrs[TRIAL_REASON] = (f"pruned at epoch {len(curve['val_acc'])}"
+                                   if state == TrialState.PRUNED
+                                   else "RuntimeError: synthetic failure")
+        made.append(create_trial(
             params=params, distributions=dists, state=state,
             value=max(curve["val_acc"]) if state == TrialState.COMPLETE else None,
             intermediate_values={i + 1: v for i, v in enumerate(curve["val_acc"])},
             user_attrs=attrs))
-    client.set_terminated(parent, "FINISHED")
+    study.add_trials(made)
+    tracker.client.set_terminated(parent, "FINISHED")
     return storage, uri, name
+
+
+def study_in(folder: Path, trials: int, epochs: int) -> tuple[str, str, str]:
+    """The study synthesised in ``folder`` (``--keep DIR`` from an earlier run), or a new one
+    of ``trials`` x ``epochs``; returns (storage, tracking_uri, name)."""
+    if (folder / "rnnlab.journal").exists():
+        print(f"reusing the study synthesised in {folder}")
+        return str(folder / "rnnlab.journal"), f"sqlite:///{folder / 'mlflow.db'}", "scale"
+    started = time.perf_counter()
+    made = synthesise(folder, trials, epochs)
+    print(f"synthesised {trials} trials x {epochs} epochs in "
+          f"{time.perf_counter() - started:.1f} s ({folder})")
+    return made
 
 
 def _write(storage: str, name: str, out: Path, uri: str) -> None:
@@ -134,38 +144,81 @@ def _write(storage: str, name: str, out: Path, uri: str) -> None:
     write_dashboard(storage, name, out, tracking_uri=uri)
 
 
+def open_times(page: Path) -> tuple[float, float] | None:
+    """Seconds from opening the page in Chromium until every figure is drawn: in a fresh
+    browser (cold), then again in the same one (warm); None without a Chromium."""
+    with chromium() as browser:
+        if browser is None:
+            return None
+        times = []
+        for _ in range(2):
+            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            started = time.perf_counter()
+            tab.goto(page.as_uri(), wait_until="load", timeout=120_000)
+            tab.wait_for_function(DRAWN_JS, timeout=120_000)
+            times.append(time.perf_counter() - started)
+            tab.close()
+        return times[0], times[1]
+
+
+# The reading commands a user runs on a large study, each with its target (issue 24).
+COMMANDS = ((["status", "scale"], 2.0), (["trials", "scale"], 5.0),
+            (["report", "scale", "--no-confirm", "--format", "md"], 10.0),
+            (["report", "scale", "--no-confirm", "--format", "html"], 10.0))
+
+
+def _command(args: list[str], folder: Path, uri: str) -> float:
+    """Seconds the whole ``rnnlab`` command takes in ``folder`` (its output thrown away)."""
+    started = time.perf_counter()
+    if args[0] == "report" and "html" in args:
+        args = [*args, "--out", str(folder / "report.html")]
+    subprocess.run([sys.executable, "-m", "rnnlab", *args], cwd=folder, check=True,
+                   stdout=subprocess.DEVNULL, env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+    return time.perf_counter() - started
+
+
 def _timed(fn) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=200)
+def arguments(doc: str, trials: int) -> tuple[argparse.Namespace, Path]:
+    """The arguments of a benchmark on a synthesised study (``--trials``, ``--epochs``,
+    ``--keep``), and the folder it works in (a temporary one without ``--keep``)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=trials)
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--keep", type=Path,
                     help="synthesise into this folder and keep it (reused when it has a study)")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    folder = args.keep or Path(tempfile.mkdtemp(prefix="rnnlab-dash-"))
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="rnnlab-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
+    return args, folder
+
+
+def main() -> None:
+    args, folder = arguments(__doc__, 200)
     try:
-        if (folder / "rnnlab.journal").exists():  # --keep DIR from an earlier run: reuse it
-            storage, uri, name = (str(folder / "rnnlab.journal"),
-                                  f"sqlite:///{folder / 'mlflow.db'}", "scale")
-            print(f"reusing the study synthesised in {folder}")
-        else:
-            started = time.perf_counter()
-            storage, uri, name = synthesise(folder, args.trials, args.epochs)
-            print(f"synthesised {args.trials} trials x {args.epochs} epochs in "
-                  f"{time.perf_counter() - started:.1f} s ({folder})")
+        storage, uri, name = study_in(folder, args.trials, args.epochs)
         out = folder / "dashboard.html"
         seconds, cpu = _timed(lambda: _write(storage, name, out, uri))
         size_mb = out.stat().st_size / 1e6
         ok = "OK" if seconds < 10 and size_mb < 10 else "MISS"
         print(f"write_dashboard: {seconds:.2f} s wall ({cpu:.2f} s CPU), {size_mb:.2f} MB "
               f"(targets: < 10 s, < 10 MB) -> {ok}")
+        opened = open_times(out)
+        if opened is None:
+            print("no Chromium (apt-get install chromium): the page's opening is not timed")
+        else:
+            print(f"opens in Chromium, every figure drawn: {opened[0]:.2f} s cold, "
+                  f"{opened[1]:.2f} s warm (target: < 5 s) -> "
+                  f"{'OK' if max(opened) < 5 else 'MISS'}")
+        for command, target in COMMANDS:
+            took = _command(command, folder, uri)
+            print(f"rnnlab {' '.join(command[:2])}: {took:.2f} s, Python's start included "
+                  f"(target: < {target:.0f} s) -> {'OK' if took < target else 'MISS'}")
         load = os.getloadavg()[0]
         print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} at the end")
     finally:
