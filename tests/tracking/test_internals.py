@@ -59,3 +59,20 @@ def test_closing_a_run_directly_matches_set_terminated(mlflow_db):
         assert all(r.end_time is not None and r.end_time >= before for r in runs)
         assert all(r.run_name == f"{status}-{how}" for r, how in zip(runs, ("fast", "api"),
                                                                        strict=True))
+
+
+def test_a_studys_points_are_read_through_the_index_by_run(study):
+    """On SQLite the planner would take the metric table's primary key, which starts with the
+    metric's name, and read every run's points of it, every study's, for each 500 runs asked
+    for; the query names MLflow's index by run, key and step instead."""
+    from sqlalchemy import bindparam, text
+
+    from rnnlab.tracking.internals import _select_points
+
+    client = MlflowClient(study.uri)
+    runs = [t.user_attrs[TRIAL_RUN_ID] for t in load_study(study.storage, study.name).trials]
+    with client._tracking_client.store.engine.connect() as conn:
+        query = text("EXPLAIN QUERY PLAN " + _select_points(conn, "metrics")).bindparams(
+            bindparam("keys", expanding=True), bindparam("runs", expanding=True))
+        plan = [row[-1] for row in conn.execute(query, {"keys": ["val_acc"], "runs": runs})]
+    assert any("index_metrics_run_uuid_key_step" in step for step in plan), plan

@@ -82,19 +82,38 @@ def _points(client: MlflowClient, table: str, run_ids: list[str],
         return None
     import pandas as pd
     from mlflow.store.tracking.dbmodels import models
-    from sqlalchemy import select
+    from sqlalchemy import bindparam, text
 
-    m = getattr(models, table)
     names = ["run_id", "metric", "epoch", "value", "is_nan", "timestamp"]
     frames = []
     with engine.connect() as conn:
+        query = text(_select_points(conn, getattr(models, table).__tablename__)).bindparams(
+            bindparam("keys", expanding=True), bindparam("runs", expanding=True))
         for i in range(0, len(run_ids), _CHUNK):
-            query = select(m.run_uuid, m.key, m.step, m.value, m.is_nan, m.timestamp).where(
-                m.key.in_(list(metrics)), m.run_uuid.in_(run_ids[i:i + _CHUNK]))
-            # column by column: a frame built from SQLAlchemy rows probes every row (seconds
-            # at 1,000 trials)
-            columns = list(zip(*conn.execute(query).fetchall(), strict=False)) or [()] * 6
-            frames.append(pd.DataFrame(dict(zip(names, columns, strict=True))))
+            # the driver's rows, not SQLAlchemy's (a row object each: seconds at 1,000,000)
+            rows = conn.execute(query, {"keys": list(metrics),
+                                        "runs": run_ids[i:i + _CHUNK]}).cursor.fetchall()
+            frames.append(pd.DataFrame.from_records(rows, columns=names))
     raw = pd.concat(frames, ignore_index=True)
     raw["value"] = raw["value"].astype(float).mask(raw.pop("is_nan").astype(bool))
     return raw
+
+
+def _select_points(conn, table: str) -> str:
+    """The query of a metric table's points by key and run.
+
+    On SQLite the planner takes the table's primary key, which starts with the metric's key,
+    and so reads every run's points of that key, of every study in the store, once per 500
+    runs: 5 s for a study of 10,000 trials. MLflow's index by run, key and step, where the
+    table has it, reads just the runs asked for (1.5 s).
+    """
+    quote = conn.dialect.identifier_preparer.quote
+    source = quote(table)
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy import inspect
+
+        index = f"index_{table}_run_uuid_key_step"
+        if any(i["name"] == index for i in inspect(conn).get_indexes(table)):
+            source += f" INDEXED BY {quote(index)}"
+    return (f"SELECT run_uuid, {quote('key')}, step, value, is_nan, timestamp FROM {source} "
+            f"WHERE {quote('key')} IN :keys AND run_uuid IN :runs")

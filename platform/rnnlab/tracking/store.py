@@ -112,11 +112,19 @@ def _tidy(raw: pd.DataFrame, runs: dict[str, int]) -> pd.DataFrame:
     re-logs its epoch) keeps its latest value."""
     if raw.empty:
         return pd.DataFrame(columns=CURVE_COLUMNS)
-    raw = raw.sort_values("timestamp").drop_duplicates(["run_id", "metric", "epoch"],
-                                                      keep="last")
-    raw["number"] = raw["run_id"].map(runs).astype(int)
-    raw["epoch"] = raw["epoch"].astype(int)
-    return raw[CURVE_COLUMNS].sort_values(["number", "metric", "epoch"]).reset_index(drop=True)
+    # by codes rather than strings: a million points sort in a fraction of a second
+    run = pd.Categorical(raw["run_id"])
+    raw = pd.DataFrame({
+        "number": pd.Series(run.categories.map(runs), dtype="int64").to_numpy()[run.codes],
+        "epoch": raw["epoch"].to_numpy(dtype="int64"),
+        "metric": pd.Categorical(raw["metric"]), "value": raw["value"].to_numpy(),
+        "timestamp": raw["timestamp"].to_numpy(dtype="int64")})
+    raw = raw.sort_values(["number", "metric", "epoch", "timestamp"], kind="stable")
+    key = ["number", "metric", "epoch"]
+    if raw.duplicated(key, keep="last").any():
+        raw = raw.drop_duplicates(key, keep="last")
+    raw["metric"] = raw["metric"].astype(object)
+    return raw[CURVE_COLUMNS].reset_index(drop=True)
 
 
 def _confirmation_row(r: Any) -> dict[str, Any]:
