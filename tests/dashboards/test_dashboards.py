@@ -158,6 +158,21 @@ def test_parallel_info_uses_the_values_trained_with(frames, trials):
     assert len(fig.data[0].dimensions) == 5  # four params and the objective
 
 
+def test_parallel_coordinates_past_their_limit_keep_the_best_and_a_sample(frames):
+    """A study of more complete trials than a browser draws quickly as lines: the best are
+    all drawn, the rest sampled, in trial order, and the title says how many of how many."""
+    complete = frames.table(("COMPLETE",))
+    n = len(complete)
+    assert n >= 4
+    info = parallel._get_parallel_info(frames, drawn_up_to=n - 1, best_kept=2)
+    best = complete.sort_values("value", ascending=False)["number"].head(2)
+    assert len(info.numbers) == n - 1 and set(best) <= set(info.numbers)
+    assert list(info.numbers) == sorted(info.numbers) and (info.total, info.best_kept) == (n, 2)
+    title = parallel._get_parallel_plot(info).layout.title.text
+    assert f"{n - 1} of {n} drawn: the 2 best and a random {n - 3} of the others" in title
+    assert parallel._get_parallel_info(frames).total == 0  # under the limit: every trial
+
+
 def test_log_positions_put_zero_a_decade_below_the_smallest():
     pos, ticks, text = style.log_positions((0.0, 1e-5, 1e-3))
     assert pos == [-6, -5, -3]

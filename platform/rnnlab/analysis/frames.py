@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 
 from rnnlab.analysis.importances import COLUMNS as IMPORTANCE_COLUMNS
-from rnnlab.analysis.importances import importances as param_importances
+from rnnlab.analysis.importances import importances_meanwhile
 from rnnlab.core.study_spec import OBJECTIVE_METRICS, StudySpec, strata_levels, stratum_name
 from rnnlab.errors import RnnlabError
 from rnnlab.storage.adapter import load_study, study_names
@@ -206,15 +206,16 @@ def study_frames(storage: str, name: str, *, tracking_uri: str | None = None,
     reader = RunReader(tracking_uri)  # no runs: the store is left untouched
     if parent and runs:
         reader.check_run(parent, name)
-    points = reader.curves(runs, metrics) if curves else reader.last_points(runs, metrics)
     ablated = (spec.get("study") or {}).get("ablation")
-    if ablated:  # every key but the factor is each stratum's best: fANOVA would credit them
-        importances, note = pd.DataFrame(columns=IMPORTANCE_COLUMNS), (
+    fitted = None if ablated else importances_meanwhile(study, trials)
+    points = reader.curves(runs, metrics) if curves else reader.last_points(runs, metrics)
+    if fitted is None:  # every key but the factor is each stratum's best: fANOVA would credit
+        importances, note = pd.DataFrame(columns=IMPORTANCE_COLUMNS), (  # them
             f"not computed for an ablation: every param but {ablated['factor']} and the seed "
             "is fixed within each stratum, so fANOVA would credit the strata's differences to "
             "them; the paired verdict within each stratum is the answer")
     else:
-        importances, note = param_importances(study, trials)
+        importances, note = fitted()
     return StudyFrames(
         name=name, metric=spec.get("study", {}).get("metric", "value"),
         direction=study.direction.name.lower(), budget=study.user_attrs.get(ATTR_BUDGET),

@@ -96,16 +96,21 @@ def _get_learning_curves_info(frames: StudyFrames | Labelled, group: str = "mode
                   for n, v in zip(table["number"], table["value"].astype(float), strict=True)}
         wide = f.curves.pivot_table(index=["number", "epoch"], columns="metric",
                                     values="value").reindex(columns=["val_acc", "val_loss"])
+        numbers = wide.index.get_level_values("number").to_numpy()
+        epochs = wide.index.get_level_values("epoch").to_numpy().tolist()
+        acc, loss = wide["val_acc"].to_numpy().tolist(), wide["val_loss"].to_numpy().tolist()
+        # each trial's rows are consecutive (the index is sorted): sliced, not grouped, which
+        # at 10,000 trials is seconds faster
+        starts = np.flatnonzero(np.r_[True, numbers[1:] != numbers[:-1]]).tolist()
         drawn = set()
-        for number, h in wide.groupby(level="number"):
+        for start, end in zip(starts, [*starts[1:], len(numbers)], strict=True):
+            number = numbers[start]
             if number not in states:
                 continue
             drawn.add(number)
             curves.append(_Curve(label, int(number), groups[number], facets[number],
-                                 str(states[number]),
-                                 tuple(int(e) for e in h.index.get_level_values("epoch")),
-                                 floats(h["val_acc"]), floats(h["val_loss"]),
-                                 merits[number]))
+                                 str(states[number]), tuple(epochs[start:end]),
+                                 tuple(acc[start:end]), tuple(loss[start:end]), merits[number]))
         # A trial that ended before its first epoch (failed at the start, say) has no curve,
         # but its legend entry counts it, as the page's header does.
         curves += [_Curve(label, int(n), groups[n], facets[n], str(st), (), (), ())
