@@ -104,3 +104,41 @@ def test_a_large_study_is_resampled_a_capped_number_of_trials_at_a_time(monkeypa
     assert note.startswith(f"fANOVA over 90 complete trials, mean of {RESAMPLES} bootstrap "
                            "resamples with a 90% interval (each resample draws 30 of the 90: "
                            "the intervals are those of 30 trials")
+
+
+_FORKED = """
+import math, threading
+import numpy as np
+from test_importances import study_of
+from rnnlab.analysis import importances as module
+
+study = study_of(150, lambda p, rng: -abs(math.log10(p["lr"]) + 3) + rng.normal(0, 0.01))
+forks = []
+real = module.multiprocessing.get_context
+module.multiprocessing.get_context = lambda *kind: forks.extend(kind) or real(*kind)
+assert threading.active_count() == 1
+frame, note = module.importances_meanwhile(study, study.trials)()
+module._LAST.clear()
+here, said = module.importances(study, study.trials)
+assert forks == ["fork"], forks  # fitted in a child
+assert frame.equals(here) and note == said
+again, _ = module.importances_meanwhile(study, study.trials)()  # kept: no second child
+assert forks == ["fork"] and again.equals(here)
+print("ok")
+"""
+
+
+def test_a_large_studys_importances_fitted_in_a_child_are_the_same(tmp_path):
+    """Past SAMPLE_CAP complete trials the fits run in a forked child while the curves are read
+    (in a fresh process: forking is refused where other threads run, as in this one may); the
+    child's answer is the one the fits give here, and it is kept for the next read."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    result = subprocess.run([sys.executable, "-c", _FORKED], cwd=here, capture_output=True,
+                            text=True, timeout=300,
+                            env={**__import__("os").environ,
+                                 "PYTHONPATH": f"{here}:{here.parent}"})
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
