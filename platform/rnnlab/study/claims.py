@@ -103,10 +103,14 @@ def close_killed(study: optuna.Study, tracker: Tracker, killed: Callable[[str], 
     return closed
 
 
-def reap_stale(study: optuna.Study, tracker: Tracker, spec: StudySpec) -> int:
-    """Fail (and retry) running trials whose heartbeat stopped longer than the grace period."""
+def reap_stale(study: optuna.Study, tracker: Tracker, spec: StudySpec,
+               trials: list[FrozenTrial] | None = None) -> int:
+    """Fail (and retry) running trials whose heartbeat stopped longer than the grace period;
+    ``trials``: the study's, read just now (default: read here)."""
     now, s, reaped = time.time(), spec.study, 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
+    for t in [t for t in trials if t.state == TrialState.RUNNING]:
         beat = last_heartbeat(t)
         if now - beat > s.grace_period:
             reaped += fail_trial(study, tracker, t,
@@ -120,18 +124,21 @@ def claim(study: optuna.Study, storage: str, spec: StudySpec, tracker: Tracker,
     """Ask for a trial only while finished + running trials leave room in the budget; the
     trial keeps ``name`` as its worker's (default :func:`worker_name`)."""
     with study_lock(storage, study.study_name):
-        reap_stale(study, tracker, spec)
+        # read once: every read is a query and, at 10,000 trials, a sort of all of them
+        trials = study.get_trials(deepcopy=False)
+        reaped = reap_stale(study, tracker, spec, trials)
         if spec.study.ablation:  # an ablation runs its plan, and samples nothing
             with uninterrupted():
                 fill_plan(study, spec)
-        trials = study.get_trials(deepcopy=False)
+        if reaped or spec.study.ablation:  # retries or the plan's trials were enqueued
+            trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         taken = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials)
         budget = study.user_attrs.get(ATTR_BUDGET, spec.study.n_trials)
         if not waiting and taken >= budget:
             return None
         stratum = None if waiting or not spec.study.strata else next_stratum(
-            strata_levels(spec), budget, trials)
+            strata_levels(spec), budget, trials, study._storage)
         trial = None
         try:  # never a RUNNING trial that no worker runs
             with uninterrupted():

@@ -14,11 +14,14 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab.core.study_spec import shares
 from rnnlab.storage.adapter import stratum_study
+from rnnlab.storage.forwarding import trial_levels
 from rnnlab.storage.keys import FINISHED, enqueued_params
+from rnnlab.study.views import ViewSampler
 
 COUNTED = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)  # what holds a share of the budget
 
@@ -31,16 +34,19 @@ def stratum_of(trial: FrozenTrial, keys: Sequence[str]) -> dict[str, Any] | None
     return {k: params[k] for k in keys}
 
 
-def next_stratum(strata: list[dict[str, Any]], budget: int,
-                 trials: Sequence[FrozenTrial]) -> dict[str, Any] | None:
+def next_stratum(strata: list[dict[str, Any]], budget: int, trials: Sequence[FrozenTrial],
+                 storage: BaseStorage | None = None) -> dict[str, Any] | None:
     """The stratum the next trial belongs to: the one furthest below its share of ``budget``
     (finished, running and queued trials count; failed ones are retried), the first of equals;
-    None when every stratum has its share."""
-    keys = list(strata[0])
+    None when every stratum has its share. ``storage``: the trials' own, where their levels
+    are kept between calls (:func:`~rnnlab.storage.forwarding.trial_levels`)."""
+    keys = tuple(strata[0])
+    index = {tuple(s.values()): i for i, s in enumerate(strata)}
     held = [0] * len(strata)
-    for t in trials:
-        if t.state in COUNTED and (levels := stratum_of(t, keys)) in strata:
-            held[strata.index(levels)] += 1
+    counted = [t for t in trials if t.state in COUNTED]
+    for levels in trial_levels(storage, counted, keys):
+        if (i := index.get(levels)) is not None:
+            held[i] += 1
     room = [share - n for share, n in zip(shares(budget, len(strata)), held, strict=True)]
     best = max(range(len(strata)), key=lambda i: (room[i], -i))
     return dict(strata[best]) if room[best] > 0 else None
@@ -60,12 +66,13 @@ class StratifiedPruner(optuna.pruners.BasePruner):
         return self.inner.prune(stratum_study(study, levels, study.sampler), trial)
 
 
-class StratifiedSampler(optuna.samplers.BaseSampler):
+class StratifiedSampler(ViewSampler):
     """Any sampler, modelling each stratum from its own trials only. The strata keys are fixed
     by the claim (an enqueued trial), never sampled."""
 
     def __init__(self, inner: optuna.samplers.BaseSampler, keys: Sequence[str]):
-        self.inner, self.keys = inner, list(keys)
+        super().__init__(inner)
+        self.keys = list(keys)
 
     def _view(self, study: optuna.Study, trial: FrozenTrial) -> optuna.Study:
         levels = stratum_of(trial, self.keys)
@@ -73,24 +80,5 @@ class StratifiedSampler(optuna.samplers.BaseSampler):
 
     def infer_relative_search_space(self, study: optuna.Study,
                                     trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        space = self.inner.infer_relative_search_space(self._view(study, trial), trial)
+        space = super().infer_relative_search_space(study, trial)
         return {k: d for k, d in space.items() if k not in self.keys}
-
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        return self.inner.sample_relative(self._view(study, trial), trial, search_space)
-
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
-        return self.inner.sample_independent(self._view(study, trial), trial, param_name,
-                                             param_distribution)
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.inner.before_trial(self._view(study, trial), trial)
-
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
-                    values: Sequence[float] | None) -> None:
-        self.inner.after_trial(self._view(study, trial), trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self.inner.reseed_rng()

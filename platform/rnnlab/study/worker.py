@@ -62,6 +62,10 @@ class Worker:
         self.study = open_study(spec, storage, self.tracker,
                                 sampler=make_sampler(spec, seed_offset=index),
                                 pruner=make_pruner(spec), allow_spec_change=allow_spec_change)
+        # Read the study once now, outside its lock: on a database server the storage keeps
+        # finished trials from then on, and a first read at the first claim, of 10,000 trials
+        # say (seconds), would hold every other worker's claim back.
+        self.study.get_trials(deepcopy=False)
         if threads and spec.train.threads is None:  # this process's placement, not the study's
             spec = spec.model_copy(update={"train": spec.train.model_copy(
                 update={"threads": threads})})
