@@ -34,6 +34,12 @@ class SamplerConfig(Section):
     name: Literal["tpe", "random", "gp", "cmaes", "grid"] = "tpe"
     seed: int | None = 0
     n_startup_trials: Annotated[int, Field(ge=0)] = 10  # tpe, gp: random trials before modelling
+    # tpe, gp: model from the `window` most recent finished trials (of the stratum) and the
+    # best KEEP_BEST of the rest; None: every trial (a cost that grows with the study)
+    window: Annotated[int, Field(ge=100)] | None = None
+
+
+KEEP_BEST = 25  # what a windowed sampler keeps of the trials outside its window: the best
 
 
 class PrunerConfig(Section):
@@ -228,6 +234,10 @@ def study_spec(raw: dict[str, Any], origin: str,
     _check_strata(spec, origin)
     for i, ablation in enumerate(spec.ablate):
         check_ablation(spec, ablation, f"{origin}: ablate[{i}]")
+    if spec.study.sampler.window is not None and spec.study.sampler.name not in ("tpe", "gp"):
+        raise RnnlabError(f"{origin}: study.sampler.window: the {spec.study.sampler.name} "
+                          "sampler has no model of past trials to window; drop window, or use "
+                          "tpe or gp")
     if spec.study.sampler.name == "grid":
         size = 1
         for key, dist in spec.search.items():

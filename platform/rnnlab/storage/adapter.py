@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rnnlab.errors import RnnlabError, mask_url, with_password
 from rnnlab.interrupts import uninterrupted, whole
 from rnnlab.storage import journal
-from rnnlab.storage.forwarding import ForwardingStorage, StratumStorage
+from rnnlab.storage.forwarding import ForwardingStorage, StratumStorage, WindowStorage
 from rnnlab.storage.keys import HEARTBEAT, TRIAL_REASON
 from rnnlab.storage.rdb import FIX, has_schema, open_rdb
 from rnnlab.storage.riding import RidingStorage, back_at
@@ -270,6 +270,16 @@ def stratum_study(study: optuna.Study, match: dict[str, Any],
     """
     return optuna.Study(study_name=study.study_name,
                         storage=StratumStorage(study._storage, match), sampler=sampler,
+                        pruner=optuna.pruners.NopPruner())
+
+
+def window_study(study: optuna.Study, window: int, keep_best: int,
+                 sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    """The study as a windowed sampler sees it (:class:`WindowStorage`): its ``window`` most
+    recent finished trials and the ``keep_best`` best of the others. Writes reach the study."""
+    view = WindowStorage(study._storage, window, keep_best,
+                         study.direction == optuna.study.StudyDirection.MAXIMIZE)
+    return optuna.Study(study_name=study.study_name, storage=view, sampler=sampler,
                         pruner=optuna.pruners.NopPruner())
 
 

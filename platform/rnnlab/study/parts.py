@@ -8,15 +8,19 @@ import numpy as np
 import optuna
 
 from rnnlab.core.spec import RunConfig, apply_overrides, validate
-from rnnlab.core.study_spec import Distribution, StudySpec
+from rnnlab.core.study_spec import KEEP_BEST, Distribution, StudySpec
 from rnnlab.study.strata import StratifiedPruner, StratifiedSampler
+from rnnlab.study.views import WindowedSampler
 
 
 def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The spec's sampler, modelling each stratum apart when the study has strata. Each worker
+    """The spec's sampler, modelling each stratum apart when the study has strata, and a window
+    of its trials when the spec sets one. Each worker
     offsets the seed, so workers never draw the same points; a grid keeps the spec's seed,
     since its points are numbered by their shuffled order."""
     sampler = _sampler(spec, seed_offset)
+    if spec.study.sampler.window is not None:  # within each stratum, where there are strata
+        sampler = WindowedSampler(sampler, spec.study.sampler.window, KEEP_BEST)
     return StratifiedSampler(sampler, spec.study.strata) if spec.study.strata else sampler
 
 
