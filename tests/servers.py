@@ -35,9 +35,11 @@ def _as_postgres() -> list[str]:
 
 
 class PrivatePostgres:
-    """A PostgreSQL cluster of its own (trust auth) in a temporary folder, on a free port."""
+    """A PostgreSQL cluster of its own (trust auth) in a temporary folder, on a free port;
+    ``settings``: more server settings (``{"max_connections": 400}``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, object] | None = None) -> None:
+        self.settings = settings or {}
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
         if not found:
             raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql")
@@ -60,7 +62,8 @@ class PrivatePostgres:
     def start(self) -> None:
         self._run("pg_ctl", "-D", str(self.folder / "data"), "-l", str(self.folder / "log"),
                   "-w", "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
-                  "-c fsync=off", "start")
+                  "-c fsync=off" + "".join(f" -c {k}={v}" for k, v in self.settings.items()),
+                  "start")
 
     def stop(self) -> None:
         """Stop at once, as a crash would: connections drop, nothing is shut down cleanly."""
@@ -90,8 +93,9 @@ class PrivatePostgres:
 class MlflowServer:
     """A real ``mlflow server`` on a free loopback port, serving artifacts itself."""
 
-    def __init__(self, backend: str, folder: Path, port: int | None = None) -> None:
-        self.backend, self.folder = backend, folder
+    def __init__(self, backend: str, folder: Path, port: int | None = None,
+                 workers: int = 1) -> None:
+        self.backend, self.folder, self.workers = backend, folder, workers
         self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.artifacts = folder / "served-artifacts"
@@ -104,7 +108,8 @@ class MlflowServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
              str(self.port), "--backend-store-uri", self.backend, "--serve-artifacts",
-             "--artifacts-destination", str(self.artifacts), "--workers", "1"],
+             "--artifacts-destination", str(self.artifacts), "--workers",
+             str(self.workers)],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.folder, start_new_session=True,
             # no GenAI job runners: they are a handful of extra processes rnnlab never uses
             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
