@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from rnnlab.cli.app import app
 from rnnlab.core.study_spec import KEEP_BEST, load_study_spec
-from rnnlab.storage.adapter import open_storage, window_study
+from rnnlab.storage.adapter import levels_of, open_storage, window_study
 from rnnlab.storage.forwarding import trial_levels
 from rnnlab.study.parts import make_sampler
 from rnnlab.study.strata import StratifiedSampler
@@ -134,11 +134,17 @@ def test_the_levels_kept_per_trial_are_the_trials_own(tmp_path):
     study.enqueue_trial({"model.cell": "gru"})  # waiting: its level is the enqueued one
     trials = study.get_trials(deepcopy=False)
     keys = ("model.cell",)
-    fresh = trial_levels(None, trials, keys)
+    fresh = trial_levels(None, 0, trials, keys)
     assert fresh == [(t.params.get("model.cell") or t.system_attrs["fixed_params"]
                       ["model.cell"],) for t in trials]
-    storage = study._storage
-    assert trial_levels(storage, trials, keys) == fresh
-    assert trial_levels(storage, study.get_trials(deepcopy=False), keys) == fresh  # kept
+    assert levels_of(study, trials, keys) == fresh
+    assert levels_of(study, study.get_trials(deepcopy=False), keys) == fresh  # kept
     # a trial without the key has no levels, and none are kept for it
-    assert trial_levels(storage, trials, ("train.seed",)) == [None] * len(trials)
+    assert levels_of(study, trials, ("train.seed",)) == [None] * len(trials)
+    # another study in the same storage numbers its trials from 0 too: its own levels
+    other = optuna.create_study(study_name="other", direction="maximize",
+                                storage=study._storage)
+    other.add_trial(create_trial(params={"model.cell": "rnn", "train.lr": 1e-3},
+                                 distributions=DISTS, value=1.0))
+    assert levels_of(other, other.get_trials(deepcopy=False), keys) == [("rnn",)]
+    assert levels_of(study, trials[:1], keys) == [("gru",)]

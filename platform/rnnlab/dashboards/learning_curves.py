@@ -101,9 +101,10 @@ def _get_learning_curves_info(frames: StudyFrames | Labelled, group: str = "mode
         acc, loss = wide["val_acc"].to_numpy().tolist(), wide["val_loss"].to_numpy().tolist()
         # each trial's rows are consecutive (the index is sorted): sliced, not grouped, which
         # at 10,000 trials is seconds faster
-        starts = np.flatnonzero(np.r_[True, numbers[1:] != numbers[:-1]]).tolist()
+        bounds = (np.flatnonzero(np.r_[True, numbers[1:] != numbers[:-1], True]).tolist()
+                  if len(numbers) else [0])  # each trial's first row, then the end
         drawn = set()
-        for start, end in zip(starts, [*starts[1:], len(numbers)], strict=True):
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
             number = numbers[start]
             if number not in states:
                 continue

@@ -27,7 +27,12 @@ from optuna.trial import FrozenTrial, TrialState
 from rnnlab.errors import RnnlabError, mask_url, with_password
 from rnnlab.interrupts import uninterrupted, whole
 from rnnlab.storage import journal
-from rnnlab.storage.forwarding import ForwardingStorage, StratumStorage, WindowStorage
+from rnnlab.storage.forwarding import (
+    ForwardingStorage,
+    StratumStorage,
+    WindowStorage,
+    trial_levels,
+)
 from rnnlab.storage.keys import HEARTBEAT, TRIAL_REASON
 from rnnlab.storage.rdb import FIX, has_schema, open_rdb
 from rnnlab.storage.riding import RidingStorage, back_at
@@ -271,6 +276,13 @@ def stratum_study(study: optuna.Study, match: dict[str, Any],
     return optuna.Study(study_name=study.study_name,
                         storage=StratumStorage(study._storage, match), sampler=sampler,
                         pruner=optuna.pruners.NopPruner())
+
+
+def levels_of(study: optuna.Study, trials: list[FrozenTrial],
+              keys: tuple[str, ...]) -> list[tuple | None]:
+    """Each of the study's ``trials``' values of ``keys``, kept with the study's storage
+    (:func:`~rnnlab.storage.forwarding.trial_levels`)."""
+    return trial_levels(study._storage, study._study_id, trials, keys)
 
 
 def window_study(study: optuna.Study, window: int, keep_best: int,

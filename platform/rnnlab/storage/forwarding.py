@@ -44,30 +44,31 @@ for _name in METHODS:
 abc.update_abstractmethods(ForwardingStorage)
 
 
-# Per storage, per tuple of keys: each trial's levels of them, by trial id.
-_LEVELS: weakref.WeakKeyDictionary[BaseStorage, dict[tuple[str, ...], dict[int, tuple]]] = (
+# Per storage, per study and tuple of keys: each trial's levels of them, by trial number.
+_LEVELS: weakref.WeakKeyDictionary[BaseStorage, dict[tuple, dict[int, tuple]]] = (
     weakref.WeakKeyDictionary())
 
 
-def trial_levels(storage: BaseStorage | None, trials: Sequence[FrozenTrial],
+def trial_levels(storage: BaseStorage | None, study_id: int, trials: Sequence[FrozenTrial],
                  keys: tuple[str, ...]) -> list[tuple | None]:
     """Each trial's values of ``keys`` (sampled or enqueued); None for one that lacks a key.
 
     A trial's params never change once set, so the levels of a trial that has all of them are
-    kept, by trial id, for as long as ``storage`` lives (None: nothing kept): a study of
-    10,000 trials is split into its strata several times per trial, and working each trial's
-    params out each time cost 0.2 s a trial.
+    kept, by study and trial number, for as long as ``storage`` lives (None: nothing kept): a
+    study of 10,000 trials is split into its strata several times per trial, and working each
+    trial's params out each time cost 0.2 s a trial.
     """
-    cache = None if storage is None else _LEVELS.setdefault(storage, {}).setdefault(keys, {})
+    cache = (None if storage is None
+             else _LEVELS.setdefault(storage, {}).setdefault((study_id, keys), {}))
     found: list[tuple | None] = []
     for t in trials:
-        got = None if cache is None else cache.get(t._trial_id)
+        got = None if cache is None else cache.get(t.number)
         if got is None:
             params = enqueued_params(t)
             if all(k in params for k in keys):
                 got = tuple(params[k] for k in keys)
                 if cache is not None:
-                    cache[t._trial_id] = got
+                    cache[t.number] = got
         found.append(got)
     return found
 
@@ -85,8 +86,8 @@ class StratumStorage(ForwardingStorage):
                        states: Container[TrialState] | None = None) -> list[FrozenTrial]:
         trials = self.inner.get_all_trials(study_id, deepcopy, states)
         want = self._want
-        return [t for t, got in zip(trials, trial_levels(self.inner, trials, self._keys),
-                                    strict=True) if got == want]
+        levels = trial_levels(self.inner, study_id, trials, self._keys)
+        return [t for t, got in zip(trials, levels, strict=True) if got == want]
 
     # Optuna's own implementations, over the trials above rather than the inner storage's
     get_n_trials = BaseStorage.get_n_trials

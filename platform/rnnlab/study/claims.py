@@ -138,7 +138,7 @@ def claim(study: optuna.Study, storage: str, spec: StudySpec, tracker: Tracker,
         if not waiting and taken >= budget:
             return None
         stratum = None if waiting or not spec.study.strata else next_stratum(
-            strata_levels(spec), budget, trials, study._storage)
+            strata_levels(spec), budget, trials, study)
         trial = None
         try:  # never a RUNNING trial that no worker runs
             with uninterrupted():

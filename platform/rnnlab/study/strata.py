@@ -14,11 +14,10 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab.core.study_spec import shares
-from rnnlab.storage.adapter import stratum_study
+from rnnlab.storage.adapter import levels_of, stratum_study
 from rnnlab.storage.forwarding import trial_levels
 from rnnlab.storage.keys import FINISHED, enqueued_params
 from rnnlab.study.views import ViewSampler
@@ -35,16 +34,18 @@ def stratum_of(trial: FrozenTrial, keys: Sequence[str]) -> dict[str, Any] | None
 
 
 def next_stratum(strata: list[dict[str, Any]], budget: int, trials: Sequence[FrozenTrial],
-                 storage: BaseStorage | None = None) -> dict[str, Any] | None:
+                 study: optuna.Study | None = None) -> dict[str, Any] | None:
     """The stratum the next trial belongs to: the one furthest below its share of ``budget``
     (finished, running and queued trials count; failed ones are retried), the first of equals;
-    None when every stratum has its share. ``storage``: the trials' own, where their levels
-    are kept between calls (:func:`~rnnlab.storage.forwarding.trial_levels`)."""
+    None when every stratum has its share. ``study``: the trials' own, whose storage keeps
+    their levels between calls (:func:`~rnnlab.storage.adapter.levels_of`)."""
     keys = tuple(strata[0])
     index = {tuple(s.values()): i for i, s in enumerate(strata)}
     held = [0] * len(strata)
     counted = [t for t in trials if t.state in COUNTED]
-    for levels in trial_levels(storage, counted, keys):
+    levels_found = (levels_of(study, counted, keys) if study is not None
+                    else trial_levels(None, 0, counted, keys))
+    for levels in levels_found:
         if (i := index.get(levels)) is not None:
             held[i] += 1
     room = [share - n for share, n in zip(shares(budget, len(strata)), held, strict=True)]
