@@ -45,6 +45,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -212,6 +213,8 @@ def main() -> None:
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sys.stdout.reconfigure(line_buffering=True)
+    # stopped (timeout, kill): the PostgreSQL cluster and MLflow server it started go too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
     window = f", window {args.sampler_window}" if args.sampler_window else ""
     print(f"sampler {args.sampler}{window}; times are per trial, in ms (means; p90 of the "
           "overhead); trials: in the study when the timed ones began")
