@@ -80,6 +80,24 @@ def test_a_trial_whose_creation_lost_its_answer_is_created_once(databases, monke
     study.tell(trial, 1.0)
 
 
+def test_a_waiting_trial_another_worker_takes_at_once_is_still_found(databases, monkeypatch):
+    """A retry enqueued outside the study's lock can be popped by another worker's claim
+    before its creator looks for it: it is found RUNNING, not in the state it was made in."""
+    study = study_on(databases[0])
+    inner = open_database(databases[0]).inner
+    real = inner.create_new_trial
+
+    def created_then_taken(study_id, template_trial=None):
+        trial_id = real(study_id, template_trial)
+        inner.set_trial_state_values(trial_id, TrialState.RUNNING)  # another worker's ask
+        return trial_id
+
+    monkeypatch.setattr(inner, "create_new_trial", created_then_taken)
+    study.enqueue_trial({}, user_attrs={"retry_of": 3})
+    assert [(t.number, t.state, t.user_attrs) for t in study.get_trials()] == [
+        (0, TrialState.RUNNING, {"retry_of": 3})]
+
+
 def test_copies_that_optunas_own_retries_made_are_failed_at_once(databases, monkeypatch):
     study = study_on(databases[0])
     inner = open_database(databases[0]).inner  # Optuna's cache, before the database

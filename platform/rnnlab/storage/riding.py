@@ -91,10 +91,16 @@ class RidingStorage(ForwardingStorage):
         return self._id(study_id, first)
 
     def _created(self, study_id: int, token: str, state: TrialState) -> list[FrozenTrial]:
-        """The trials created with ``token`` in ``state``, by number (looked for among the
-        trials in that state: in a large study, far fewer than all)."""
-        return [t for t in self.inner.get_all_trials(study_id, deepcopy=False, states=(state,))
-                if t.system_attrs.get(TOKEN) == token]
+        """The trials created with ``token``, by number: looked for first among the trials in
+        the ``state`` they were made in (in a large study, far fewer than all), then among all
+        (a waiting one may have been taken by another worker's claim meanwhile)."""
+        for states in ((state,), None):
+            found = [t for t in self.inner.get_all_trials(study_id, deepcopy=False,
+                                                          states=states)
+                     if t.system_attrs.get(TOKEN) == token]
+            if found:
+                return found
+        return []
 
     def _id(self, study_id: int, trial: FrozenTrial) -> int:
         return self.store.call(self.inner.get_trial_id_from_study_id_trial_number, study_id,
