@@ -207,10 +207,12 @@ def study_frames(storage: str, name: str, *, tracking_uri: str | None = None,
     if parent and runs:
         reader.check_run(parent, name)
     ablated = (spec.get("study") or {}).get("ablation")
+    # an ablation fixes every key but its factor at each stratum's best: fANOVA would credit
+    # the strata's differences to them
     fitted = None if ablated else importances_meanwhile(study, trials)
     points = reader.curves(runs, metrics) if curves else reader.last_points(runs, metrics)
-    if fitted is None:  # every key but the factor is each stratum's best: fANOVA would credit
-        importances, note = pd.DataFrame(columns=IMPORTANCE_COLUMNS), (  # them
+    if fitted is None:
+        importances, note = pd.DataFrame(columns=IMPORTANCE_COLUMNS), (
             f"not computed for an ablation: every param but {ablated['factor']} and the seed "
             "is fixed within each stratum, so fANOVA would credit the strata's differences to "
             "them; the paired verdict within each stratum is the answer")

@@ -93,9 +93,10 @@ def importances_meanwhile(study: optuna.Study, trials: list[optuna.trial.FrozenT
     way.
     """
     complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    key = _key(study, trials)
     if (complete <= SAMPLE_CAP or not sys.platform.startswith("linux")
             or len(os.sched_getaffinity(0)) < 2 or threading.active_count() > 1
-            or _key(study, trials) in _LAST):  # `dashboard --watch`: fitted already
+            or key in _LAST):  # `dashboard --watch`: fitted already
         return lambda: importances(study, trials)
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
@@ -112,7 +113,7 @@ def importances_meanwhile(study: optuna.Study, trials: list[optuna.trial.FrozenT
             receive.close()
             child.join()
         _LAST.clear()
-        _LAST[_key(study, trials)] = frame, note
+        _LAST[key] = frame, note
         return frame.copy(), note
 
     return result

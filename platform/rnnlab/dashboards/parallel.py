@@ -40,7 +40,8 @@ def _get_parallel_info(frames: StudyFrames, drawn_up_to: int = DRAWN_UP_TO,
                        best_kept: int = BEST_KEPT) -> _ParallelInfo:
     t = frames.table(("COMPLETE",))
     total = len(t)
-    if total > drawn_up_to:  # the best, and an even sample of the rest, in trial order
+    thinned = total > drawn_up_to
+    if thinned:  # the best, and an even sample of the rest, in trial order
         ranked = t.sort_values(["value", "number"], ascending=[frames.direction == "minimize",
                                                                 True])
         rest = list(ranked.index[best_kept:])
@@ -56,8 +57,8 @@ def _get_parallel_info(frames: StudyFrames, drawn_up_to: int = DRAWN_UP_TO,
                 else "log" if key in frames.log_keys else "linear")
         dims.append(_Dimension(key, kind, values))
     return _ParallelInfo(frames.metric, tuple(int(n) for n in t["number"]), tuple(dims),
-                         floats(t["value"]), *((total, best_kept) if total > drawn_up_to
-                                               else (0, 0)))
+                         floats(t["value"]), total if thinned else 0,
+                         best_kept if thinned else 0)
 
 
 def _get_parallel_plot(info: _ParallelInfo) -> go.Figure:
