@@ -16,13 +16,14 @@ from rnnlab.tracking.tracker import Tracker
 def test_sql_fast_path_and_public_api_agree(study):
     client = MlflowClient(study.uri)
     trials = load_study(study.storage, study.name).trials
-    runs = [t.user_attrs[TRIAL_RUN_ID] for t in trials]
+    runs = {t.user_attrs[TRIAL_RUN_ID]: t.number for t in trials}
     fast = metric_histories_sql(client, runs, ("val_acc", "train_loss"))
     slow = metric_histories(client, runs, ("val_acc", "train_loss"))
     assert fast is not None and len(fast) == len(slow) > 0
-    key = ["run_id", "metric", "epoch"]
-    fast, slow = fast.sort_values(key).reset_index(), slow.sort_values(key).reset_index()
-    assert fast[key].equals(slow[key])
+    key = ["number", "metric", "epoch"]
+    fast = fast.astype({"metric": str}).sort_values(key).reset_index(drop=True)
+    slow = slow.sort_values(key).reset_index(drop=True)
+    assert fast[key].equals(slow[key]) and fast["timestamp"].equals(slow["timestamp"])
     assert (fast["value"] - slow["value"]).abs().max() == 0
 
 
@@ -32,12 +33,13 @@ def test_last_points_from_the_latest_metrics_table_are_the_curves_last_epochs(st
     client = MlflowClient(study.uri)
     trials = load_study(study.storage, study.name).trials
     runs = {t.user_attrs[TRIAL_RUN_ID]: t.number for t in trials}
-    fast = last_points_sql(client, list(runs), ("val_acc", "val_loss"))
-    slow = metric_histories(client, list(runs), ("val_acc", "val_loss"))
-    last = slow.sort_values("epoch").groupby(["run_id", "metric"]).tail(1)
-    key = ["run_id", "metric", "epoch"]
+    fast = last_points_sql(client, runs, ("val_acc", "val_loss"))
+    slow = metric_histories(client, runs, ("val_acc", "val_loss"))
+    last = slow.sort_values("epoch").groupby(["number", "metric"]).tail(1)
+    key = ["number", "metric", "epoch"]
     assert fast is not None and len(fast) == len(last) == 2 * len(runs)
-    fast, last = fast.sort_values(key).reset_index(), last.sort_values(key).reset_index()
+    fast = fast.astype({"metric": str}).sort_values(key).reset_index(drop=True)
+    last = last.sort_values(key).reset_index(drop=True)
     assert fast[key].equals(last[key]) and (fast["value"] - last["value"]).abs().max() == 0
     reader = RunReader(study.uri)
     points = reader.last_points(runs, ("val_acc",))
@@ -64,15 +66,28 @@ def test_closing_a_run_directly_matches_set_terminated(mlflow_db):
 def test_a_studys_points_are_read_through_the_index_by_run(study):
     """On SQLite the planner would take the metric table's primary key, which starts with the
     metric's name, and read every run's points of it, every study's, for each 500 runs asked
-    for; the query names MLflow's index by run, key and step instead."""
-    from sqlalchemy import bindparam, text
-
-    from rnnlab.tracking.internals import _select_points
+    for; the query the fast path sends searches MLflow's index by run, key and step for each
+    run asked for instead."""
+    from sqlalchemy import event
 
     client = MlflowClient(study.uri)
-    runs = [t.user_attrs[TRIAL_RUN_ID] for t in load_study(study.storage, study.name).trials]
-    with client._tracking_client.store.engine.connect() as conn:
-        query = text("EXPLAIN QUERY PLAN " + _select_points(conn, "metrics")).bindparams(
-            bindparam("keys", expanding=True), bindparam("runs", expanding=True))
-        plan = [row[-1] for row in conn.execute(query, {"keys": ["val_acc"], "runs": runs})]
-    assert any("index_metrics_run_uuid_key_step" in step for step in plan), plan
+    trials = load_study(study.storage, study.name).trials
+    runs = {t.user_attrs[TRIAL_RUN_ID]: t.number for t in trials}
+    engine = client._tracking_client.store.engine
+    sent = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith(("SELECT", "WITH")):
+            sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        assert len(metric_histories_sql(client, runs, ("val_acc",))) > 0
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert len(sent) == 1
+    with engine.connect() as conn:
+        plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sent[0][0],
+                                                        sent[0][1])]
+    assert any(step.startswith("SEARCH m USING INDEX index_metrics_run_uuid_key_step")
+               for step in plan), plan

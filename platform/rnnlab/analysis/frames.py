@@ -211,6 +211,8 @@ def study_frames(storage: str, name: str, *, tracking_uri: str | None = None,
     # the strata's differences to them
     fitted = None if ablated else importances_meanwhile(study, trials)
     points = reader.curves(runs, metrics) if curves else reader.last_points(runs, metrics)
+    # the rest of the frames while the importances may still be fitting in a child process
+    table, configs, finals = _trials_frame(study, trials), _configs(trials), _finals(points)
     if fitted is None:
         importances, note = pd.DataFrame(columns=IMPORTANCE_COLUMNS), (
             f"not computed for an ablation: every param but {ablated['factor']} and the seed "
@@ -223,9 +225,8 @@ def study_frames(storage: str, name: str, *, tracking_uri: str | None = None,
         direction=study.direction.name.lower(), budget=study.user_attrs.get(ATTR_BUDGET),
         search=tuple(search) or tuple(sorted({k for t in trials for k in t.params})),
         log_keys=tuple(k for k, d in search.items() if d.log), parent_run_id=parent,
-        experiment=study.user_attrs.get(ATTR_EXPERIMENT), spec=spec,
-        trials=_trials_frame(study, trials), configs=_configs(trials),
-        curves=points if curves else points.iloc[:0], finals=_finals(points),
+        experiment=study.user_attrs.get(ATTR_EXPERIMENT), spec=spec, trials=table,
+        configs=configs, curves=points if curves else points.iloc[:0], finals=finals,
         importances=importances, importance_note=note,
         tracking_uri=reader.masked_uri)
 
@@ -244,7 +245,7 @@ def _configs(trials: Iterable[optuna.trial.FrozenTrial]) -> pd.DataFrame:
 def _finals(curves: pd.DataFrame) -> pd.DataFrame:
     if curves.empty:
         return pd.DataFrame({"number": pd.Series(dtype=int), "epochs": pd.Series(dtype=int)})
-    last = curves.sort_values("epoch").groupby(["number", "metric"]).tail(1)
+    last = curves.loc[curves.groupby(["number", "metric"], sort=False)["epoch"].idxmax()]
     wide = last.pivot(index="number", columns="metric", values="value").add_prefix("final_")
     wide.columns.name = None
     wide.insert(0, "epochs", curves.groupby("number")["epoch"].max())

@@ -366,15 +366,20 @@ def report(
 
     check_format(fmt, REPORT_FORMATS, "report format")
     _known(storage, study)
-    from rnnlab.engines.confirm import parallel
     from rnnlab.reports.build import report as build_report
 
+    if no_confirm or fmt == "yaml":
+        train = None  # nothing trains: training's imports (torch) are not loaded
+    else:
+        from rnnlab.engines.confirm import parallel
+
+        train = parallel(workers)
     text, path = build_report(_storage(storage), study, fmt, out, confirm=not no_confirm,
                               confirm_seeds=confirm_seeds,
                               confirm_splits=confirm_splits, cell=cell,
                               on_progress=lambda line: err.print(line, soft_wrap=True,
                                                                  highlight=False),
-                              train=parallel(workers))
+                              train=train)
     if text is not None:
         typer.echo(text, nl=False)
     else:

@@ -139,30 +139,24 @@ def _thinned(info: _LearningCurvesInfo) -> _LearningCurvesInfo:
 def _band(group: str, facet: str, curves: list[_Curve], metrics: tuple[str, ...]) -> _Band:
     epochs = sorted({e for c in curves for e in c.epochs})
     at = {e: i for i, e in enumerate(epochs)}
-    quantiles = {}
+    quantiles, best = {}, {}
     for metric in metrics:
         grid = np.full((len(curves), len(epochs)), np.nan)
         for row, c in enumerate(curves):
             grid[row, [at[e] for e in c.epochs]] = getattr(c, metric)
+        grid[~np.isfinite(grid)] = np.nan  # a diverged epoch counts as no value
         with warnings.catch_warnings():  # an epoch where every value diverged: NaN there
             warnings.simplefilter("ignore", RuntimeWarning)
-            q = np.nanquantile(np.where(np.isfinite(grid), grid, np.nan), QUANTILES, axis=0)
+            q = np.nanquantile(grid, QUANTILES, axis=0)
         quantiles[metric] = tuple(floats(row) for row in q)
-    best = {m: tuple(_best_point(c, m) for c in curves if _finite(getattr(c, m)))
-            for m in metrics}
+        # each trial's best point (lowest loss, highest accuracy; the first where tied), for
+        # the trials with any finite value
+        rows = np.flatnonzero(~np.isnan(grid).all(axis=1))
+        pick = np.nanargmin if metric.endswith("loss") else np.nanargmax
+        cols = pick(grid[rows], axis=1) if len(rows) else np.empty(0, dtype=int)
+        best[metric] = tuple((epochs[j], float(grid[i, j]), _trial(curves[i]))
+                             for i, j in zip(rows.tolist(), cols.tolist(), strict=True))
     return _Band(group, facet, len(curves), tuple(epochs), quantiles, best)
-
-
-def _finite(values: tuple[float, ...]) -> bool:
-    return any(math.isfinite(v) for v in values)
-
-
-def _best_point(c: _Curve, metric: str) -> tuple[int, float, str]:
-    """The epoch and value of a curve's best point (lowest loss, highest accuracy)."""
-    values = np.asarray(getattr(c, metric), dtype=float)
-    values = np.where(np.isfinite(values), values, np.nan)
-    i = int(np.nanargmin(values) if metric.endswith("loss") else np.nanargmax(values))
-    return c.epochs[i], float(values[i]), _trial(c)
 
 
 def _get_learning_curves_plot(info: _LearningCurvesInfo) -> go.Figure:

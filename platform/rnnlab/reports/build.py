@@ -10,16 +10,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rnnlab.analysis.frames import study_frames
-from rnnlab.core.data import fixed_subset
 from rnnlab.dashboards.select import CURVES
 from rnnlab.errors import RnnlabError
 from rnnlab.files import REPORT_FORMATS, atomic_write, check_format, check_writable
-from rnnlab.reports.confirm import Trainer
-from rnnlab.reports.confirm import confirm as confirm_runs
 from rnnlab.reports.info import get_report_info, trial_config, with_best_of
 from rnnlab.reports.render import render
+
+if TYPE_CHECKING:
+    from rnnlab.reports.confirm import Trainer
 
 DEFAULT_SPLITS = 3  # other training subsets a config is confirmed on
 
@@ -82,6 +83,10 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
     if out is not None:
         check_writable(out)  # before minutes of confirmation training, not after
     if fmt != "yaml" and confirm:
+        # imported here: training's imports (torch) cost seconds a ranking alone never needs
+        from rnnlab.core.data import fixed_subset
+        from rnnlab.reports.confirm import confirm as confirm_runs
+
         fixed = fixed_subset(trial_config(frames, info.best.number).data)
         if fixed and confirm_splits:
             raise RnnlabError(f"--confirm-splits {confirm_splits}: {fixed}, so no other "

@@ -18,7 +18,14 @@ from rnnlab.analysis.frames import StudyFrames
 from rnnlab.core.data import SplitsCache
 from rnnlab.core.spec import RunConfig
 from rnnlab.errors import RnnlabError
-from rnnlab.reports.info import Confirmation, ReportInfo, candidates, config_hash, trial_config
+from rnnlab.reports.info import (
+    Confirmation,
+    ReportInfo,
+    candidates,
+    config_hash,
+    scored_weights,
+    trial_config,
+)
 from rnnlab.tracking.store import CONFIRM_KIND, LAST_EPOCH, RunReader
 from rnnlab.tracking.tracker import Tracker
 from rnnlab.train import evaluate, fit, resolve_device
@@ -130,13 +137,6 @@ def train_here(jobs: list[Job], target: Target, tracking_uri: str | None,
                 f"{config.data.split_seed} seed {config.train.seed}")
         say(f"{what}: training {config.train.epochs} epoch(s)")
         say(f"{what}: test accuracy {train_one(tracker, target, job, cache):.4f}")
-
-
-def scored_weights(info: ReportInfo) -> str:
-    """Which weights a confirmation scores: the study chose configs by their best epoch
-    (objective ``best``), so the run keeps its best validation epoch's weights (early
-    stopping's choice, on validation only); by the last epoch (``last``), the last."""
-    return f"best validation {info.metric} epoch" if info.objective == "best" else LAST_EPOCH
 
 
 def train_share(target: dict[str, Any], jobs: list[dict[str, Any]], tracking_uri: str | None,

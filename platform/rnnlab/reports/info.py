@@ -21,6 +21,7 @@ from rnnlab.analysis.intervals import mean, mean_interval, std, welch_interval
 from rnnlab.analysis.levels import Effect, Gap
 from rnnlab.core.spec import RunConfig, apply_overrides, to_yaml, validate
 from rnnlab.errors import RnnlabError
+from rnnlab.tracking.store import LAST_EPOCH
 
 TOP_K = 10
 # Where a trial ran is not part of its config: a worker's GPU or thread count is reset to the
@@ -288,3 +289,10 @@ def native(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+def scored_weights(info: ReportInfo) -> str:
+    """Which weights a confirmation scores: the study chose configs by their best epoch
+    (objective ``best``), so the run keeps its best validation epoch's weights (early
+    stopping's choice, on validation only); by the last epoch (``last``), the last."""
+    return f"best validation {info.metric} epoch" if info.objective == "best" else LAST_EPOCH

@@ -20,8 +20,7 @@ from rnnlab.dashboards.importances import plot_importances
 from rnnlab.dashboards.learning_curves import plot_learning_curves
 from rnnlab.dashboards.normalisation import plot_normalisation
 from rnnlab.dashboards.page import figure_div, page
-from rnnlab.reports.confirm import scored_weights
-from rnnlab.reports.info import ReportInfo, Spread, TrialRow, native
+from rnnlab.reports.info import ReportInfo, Spread, TrialRow, native, scored_weights
 
 
 def render(info: ReportInfo, fmt: str, frames: StudyFrames | None = None) -> str:
