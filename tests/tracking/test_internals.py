@@ -91,3 +91,57 @@ def test_a_studys_points_are_read_through_the_index_by_run(study):
                                                         sent[0][1])]
     assert any(step.startswith("SEARCH m USING INDEX index_metrics_run_uuid_key_step")
                for step in plan), plan
+
+
+def test_the_ui_search_of_a_studys_trials_is_planned_with_an_index_once_the_store_is_analysed(
+        tmp_path):
+    """Without the planner's statistics SQLite answers the MLflow UI's view of a study (its
+    trial runs by two tags, ranked by the objective) by scanning every run's latest metric for
+    each run: 4 s at 10,000 runs. After :func:`refresh_statistics` it looks each one up."""
+    from mlflow.entities import Metric
+    from sqlalchemy import event
+
+    from rnnlab.tracking.internals import refresh_statistics
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("study")
+    parent = client.create_run(experiment).info.run_id
+    for i in range(300):  # enough runs for the planner to prefer an index, given the sizes
+        run = client.create_run(experiment, tags={"mlflow.parentRunId": parent,
+                                                  "rnnlab.kind": "trial"}).info.run_id
+        client.log_batch(run, metrics=[Metric("best_val_acc", (i * 37 % 300) / 300, 0, 1)])
+    engine = client._tracking_client.store.engine
+    sent = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "latest_metrics" in statement and "DISTINCT" in statement:
+            sent.append((statement, parameters))
+
+    def ranked() -> tuple[list[str], list[str]]:
+        runs = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}' and "
+                                  "tags.`rnnlab.kind` = 'trial'", max_results=20,
+                                  order_by=["metrics.`best_val_acc` DESC"])
+        with engine.connect() as conn:
+            plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sent[-1][0],
+                                                            sent[-1][1])]
+        return [r.info.run_id for r in runs], plan
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        before, plan = ranked()
+        assert "SCAN anon_1 LEFT-JOIN" in plan, plan  # every run's metric, for each run
+        assert refresh_statistics(client)
+        after, plan = ranked()
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert any("anon_1 USING AUTOMATIC COVERING INDEX" in step for step in plan), plan
+    assert after == before and len(after) == 20
+
+
+def test_a_sweep_leaves_its_sqlite_store_analysed(study):
+    import sqlite3
+
+    db = study.uri.removeprefix("sqlite:///")
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        analysed = {row[0] for row in conn.execute("SELECT tbl FROM sqlite_stat1")}
+    assert {"runs", "tags", "latest_metrics"} <= analysed

@@ -143,6 +143,7 @@ def settle_parent(study: optuna.Study, tracker: Tracker, *, interrupted: bool = 
         tracker.mark_running(run_id)
     else:
         tracker.end_run(run_id, status)
+        tracker.refresh_statistics()
     return status
 
 
