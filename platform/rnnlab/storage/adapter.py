@@ -274,7 +274,9 @@ def stratum_study(study: optuna.Study, match: dict[str, Any],
         sampler: the sampler the view names as its own (the stratum's).
     """
     return optuna.Study(study_name=study.study_name,
-                        storage=StratumStorage(study._storage, match), sampler=sampler,
+                        storage=StratumStorage(study._storage, match,
+                                               (study.study_name, study._study_id)),
+                        sampler=sampler,
                         pruner=optuna.pruners.NopPruner())
 
 
@@ -290,7 +292,8 @@ def window_study(study: optuna.Study, window: int, keep_best: int,
     """The study as a windowed sampler sees it (:class:`WindowStorage`): its ``window`` most
     recent finished trials and the ``keep_best`` best of the others. Writes reach the study."""
     view = WindowStorage(study._storage, window, keep_best,
-                         study.direction == optuna.study.StudyDirection.MAXIMIZE)
+                         study.direction == optuna.study.StudyDirection.MAXIMIZE,
+                         (study.study_name, study._study_id))
     return optuna.Study(study_name=study.study_name, storage=view, sampler=sampler,
                         pruner=optuna.pruners.NopPruner())
 

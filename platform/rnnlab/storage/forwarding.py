@@ -64,7 +64,9 @@ def trial_levels(storage: BaseStorage | None, study_id: int, trials: Sequence[Fr
     for t in trials:
         got = None if cache is None else cache.get(t.number)
         if got is None:
-            params = enqueued_params(t)
+            # a trial's sampled params first: a running trial's system attrs are read from
+            # the database when asked for
+            params = t.params if all(k in t.params for k in keys) else enqueued_params(t)
             if all(k in params for k in keys):
                 got = tuple(params[k] for k in keys)
                 if cache is not None:
@@ -73,12 +75,33 @@ def trial_levels(storage: BaseStorage | None, study_id: int, trials: Sequence[Fr
     return found
 
 
-class StratumStorage(ForwardingStorage):
+class ViewStorage(ForwardingStorage):
+    """A view of one study of a storage, whose trials subclasses filter. Writes go through.
+
+    The view knows its study's id: Optuna's ``Study`` asks for it by name when made, and a
+    view is made for each pruner verdict and each draw (a query each on a database)."""
+
+    def __init__(self, inner: BaseStorage, study: tuple[str, int] | None = None):
+        super().__init__(inner)
+        self._study = study  # (name, id)
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        if self._study is not None and study_name == self._study[0]:
+            return self._study[1]
+        return self.call("get_study_id_from_name", study_name)
+
+    # Optuna's own implementations, over the view's trials rather than the inner storage's
+    get_n_trials = BaseStorage.get_n_trials
+    get_best_trial = BaseStorage.get_best_trial
+
+
+class StratumStorage(ViewStorage):
     """A view of a storage that holds only the trials whose params (sampled or enqueued) match
     ``match``: what a stratified study's pruner and sampler see of it. Writes go through."""
 
-    def __init__(self, inner: BaseStorage, match: dict[str, Any]):
-        super().__init__(inner)
+    def __init__(self, inner: BaseStorage, match: dict[str, Any],
+                 study: tuple[str, int] | None = None):
+        super().__init__(inner, study)
         self.match = match
         self._keys, self._want = tuple(match), tuple(match.values())
 
@@ -89,18 +112,15 @@ class StratumStorage(ForwardingStorage):
         levels = trial_levels(self.inner, study_id, trials, self._keys)
         return [t for t, got in zip(trials, levels, strict=True) if got == want]
 
-    # Optuna's own implementations, over the trials above rather than the inner storage's
-    get_n_trials = BaseStorage.get_n_trials
-    get_best_trial = BaseStorage.get_best_trial
 
-
-class WindowStorage(ForwardingStorage):
+class WindowStorage(ViewStorage):
     """A view of a storage whose finished trials are the ``window`` most recent and the
     ``keep_best`` best of the others (by value, ``maximize`` or not), with every unfinished
     trial: what a windowed sampler models. Writes go through."""
 
-    def __init__(self, inner: BaseStorage, window: int, keep_best: int, maximize: bool):
-        super().__init__(inner)
+    def __init__(self, inner: BaseStorage, window: int, keep_best: int, maximize: bool,
+                 study: tuple[str, int] | None = None):
+        super().__init__(inner, study)
         self.window, self.keep_best, self.maximize = window, keep_best, maximize
 
     def get_all_trials(self, study_id: int, deepcopy: bool = True,
@@ -116,6 +136,3 @@ class WindowStorage(ForwardingStorage):
                               key=lambda t: sign * t.value)
         dropped = {t.number for t in older} - {t.number for t in best}
         return [t for t in trials if t.number not in dropped]
-
-    get_n_trials = BaseStorage.get_n_trials
-    get_best_trial = BaseStorage.get_best_trial

@@ -27,8 +27,12 @@ COUNTED = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)  # what holds a sh
 
 def stratum_of(trial: FrozenTrial, keys: Sequence[str]) -> dict[str, Any] | None:
     """The trial's levels of ``keys`` (sampled or enqueued); None when it has not all of them."""
-    params = enqueued_params(trial)
-    if not keys or any(k not in params for k in keys):
+    if not keys:
+        return None
+    # the sampled params first: a running trial's system attrs (where the enqueued ones are)
+    # are read from the database when asked for, at each of its pruner verdicts
+    params = trial.params if all(k in trial.params for k in keys) else enqueued_params(trial)
+    if any(k not in params for k in keys):
         return None
     return {k: params[k] for k in keys}
 
