@@ -148,3 +148,39 @@ def test_the_levels_kept_per_trial_are_the_trials_own(tmp_path):
                                  distributions=DISTS, value=1.0))
     assert levels_of(other, other.get_trials(deepcopy=False), keys) == [("rnn",)]
     assert levels_of(study, trials[:1], keys) == [("gru",)]
+
+
+def test_a_draw_sees_one_view_of_its_stratum(tmp_path, monkeypatch):
+    """TPE reads a study's trials up to three times a draw, from Optuna's cache of the study it
+    is given where it can: the draw's calls share one view, so that cache serves them (on a
+    database, each read is a query of every unfinished trial)."""
+    from rnnlab.storage.forwarding import StratumStorage
+
+    study = _study(tmp_path, "maximize", n=60)
+    views, reads = [], []
+    made, read = StratumStorage.__init__, StratumStorage.get_all_trials
+
+    def counted_view(self, *args, **kwargs):
+        views.append(1)
+        made(self, *args, **kwargs)
+
+    def counted_read(self, *args, **kwargs):
+        reads.append(1)
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(StratumStorage, "__init__", counted_view)
+    monkeypatch.setattr(StratumStorage, "get_all_trials", counted_read)
+    study.sampler = StratifiedSampler(optuna.samplers.TPESampler(seed=0, n_startup_trials=5),
+                                      ["model.cell"])
+    for cell in ("gru", "rnn", "gru"):
+        study.enqueue_trial({"model.cell": cell})
+        trial = study.ask()
+        views.clear()
+        reads.clear()
+        assert trial.suggest_categorical("model.cell", ["gru", "rnn"]) == cell
+        lr = trial.suggest_float("train.lr", 1e-5, 1e-1, log=True)
+        assert 1e-5 <= lr <= 1e-1 and lr != 1e-3  # drawn by TPE, from the stratum's trials
+        # one view; its reads: the search space's (cached), and the draw's own (TPE's
+        # constant liar reads the running trials afresh); a view per call read three times
+        assert len(views) == 1 and len(reads) == 2, (views, reads)
+        study.tell(trial, 1.0)
