@@ -120,6 +120,7 @@ def synthesise(folder: Path, trials: int, epochs: int, seed: int = 0) -> tuple[s
             user_attrs=attrs))
     study.add_trials(made)
     tracker.client.set_terminated(parent, "FINISHED")
+    tracker.refresh_statistics()  # as the sweep that ran them would have, as it settled
     return storage, uri, name
 
 

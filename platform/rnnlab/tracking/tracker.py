@@ -277,9 +277,9 @@ class Tracker:
             ride(self.client, close_run, self.client, run_id, status)
 
     def refresh_statistics(self) -> None:
-        """Let a SQLite store's query planner know its tables' sizes, as a study ends: the
-        MLflow UI's ranked search of a large study's trials then takes milliseconds, not
-        seconds (:func:`rnnlab.tracking.internals.refresh_statistics`)."""
+        """Let a SQLite store's query planner know its tables' sizes (as a study doubles, and
+        as it ends): the MLflow UI's ranked search of a large study's trials then takes
+        milliseconds, not seconds (:func:`rnnlab.tracking.internals.refresh_statistics`)."""
         refresh_statistics(self.client)
 
     @whole
