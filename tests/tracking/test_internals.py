@@ -98,6 +98,9 @@ def test_the_ui_search_of_a_studys_trials_is_planned_with_an_index_once_the_stor
     """Without the planner's statistics SQLite answers the MLflow UI's view of a study (its
     trial runs by two tags, ranked by the objective) by scanning every run's latest metric for
     each run: 4 s at 10,000 runs. After :func:`refresh_statistics` it looks each one up."""
+    import contextlib
+    import sqlite3
+
     from mlflow.entities import Metric
     from sqlalchemy import event
 
@@ -121,9 +124,11 @@ def test_the_ui_search_of_a_studys_trials_is_planned_with_an_index_once_the_stor
         runs = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}' and "
                                   "tags.`rnnlab.kind` = 'trial'", max_results=20,
                                   order_by=["metrics.`best_val_acc` DESC"])
-        with engine.connect() as conn:
-            plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sent[-1][0],
-                                                            sent[-1][1])]
+        # planned on a connection opened now, as a UI server started now plans it (SQLite
+        # loads the statistics when a connection opens)
+        with contextlib.closing(sqlite3.connect(tmp_path / "mlflow.db")) as conn:
+            plan = [row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + sent[-1][0],
+                                                    sent[-1][1])]
         return [r.info.run_id for r in runs], plan
 
     event.listen(engine, "before_cursor_execute", capture)
@@ -145,3 +150,32 @@ def test_a_sweep_leaves_its_sqlite_store_analysed(study):
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         analysed = {row[0] for row in conn.execute("SELECT tbl FROM sqlite_stat1")}
     assert {"runs", "tags", "latest_metrics"} <= analysed
+
+
+def test_a_store_that_refuses_the_statistics_is_left_as_it_is(tmp_path):
+    """Statistics are a hint: a store held by another writer (a sweep's workers) is left
+    alone within a second, and the caller (a worker finishing a trial) goes on; the store's
+    own connections keep their settings."""
+    import sqlite3
+
+    from rnnlab.tracking.internals import refresh_statistics
+
+    db = tmp_path / "mlflow.db"
+    client = MlflowClient(f"sqlite:///{db}")
+    client.create_experiment("study")
+    with client._tracking_client.store.engine.connect() as conn:
+        wait = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    before = db.read_bytes()
+    holder = sqlite3.connect(db, timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        assert refresh_statistics(client) is False
+        assert time.monotonic() - started < 5
+    finally:
+        holder.rollback()
+        holder.close()
+    assert db.read_bytes() == before
+    with client._tracking_client.store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == wait
+    assert refresh_statistics(client) is True
