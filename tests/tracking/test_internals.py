@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from typing import Any
 
 from mlflow.tracking import MlflowClient
 
@@ -11,6 +13,25 @@ from rnnlab.storage.keys import TRIAL_RUN_ID
 from rnnlab.tracking.internals import close_run, last_points_sql, metric_histories_sql
 from rnnlab.tracking.store import RunReader, metric_histories
 from rnnlab.tracking.tracker import Tracker
+
+
+@contextlib.contextmanager
+def sent(engine, wanted):
+    """The statements (and their parameters) ``engine`` sends while in the block, those
+    ``wanted(statement)`` keeps."""
+    from sqlalchemy import event
+
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if wanted(statement):
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
 
 
 def test_sql_fast_path_and_public_api_agree(study):
@@ -68,27 +89,16 @@ def test_a_studys_points_are_read_through_the_index_by_run(study):
     metric's name, and read every run's points of it, every study's, for each 500 runs asked
     for; the query the fast path sends searches MLflow's index by run, key and step for each
     run asked for instead."""
-    from sqlalchemy import event
-
     client = MlflowClient(study.uri)
     trials = load_study(study.storage, study.name).trials
     runs = {t.user_attrs[TRIAL_RUN_ID]: t.number for t in trials}
     engine = client._tracking_client.store.engine
-    sent = []
-
-    def capture(conn, cursor, statement, parameters, context, executemany):
-        if statement.startswith(("SELECT", "WITH")):
-            sent.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
+    with sent(engine, lambda statement: statement.startswith(("SELECT", "WITH"))) as queries:
         assert len(metric_histories_sql(client, runs, ("val_acc",))) > 0
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-    assert len(sent) == 1
+    assert len(queries) == 1
     with engine.connect() as conn:
-        plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sent[0][0],
-                                                        sent[0][1])]
+        plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + queries[0][0],
+                                                        queries[0][1])]
     assert any(step.startswith("SEARCH m USING INDEX index_metrics_run_uuid_key_step")
                for step in plan), plan
 
@@ -98,11 +108,9 @@ def test_the_ui_search_of_a_studys_trials_is_planned_with_an_index_once_the_stor
     """Without the planner's statistics SQLite answers the MLflow UI's view of a study (its
     trial runs by two tags, ranked by the objective) by scanning every run's latest metric for
     each run: 4 s at 10,000 runs. After :func:`refresh_statistics` it looks each one up."""
-    import contextlib
     import sqlite3
 
     from mlflow.entities import Metric
-    from sqlalchemy import event
 
     from rnnlab.tracking.internals import refresh_statistics
 
@@ -113,13 +121,6 @@ def test_the_ui_search_of_a_studys_trials_is_planned_with_an_index_once_the_stor
         run = client.create_run(experiment, tags={"mlflow.parentRunId": parent,
                                                   "rnnlab.kind": "trial"}).info.run_id
         client.log_batch(run, metrics=[Metric("best_val_acc", (i * 37 % 300) / 300, 0, 1)])
-    engine = client._tracking_client.store.engine
-    sent = []
-
-    def capture(conn, cursor, statement, parameters, context, executemany):
-        if "latest_metrics" in statement and "DISTINCT" in statement:
-            sent.append((statement, parameters))
-
     def ranked() -> tuple[list[str], list[str]]:
         runs = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}' and "
                                   "tags.`rnnlab.kind` = 'trial'", max_results=20,
@@ -127,18 +128,17 @@ def test_the_ui_search_of_a_studys_trials_is_planned_with_an_index_once_the_stor
         # planned on a connection opened now, as a UI server started now plans it (SQLite
         # loads the statistics when a connection opens)
         with contextlib.closing(sqlite3.connect(tmp_path / "mlflow.db")) as conn:
-            plan = [row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + sent[-1][0],
-                                                    sent[-1][1])]
+            plan = [row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + searches[-1][0],
+                                                    searches[-1][1])]
         return [r.info.run_id for r in runs], plan
 
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
+    with sent(client._tracking_client.store.engine,
+              lambda statement: "latest_metrics" in statement and "DISTINCT" in statement
+              ) as searches:
         before, plan = ranked()
         assert "SCAN anon_1 LEFT-JOIN" in plan, plan  # every run's metric, for each run
         assert refresh_statistics(client)
         after, plan = ranked()
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
     assert any("anon_1 USING AUTOMATIC COVERING INDEX" in step for step in plan), plan
     assert after == before and len(after) == 20
 

@@ -12,7 +12,7 @@ from typing import Any
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from rnnlab.storage.keys import enqueued_params
+from rnnlab.storage.keys import levels_of_keys
 
 # Every public method of Optuna's storage interface, abstract or not: all are forwarded, so
 # the inner storage's own implementations (a cache's, a journal's) are the ones that run.
@@ -64,11 +64,9 @@ def trial_levels(storage: BaseStorage | None, study_id: int, trials: Sequence[Fr
     for t in trials:
         got = None if cache is None else cache.get(t.number)
         if got is None:
-            # a trial's sampled params first: a running trial's system attrs are read from
-            # the database when asked for
-            params = t.params if all(k in t.params for k in keys) else enqueued_params(t)
-            if all(k in params for k in keys):
-                got = tuple(params[k] for k in keys)
+            values = levels_of_keys(t, keys)
+            if values is not None:
+                got = tuple(values.values())
                 if cache is not None:
                     cache[t.number] = got
         found.append(got)

@@ -5,6 +5,7 @@ Every part reads and writes these names; none spells a key itself.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
@@ -52,3 +53,15 @@ def trained_params(trial: FrozenTrial | None) -> dict[str, Any]:
 def enqueued_params(trial: FrozenTrial) -> dict[str, Any]:
     """The params a trial was enqueued with, sampled or not yet, and the params it sampled."""
     return {**trial.system_attrs.get(FIXED_PARAMS, {}), **trial.params}
+
+
+def levels_of_keys(trial: FrozenTrial, keys: Sequence[str]) -> dict[str, Any] | None:
+    """The trial's values of ``keys``, sampled or enqueued; None when it lacks one. Its sampled
+    params are looked at first: a running trial's system attrs (where the enqueued ones are)
+    are read from the database when asked for, at each of its pruner verdicts."""
+    params = trial.params
+    if any(k not in params for k in keys):
+        params = enqueued_params(trial)
+        if any(k not in params for k in keys):
+            return None
+    return {k: params[k] for k in keys}

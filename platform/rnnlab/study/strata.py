@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rnnlab.core.study_spec import shares
 from rnnlab.storage.adapter import levels_of, stratum_study
 from rnnlab.storage.forwarding import trial_levels
-from rnnlab.storage.keys import FINISHED, enqueued_params
+from rnnlab.storage.keys import FINISHED, levels_of_keys
 from rnnlab.study.views import ViewSampler
 
 COUNTED = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)  # what holds a share of the budget
@@ -27,14 +27,7 @@ COUNTED = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)  # what holds a sh
 
 def stratum_of(trial: FrozenTrial, keys: Sequence[str]) -> dict[str, Any] | None:
     """The trial's levels of ``keys`` (sampled or enqueued); None when it has not all of them."""
-    if not keys:
-        return None
-    # the sampled params first: a running trial's system attrs (where the enqueued ones are)
-    # are read from the database when asked for, at each of its pruner verdicts
-    params = trial.params if all(k in trial.params for k in keys) else enqueued_params(trial)
-    if any(k not in params for k in keys):
-        return None
-    return {k: params[k] for k in keys}
+    return levels_of_keys(trial, keys) if keys else None
 
 
 def next_stratum(strata: list[dict[str, Any]], budget: int, trials: Sequence[FrozenTrial],
