@@ -26,7 +26,7 @@ def test_trials_frame_has_every_trial_with_its_run(study):
 SCHEMA = ["number", "value", "state", "datetime_start", "datetime_complete", "duration_s",
           "params_model.cell", "params_train.lr", "params_data.normalisation", "params_train.l2",
           "mlflow_run_id", "reason", "worker", "retries", "retry_of", "resume_run_id",
-          "resumed_from_epoch", "placement"]
+          "resumed_from_epoch", "replays", "placement"]
 
 
 def test_the_trials_table_has_one_schema_whatever_the_trials_went_through(study, tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 from support import SPEC, build_study
 from typer.testing import CliRunner
 
@@ -22,7 +23,10 @@ from rnnlab.cli.app import app
 from rnnlab.core.study_spec import AblationConfig
 from rnnlab.engines.ablate import ablate
 from rnnlab.storage.adapter import load_study, open_storage, stratum_study
+from rnnlab.storage.keys import TRIAL_REPLAYS as REPLAYS
+from rnnlab.storage.keys import TRIAL_RESUMED_FROM as RESUMED
 from rnnlab.storage.keys import trained_params
+from rnnlab.study.ablation import ablation_spec
 
 FIRE = Path(__file__).resolve().parents[1] / "fire"
 NAME = "searched"
@@ -60,8 +64,10 @@ def test_each_strata_best_is_trained_at_each_level_with_paired_seeds(searched):
         for key in ("train.lr", "train.l2"):  # the stratum's best, as trained
             assert t.params[key] == bests[cell][key]
         seen[cell, t.params["data.normalisation"], t.params["train.seed"]] += 1
+    # fresh seeds: the search trained each best with seed 0, which would give its level the
+    # winner's value again
     assert seen == {(c, n, s): 1 for c in ("rnn", "gru") for n in ("none", "per_pixel")
-                    for s in (0, 1)}
+                    for s in (1, 2)}
 
     frames = study_frames(searched.storage, final.name)
     assert frames.importances.empty  # lr, L2 and cell move together: no fANOVA ranking
@@ -87,6 +93,17 @@ def test_a_continuous_factor_defaults_to_zero_and_each_strata_best(searched):
     assert final.finished == 2 * 2 * 3  # two cells, two levels, three seeds
 
 
+def test_given_levels_always_get_each_strata_best_as_the_control(searched):
+    spec = ablation_spec(searched.storage, NAME, AblationConfig(
+        factor="train.lr", levels=[4e-3, 2e-2], seeds=2))
+    bests = _bests(searched.storage)
+    for cell in ("rnn", "gru"):
+        arms = [t for t in spec.study.ablation.trials if t["model.cell"] == cell]
+        assert sorted({t["train.lr"] for t in arms}) == sorted({4e-3, 2e-2,
+                                                                bests[cell]["train.lr"]})
+        assert len(arms) == 3 * 2  # three levels, two seeds
+
+
 def test_an_interrupted_ablation_resumes_and_runs_its_plan_exactly(searched):
     env = {**os.environ, "RNNLAB_TEST_FIRE": "report:group",
            "RNNLAB_TEST_MARKER": str(searched.folder / "fired"),
@@ -107,12 +124,62 @@ def test_an_interrupted_ablation_resumes_and_runs_its_plan_exactly(searched):
         (t.params["model.cell"], t.params["data.normalisation"], t.params["train.seed"])
         for t in trials if t.state.name == "COMPLETE")
     assert done == {(c, n, s): 1 for c in ("rnn", "gru") for n in ("none", "per_pixel")
-                    for s in (0, 1)}
+                    for s in (1, 2)}
     assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
     once_more = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert once_more.returncode == 0, once_more.stderr
     assert len(optuna.load_study(study_name=derived, storage=open_storage(
         searched.storage)).get_trials()) == len(trials)  # nothing trained again
+
+
+def test_an_arm_another_ablation_trained_is_replayed_not_trained_again(searched):
+    first = ablate(searched.storage, NAME, AblationConfig(factor="data.normalisation",
+                                                          seeds=2), workers=1)
+    second = ablate(searched.storage, NAME, AblationConfig(factor="train.l2", seeds=2),
+                    workers=1)
+    assert second.finished == 2 * 2 * 2
+    trained = {_config(t): t for t in load_study(searched.storage, first.name).get_trials()}
+    client = MlflowClient(searched.uri)
+    replayed = 0
+    for t in load_study(searched.storage, second.name).get_trials():
+        twin = trained.get(_config(t))
+        if twin is None:  # an arm no other ablation has: trained
+            assert REPLAYS not in t.user_attrs and RESUMED not in t.user_attrs
+            continue
+        replayed += 1  # each stratum's best at its own L2: the first ablation trained it
+        assert t.params["train.l2"] == trained_params(twin)["train.l2"]
+        assert t.user_attrs[REPLAYS] == f"{first.name}#{twin.number}"
+        assert t.user_attrs[RESUMED] == 2  # every epoch replayed, none trained
+        assert t.value == twin.value and t.intermediate_values == twin.intermediate_values
+        mine, its = ([(m.step, m.value) for m in client.get_metric_history(
+            x.user_attrs["mlflow_run_id"], "val_acc")] for x in (t, twin))
+        assert mine == its  # the same curve in MLflow
+    assert replayed == 2 * 2  # two cells' bests, two seeds each
+
+
+def test_an_ablation_planned_otherwise_is_refused_not_resumed(searched):
+    made = ablate(searched.storage, NAME, AblationConfig(factor="data.normalisation",
+                                                         seeds=2), workers=1)
+    study = optuna.load_study(study_name=made.name, storage=open_storage(searched.storage))
+    spec = study.user_attrs["spec"]  # as an rnnlab before fresh seeds planned it: 0, 1
+    for planned in spec["study"]["ablation"]["trials"]:
+        planned["train.seed"] -= 1
+    study.set_user_attr("spec", spec)
+    before = len(study.get_trials())
+    result = CliRunner().invoke(app, ["ablate", NAME, "--factor", "data.normalisation",
+                                      "--seeds", "2", "--storage", searched.storage])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert f"ablation study {made.name!r} exists with another plan" in line, line
+    assert "optuna delete-study" in line
+    assert len(optuna.load_study(study_name=made.name, storage=open_storage(
+        searched.storage)).get_trials()) == before
+
+
+def _config(trial: optuna.trial.FrozenTrial) -> tuple:
+    config = dict(trial.user_attrs["config"])
+    config.pop("train.threads", None)
+    return tuple(sorted(config.items()))
 
 
 @pytest.mark.parametrize(("args", "words"), [

@@ -208,7 +208,8 @@ def ablate(
                                               "data.normalisation).")],
     levels: Annotated[str | None, typer.Option(
         help="Its levels, comma-separated (default: a categorical's every choice; L2: 0 and "
-        "the best; another range: the best /3, x1, x3).")] = None,
+        "the best; another range: the best /3, x1, x3); each stratum's best level is always "
+        "added.")] = None,
     seeds: Annotated[int, typer.Option(help="Paired seeds per level (at least 2).")] = 3,
     workers: Annotated[int | None, typer.Option(
         min=1, help="Local worker processes (default: as a sweep starts).")] = None,

@@ -75,11 +75,13 @@ class AblationOf(Section):
 
 class AblationConfig(Section):
     """An ablation of one searched key, run once the search is done: each stratum's best
-    config with ``factor`` set to each level, ``seeds`` paired seeds each, no pruning."""
+    config with ``factor`` set to each level, ``seeds`` paired seeds each (fresh ones: the
+    best's own seed + 1, 2, ...), no pruning."""
 
     factor: str
     # default: a categorical's every choice; a range with zero_below, 0 and the best value;
-    # another float range, the best value /3, x1 and x3 (those inside the range)
+    # another float range, the best value /3, x1 and x3 (those inside the range); given levels
+    # always get each stratum's best value too (the control arm)
     levels: list[Any] | None = None
     seeds: Annotated[int, Field(ge=2)] = 3
 

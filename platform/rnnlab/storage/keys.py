@@ -25,11 +25,12 @@ TRIAL_RETRIES = "retries"
 TRIAL_RETRY_OF = "retry_of"
 TRIAL_RESUME_RUN = "resume_run_id"  # the run whose checkpoint a retry resumes from
 TRIAL_RESUMED_FROM = "resumed_from_epoch"
+TRIAL_REPLAYS = "replays"  # an ablation's arm another ablation trained: "study#trial"
 TRIAL_PLACEMENT = "placement"  # where an engine ran it (Ray: node, GPU ids, CUDA devices)
 # Every trial user attribute rnnlab keeps, in the order `rnnlab trials` shows them (the trained
 # config aside: its values replace the params').
 TRIAL_ATTRS = (TRIAL_RUN_ID, TRIAL_REASON, TRIAL_WORKER, TRIAL_RETRIES, TRIAL_RETRY_OF,
-               TRIAL_RESUME_RUN, TRIAL_RESUMED_FROM, TRIAL_PLACEMENT)
+               TRIAL_RESUME_RUN, TRIAL_RESUMED_FROM, TRIAL_REPLAYS, TRIAL_PLACEMENT)
 # Trial system attributes.
 HEARTBEAT = "rnnlab:heartbeat"  # when a running trial's worker last showed it was alive
 TOKEN = "rnnlab:created"  # the token a trial was created with (storage.riding)

@@ -3,7 +3,17 @@ factor set to each level, with paired seeds and no pruning, so that its report g
 verdict within each stratum (at each stratum's own best config, not at a default).
 
 The derived study's spec holds its whole plan (``study.ablation.trials``): every worker fills
-the plan, enqueuing a planned trial that has no live one, and never samples.
+the plan, enqueuing a planned trial that has no live one, and never samples. Each stratum's
+best, unchanged, is always one of its arms (its level is added to levels given without it).
+
+Its seeds are fresh: each stratum's best trained with seed ``s`` was chosen as the best of the
+search, so re-training it with ``s`` would give its level the winner's value again (the same
+config, the same random numbers) and lean the comparison its way. The arms train with seeds
+``s + 1 ... s + N`` instead, every level alike.
+
+Arms shared between ablations of one study (each stratum's best itself, at its own level, is an
+arm of every ablation whose levels include it) are trained once: a planned trial whose very
+config a sibling ablation completed replays that trial's run (:func:`twin`) instead.
 """
 
 from __future__ import annotations
@@ -25,8 +35,16 @@ from rnnlab.core.study_spec import (
     study_spec,
 )
 from rnnlab.errors import RnnlabError
-from rnnlab.storage.adapter import load_study, stratum_study
-from rnnlab.storage.keys import ATTR_SPEC, FINISHED, enqueued_params, trained_params
+from rnnlab.storage.adapter import load_study, stratum_study, study_names
+from rnnlab.storage.keys import (
+    ATTR_SPEC,
+    FINISHED,
+    TRIAL_CONFIG,
+    TRIAL_RUN_ID,
+    enqueued_params,
+    trained_params,
+)
+from rnnlab.study.spec_change import ALLOWED
 
 SEED_KEY = "train.seed"
 LIVE = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)  # a planned trial that needs no more
@@ -52,7 +70,6 @@ def ablation_spec(storage: str, name: str, ablation: AblationConfig,
         raise RnnlabError(f"study {name!r} was not made by `rnnlab sweep`: nothing to ablate")
     spec = StudySpec.model_validate(stored)
     check_ablation(spec, ablation, where)
-    seeds = [spec.train.seed + i for i in range(ablation.seeds)]
     trials = []
     for match in strata_levels(spec):
         best = _best(study, match)
@@ -61,9 +78,30 @@ def ablation_spec(storage: str, name: str, ablation: AblationConfig,
                               f"study {name!r} has no complete trial yet; finish the search "
                               "first (rnnlab sweep)")
         params = {k: v for k, v in trained_params(best).items() if k in spec.search}
+        first = int(params.get(SEED_KEY, spec.train.seed)) + 1  # fresh: see the module's doc
+        seeds = [first + i for i in range(ablation.seeds)]
         for level in _levels(ablation, spec.search[ablation.factor], params, where):
             trials += [{**params, **match, ablation.factor: level, SEED_KEY: s} for s in seeds]
-    return _derived(spec, stored, ablation, trials)
+    derived = _derived(spec, stored, ablation, trials)
+    _check_plan(storage, derived, where)
+    return derived
+
+
+def _check_plan(storage: str, derived: StudySpec, where: str) -> None:
+    """Refuse to resume a derived study whose stored plan is not this one: its arms were
+    planned from another best, or with other seeds (an rnnlab before fresh seeds)."""
+    name = derived.study.name
+    if name not in study_names(storage):
+        return
+    stored = (load_study(storage, name).user_attrs.get(ATTR_SPEC) or {}).get("study", {})
+    planned = (stored.get("ablation") or {}).get("trials")
+    if planned is not None and sorted(map(_key, planned)) != sorted(
+            map(_key, derived.study.ablation.trials)):
+        raise RnnlabError(
+            f"{where}: ablation study {name!r} exists with another plan (planned from another "
+            f"best of {derived.study.ablation.of!r}, or with the seeds of an earlier rnnlab); "
+            f"its runs stay as they are: report it as it is, or delete it (optuna delete-study "
+            f"--study-name {name} --storage URL) to plan it anew")
 
 
 def _best(study: optuna.Study, match: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
@@ -76,9 +114,10 @@ def _best(study: optuna.Study, match: dict[str, Any]) -> optuna.trial.FrozenTria
 
 def _levels(ablation: AblationConfig, dist: Distribution, best: dict[str, Any],
             where: str) -> list[Any]:
-    """The levels asked for, else the default (see :class:`AblationConfig`), around ``best``."""
+    """The levels asked for, else the default (see :class:`AblationConfig`), around ``best``;
+    the best's own level always among them: the control every other level is compared with."""
     if ablation.levels is not None:
-        return list(dict.fromkeys(ablation.levels))
+        return list(dict.fromkeys([*ablation.levels, best[ablation.factor]]))
     if dist.type == "categorical":
         return list(dist.choices)
     value = float(best[ablation.factor])
@@ -123,3 +162,24 @@ def fill_plan(study: optuna.Study, spec: StudySpec) -> int:
 
 def _key(params: dict[str, Any]) -> tuple:
     return tuple(sorted((k, repr(v)) for k, v in params.items()))
+
+
+def twin(storage: str, spec: StudySpec, config: dict[str, Any]) -> tuple[str, int, str] | None:
+    """A complete trial of a sibling ablation (another derived study of the same study) that
+    trained ``config`` (flat), as ``(study, trial number, run id)``; None when there is none.
+    Keys that never alter a result (where it ran: device, threads, data folder) may differ."""
+    prefix = derived_name(spec.study.ablation.of, "")
+    wanted = _essential(config)
+    for name in study_names(storage):
+        if not name.startswith(prefix) or name == spec.study.name:
+            continue
+        for t in load_study(storage, name).get_trials(deepcopy=False,
+                                                      states=(TrialState.COMPLETE,)):
+            if t.user_attrs.get(TRIAL_RUN_ID) and _essential(
+                    t.user_attrs.get(TRIAL_CONFIG, {})) == wanted:
+                return name, t.number, t.user_attrs[TRIAL_RUN_ID]
+    return None
+
+
+def _essential(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in ALLOWED}

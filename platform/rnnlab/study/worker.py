@@ -35,10 +35,12 @@ from rnnlab.storage.keys import (
     TRIAL_CONFIG,
     TRIAL_PLACEMENT,
     TRIAL_REASON,
+    TRIAL_REPLAYS,
     TRIAL_RESUME_RUN,
     TRIAL_RESUMED_FROM,
     TRIAL_RUN_ID,
 )
+from rnnlab.study.ablation import twin
 from rnnlab.study.claims import Heartbeat, fail_trial, interrupted
 from rnnlab.study.parent import budget_used, open_study, settle_parent
 from rnnlab.study.parts import make_pruner, make_sampler, sample_config
@@ -159,7 +161,11 @@ class Worker:
         trial.set_user_attr(TRIAL_CONFIG, flatten(config))
         if self.placement:
             trial.set_user_attr(TRIAL_PLACEMENT, self.placement)
+        replays = self._replay(trial, config) if s.ablation else None
         resume = self._resume_point(trial, run_id)
+        if replays and resume is not None:
+            trial.set_user_attr(TRIAL_REPLAYS, replays)
+            self.tracker.set_tags(run_id, {"rnnlab.replays": replays})
         log = self.tracker.epoch_logger(run_id)
         logged = [log, _Objective(log, s.metric, s.objective, s.direction == "maximize")]
         if resume is not None:  # replay the curve so far: one continuous curve in both stores
@@ -173,6 +179,19 @@ class Worker:
                    data=self._data.get(config.data, resolve_device(config.train.device)),
                    resume=resume,
                    on_checkpoint=lambda ckpt: self.tracker.log_checkpoint(run_id, ckpt))
+
+    def _replay(self, trial: optuna.Trial, config: Any) -> str | None:
+        """An ablation's arm that a sibling ablation trained already (:func:`twin`) resumes
+        from that trial's newest checkpoint, its last epoch once complete, so its epochs are
+        replayed, not trained again; returns ``study#trial`` of the twin, or None."""
+        if trial.user_attrs.get(TRIAL_RESUME_RUN):  # a retry: its own run comes first
+            return None
+        found = twin(self.storage, self.spec, flatten(config))
+        if found is None:
+            return None
+        name, number, run_id = found
+        trial.set_user_attr(TRIAL_RESUME_RUN, run_id)
+        return f"{name}#{number}"
 
     def _resume_point(self, trial: optuna.Trial, run_id: str) -> Checkpoint | None:
         source = trial.user_attrs.get(TRIAL_RESUME_RUN)
