@@ -155,6 +155,11 @@ def test_an_arm_another_ablation_trained_is_replayed_not_trained_again(searched)
             x.user_attrs["mlflow_run_id"], "val_acc")] for x in (t, twin))
         assert mine == its  # the same curve in MLflow
     assert replayed == 2 * 2  # two cells' bests, two seeds each
+    report = CliRunner().invoke(app, ["report", second.name, "--no-confirm",
+                                      "--storage", searched.storage])
+    assert report.exit_code == 0, report.output
+    assert ("8 complete (budget 8); 4 of them replay an arm another ablation of the study "
+            "trained") in report.stdout
 
 
 def test_an_ablation_planned_otherwise_is_refused_not_resumed(searched):

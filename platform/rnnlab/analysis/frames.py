@@ -28,6 +28,7 @@ from rnnlab.storage.keys import (
     TRIAL_ATTRS,
     TRIAL_CONFIG,
     TRIAL_REASON,
+    TRIAL_REPLAYS,
     TRIAL_RUN_ID,
     enqueued_params,
     trained_params,
@@ -86,6 +87,13 @@ class StudyFrames:
         finished = sum(counts.get(s, 0) for s in FINISHED_NAMES)
         active = counts.get("RUNNING", 0) + counts.get("WAITING", 0)
         return active == 0 and self.budget is not None and finished >= self.budget
+
+    def replayed(self) -> int:
+        """Complete trials of an ablation that replay an arm a sibling ablation trained."""
+        t = self.trials
+        if TRIAL_REPLAYS not in t:
+            return 0
+        return int((t[TRIAL_REPLAYS].notna() & (t["state"] == "COMPLETE")).sum())
 
     def by_stratum(self) -> tuple[StratumSummary, ...]:
         """Each stratum's finished trials and best complete trial (none without strata)."""

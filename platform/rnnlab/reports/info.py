@@ -147,6 +147,7 @@ class ReportInfo:
     confirm_splits: int = 0  # other training subsets each config was confirmed on
     subsets_note: str = ""  # why only seeds vary, where they do
     confirmations: tuple[Confirmation, ...] = ()
+    replayed: int = 0  # an ablation's complete trials that replay an arm another one trained
 
     @property
     def cell_gaps(self) -> tuple[Gap, ...]:
@@ -202,7 +203,8 @@ def get_report_info(frames: StudyFrames, top_k: int = TOP_K) -> ReportInfo:
                           for r in frames.importances.to_dict("records")),
         importance_note=frames.importance_note, effects=effects(frames),
         experiment=frames.experiment,
-        parent_run_id=frames.parent_run_id, tracking_uri=frames.tracking_uri)
+        parent_run_id=frames.parent_run_id, tracking_uri=frames.tracking_uri,
+        replayed=frames.replayed())
 
 
 def with_best_of(info: ReportInfo, frames: StudyFrames, cell: str) -> ReportInfo:

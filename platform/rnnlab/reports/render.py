@@ -86,7 +86,10 @@ def _diff(value: float | None, interval: tuple) -> str:
 
 def _summary(info: ReportInfo) -> str:
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(info.counts.items()))
-    return (f"Study {info.study}: {counts} (budget {info.budget}). Objective: the {info.objective}"
+    replayed = (f"; {info.replayed} of them replay an arm another ablation of the study "
+                "trained (the same config and seed), not trained again" if info.replayed else "")
+    return (f"Study {info.study}: {counts} (budget {info.budget}){replayed}. Objective: the "
+            f"{info.objective}"
             f" validation {info.metric} over epochs ({info.direction}). Trials were selected on "
             "the validation split only; "
             + ("the test set scored only the confirmation runs below." if info.confirmations
