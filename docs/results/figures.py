@@ -36,18 +36,21 @@ FIGURES = {  # study: {figure name: how to draw it}
 
 
 def confirmations(report: dict) -> go.Figure:
-    """Test accuracy of each cell's best config: every run, on the study's own training
-    subset and on the other subsets, in the cell's colour (as on the dashboards)."""
+    """Test accuracy of each confirmed config (each cell's best, and the search's own where an
+    ablation found a better level): every run, on the study's own training subset and on the
+    other subsets, in the cell's colour (as on the dashboards)."""
     fig = go.Figure()
     for c in report["confirmations"]:
-        cell = next((r.removeprefix("best ") for r in c["roles"] if r != "best overall"),
-                    "best overall")
+        cell = next((r.split()[-1] for r in c["roles"] if r != "best overall"), "")
+        what = ", ".join(c["roles"]) + f" (trial {c['trial']}" + "".join(
+            f", {k}={v:g}" if isinstance(v, float) else f", {k}={v}"
+            for k, v in c["changes"]) + ")"
         for own, label in ((True, "own subset"), (False, "other subsets")):
             acc = [a for a, s in zip(c["test_acc"], c["splits"], strict=True)
                    if (s == c["own_split"]) == own]
             if acc:
                 fig.add_trace(go.Box(
-                    y=acc, x=[f"{cell} (trial {c['trial']})<br>{label}"] * len(acc),
+                    y=acc, x=[f"{what}<br>{label}"] * len(acc),
                     name=label, showlegend=False, boxpoints="all", pointpos=0, boxmean="sd",
                     marker={"color": colour(cell), "opacity": 1.0 if own else 0.6},
                     line={"color": colour(cell)}, hovertemplate="%{y:.4f}<extra></extra>"))

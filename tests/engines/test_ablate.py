@@ -5,6 +5,7 @@ stratum, it resumes after a Ctrl-C with its plan whole, and every bad input is o
 from __future__ import annotations
 
 import collections
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from support import SPEC, build_study
+from support import GOOD_LR, HOPELESS_LR, SPEC, build_study
 from typer.testing import CliRunner
 
 from rnnlab.analysis.effects import effects
@@ -179,6 +180,49 @@ def test_an_ablation_planned_otherwise_is_refused_not_resumed(searched):
     assert "optuna delete-study" in line
     assert len(optuna.load_study(study_name=made.name, storage=open_storage(
         searched.storage)).get_trials()) == before
+
+
+def test_a_better_level_an_ablation_found_is_confirmed_as_the_cells_best(tmp_path,
+                                                                         monkeypatch, mlflow_db):
+    # a search whose every trial learns nothing (lr 1e-9), then an lr ablation that tries a
+    # learning rate that does: beyond seed noise in both cells
+    raw = yaml.safe_load(yaml.safe_dump(SPEC))
+    raw["train"]["checkpoint_every"] = 1
+    raw["study"].update(name="stuck", n_trials=2, strata=["model.cell"], pruner={"name": "none"})
+    raw["search"]["train.lr"] = {"low": HOPELESS_LR, "high": GOOD_LR, "log": True}
+    build_study(tmp_path, raw, [{"model.cell": c, "train.lr": HOPELESS_LR} for c in
+                                ("rnn", "gru")])
+    monkeypatch.chdir(tmp_path)
+    ablate("rnnlab.journal", "stuck", AblationConfig(factor="train.lr", levels=[GOOD_LR], seeds=5),
+           workers=1)
+    out = tmp_path / "stuck.json"
+    result = CliRunner().invoke(app, ["report", "stuck", "--format", "json", "--out", str(out),
+                                      "--confirm-seeds", "1", "--confirm-splits", "1",
+                                      "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert {g["cell"] for g in report["gains"]} == {"rnn", "gru"}
+    for g in report["gains"]:
+        assert (g["factor"], g["level"], g["own"]) == ("train.lr", GOOD_LR, "1e-09")
+        assert g["low"] > 0 and g["n"] == 5 and g["study"] == "stuck-ablate-train.lr"
+    roles = {tuple(c["roles"]): c for c in report["confirmations"]}
+    for cell in ("rnn", "gru"):
+        [found] = [c for r, c in roles.items() if f"best {cell}" in r]
+        [search] = [c for r, c in roles.items() if f"search's best {cell}" in r]
+        assert found["changes"] == [["train.lr", GOOD_LR]] and search["changes"] == []
+        assert found["trial"] == search["trial"]  # the same trial, its lr set
+    assert {g["best"] for g in report["cell_gaps_test"]} <= {"rnn", "gru"}
+    runs = MlflowClient(mlflow_db).search_runs(
+        [MlflowClient(mlflow_db).get_experiment_by_name("stuck").experiment_id],
+        "tags.`rnnlab.kind` = 'confirm'")
+    changed = [r for r in runs if r.data.tags.get("rnnlab.confirm_changes")]
+    assert len(changed) == 2 * 2  # two cells, two subsets, one seed
+    assert {float(r.data.params["train.lr"]) for r in changed} == {GOOD_LR}
+    md = CliRunner().invoke(app, ["report", "stuck", "--confirm-seeds", "1",
+                                  "--confirm-splits", "1"])
+    assert md.exit_code == 0 and "trained nothing" not in md.stderr
+    assert "## Better levels the ablations found (validation)" in md.stdout
+    assert "confirmation: " not in md.stderr  # every run found: nothing trained twice
 
 
 def _config(trial: optuna.trial.FrozenTrial) -> tuple:

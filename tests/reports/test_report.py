@@ -50,7 +50,7 @@ def test_report_info_ranks_on_validation_and_picks_each_cells_best(frames, study
     assert [dict(s.within) for s in norm.strata] == [{"model.cell": "rnn"}, {"model.cell": "gru"}]
     assert sum(lv.n for s in norm.strata for lv in s.levels) == len(complete)
     assert norm.support == "none"  # a random search varies lr with it: no verdict possible
-    roles = dict((n, r) for r, n in candidates(info))
+    roles = dict((n, r) for r, n, _ in candidates(info))
     assert roles[info.best.number][0] == "best overall"
     assert len(roles) == len({r.cell for r in info.per_cell})
 
@@ -116,7 +116,7 @@ def test_confirmation_is_tracked_on_the_test_set_and_reused(env, frames, tmp_pat
     assert "run(s) on 2 local worker(s) x " in first.stderr  # trained in parallel
     info = get_report_info(frames)
     own = trial_config(frames, info.best.number).data.split_seed
-    wanted = {(n, own + j, trial_config(frames, n).train.seed + i) for _, n in candidates(info)
+    wanted = {(n, own + j, trial_config(frames, n).train.seed + i) for _, n, _ in candidates(info)
               for j in range(3) for i in range(2)}
     runs = confirm_runs(env)
     seen = {(_tag(r, "trial"), _tag(r, "split"), _tag(r, "seed")) for r in runs}

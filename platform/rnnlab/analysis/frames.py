@@ -7,6 +7,7 @@ tracking store (through :mod:`rnnlab.tracking.store`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -258,3 +259,12 @@ def _finals(curves: pd.DataFrame) -> pd.DataFrame:
     wide.columns.name = None
     wide.insert(0, "epochs", curves.groupby("number")["epoch"].max())
     return wide.reset_index()
+
+
+def native(value: Any) -> Any:
+    """numpy and pandas scalars as plain Python; NaN from a missing column as None."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -295,8 +295,8 @@ def _check_strata(spec: StudySpec, origin: str) -> None:
 
 def check_ablation(spec: StudySpec, ablation: AblationConfig, where: str) -> None:
     """Refuse an ablation the study cannot run: a factor it did not search, a stratum or the
-    seed, given levels outside the searched range, fewer than two levels, or an int range
-    without levels.
+    seed, given levels outside the searched range, an empty list of levels, or an int
+    range without levels.
 
     Raises:
         RnnlabError: one line naming ``where`` and the fix.
@@ -319,8 +319,9 @@ def check_ablation(spec: StudySpec, ablation: AblationConfig, where: str) -> Non
                       f"{dist.low:g} to {dist.high:g}" + (" or 0" if dist.zero_below else ""))
             raise RnnlabError(f"{where}: level {level!r} of {key} is outside what the study "
                               f"searched ({bounds}); give levels inside it")
-    if len(set(ablation.levels)) < 2:
-        raise RnnlabError(f"{where}: give at least two distinct levels of {key} to compare")
+    if not ablation.levels:  # each stratum's best level is added: one given is a comparison
+        raise RnnlabError(f"{where}: give at least one level of {key} to compare each "
+                          "stratum's best with")
 
 
 def _in_range(dist: Distribution, level: Any) -> bool:

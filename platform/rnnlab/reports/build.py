@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rnnlab.analysis.frames import study_frames
+from rnnlab.analysis.gains import ablation_gains
 from rnnlab.dashboards.select import CURVES
 from rnnlab.errors import RnnlabError
 from rnnlab.files import REPORT_FORMATS, atomic_write, check_format, check_writable
@@ -75,6 +76,9 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
     frames = study_frames(storage, name, tracking_uri=tracking_uri, metrics=CURVES,
                           curves=fmt == "html")
     info = get_report_info(frames)
+    if fmt != "yaml":  # better levels the study's ablations found: confirmed as cells' bests
+        info = dataclasses.replace(info, gains=ablation_gains(
+            storage, frames, {r.cell: r.number for r in info.per_cell}, tracking_uri))
     if cell is not None:
         info = with_best_of(info, frames, cell)
     if out is None and fmt == "html":

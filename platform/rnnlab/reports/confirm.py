@@ -19,12 +19,13 @@ from rnnlab.core.data import SplitsCache
 from rnnlab.core.spec import RunConfig
 from rnnlab.errors import RnnlabError
 from rnnlab.reports.info import (
+    Changes,
     Confirmation,
     ReportInfo,
     candidates,
+    changed_config,
     config_hash,
     scored_weights,
-    trial_config,
 )
 from rnnlab.tracking.store import CONFIRM_KIND, LAST_EPOCH, RunReader
 from rnnlab.tracking.tracker import Tracker
@@ -39,6 +40,7 @@ class Job:
     trial: int
     config: dict[str, Any]  # the RunConfig, as JSON (it crosses to worker processes)
     key: str  # its config hash
+    changes: str = ""  # what was set on the trial's config (``train.l2=0``), if anything
 
 
 @dataclass(frozen=True)
@@ -78,20 +80,25 @@ def confirm(info: ReportInfo, frames: StudyFrames, seeds: int, splits: int = 0, 
     say = on_progress or (lambda _msg: None)
     target = Target(info.study, info.experiment, info.parent_run_id, info.metric,
                     info.direction == "maximize", scored_weights(info))
-    planned = [(roles, number, _runs(trial_config(frames, number), seeds, splits))
-               for roles, number in candidates(info)]
+    planned = [(roles, number, _runs(changed_config(frames, number, changes), seeds, splits),
+                changes) for roles, number, changes in candidates(info)]
     found = finished(target, tracking_uri)
-    pending = [Job(roles, number, config.model_dump(mode="json"), key)
-               for roles, number, runs in planned for config, key in runs if key not in found]
+    pending = [Job(roles, number, config.model_dump(mode="json"), key, _said(changes))
+               for roles, number, runs, changes in planned for config, key in runs
+               if key not in found]
     if pending:
         say(f"confirmation: {len(pending)} run(s) to train, "
-            f"{sum(len(r) for *_, r in planned) - len(pending)} found already")
+            f"{sum(len(r) for _, _, r, _ in planned) - len(pending)} found already")
         (train or train_here)(pending, target, tracking_uri, say)
         trained = finished(target, tracking_uri)
     else:
         trained = found
-    return tuple(_confirmation(roles, number, runs, trained, found)
-                 for roles, number, runs in planned)
+    return tuple(_confirmation(roles, number, runs, trained, found, changes)
+                 for roles, number, runs, changes in planned)
+
+
+def _said(changes: Changes) -> str:
+    return ",".join(f"{k}={v}" for k, v in changes)
 
 
 def _runs(base: RunConfig, seeds: int, splits: int) -> list[tuple[RunConfig, str]]:
@@ -114,7 +121,8 @@ def finished(target: Target, tracking_uri: str | None) -> dict[str, dict[str, An
 
 
 def _confirmation(roles: tuple[str, ...], number: int, runs: list[tuple[RunConfig, str]],
-                  trained: dict[str, dict[str, Any]], found: dict) -> Confirmation:
+                  trained: dict[str, dict[str, Any]], found: dict,
+                  changes: Changes) -> Confirmation:
     rows = [trained[key] for _, key in runs]
     base = runs[0][0]
     return Confirmation(
@@ -124,7 +132,7 @@ def _confirmation(roles: tuple[str, ...], number: int, runs: list[tuple[RunConfi
         test_acc=tuple(float(r["test_acc"]) for r in rows),
         test_loss=tuple(float(r["test_loss"]) for r in rows),
         run_ids=tuple(r["run_id"] for r in rows), reused=sum(key in found for _, key in runs),
-        test_set=rows[0]["test_set"])
+        test_set=rows[0]["test_set"], changes=changes)
 
 
 def train_here(jobs: list[Job], target: Target, tracking_uri: str | None,
@@ -133,7 +141,7 @@ def train_here(jobs: list[Job], target: Target, tracking_uri: str | None,
     tracker, cache = Tracker(tracking_uri), SplitsCache()
     for job in jobs:
         config = RunConfig.model_validate(job.config)
-        what = (f"confirm trial {job.trial} ({', '.join(job.roles)}) subset "
+        what = (f"confirm trial {job.trial}{_with(job)} ({', '.join(job.roles)}) subset "
                 f"{config.data.split_seed} seed {config.train.seed}")
         say(f"{what}: training {config.train.epochs} epoch(s)")
         say(f"{what}: test accuracy {train_one(tracker, target, job, cache):.4f}")
@@ -158,13 +166,15 @@ def train_one(tracker: Tracker, target: Target, job: Job, cache: SplitsCache) ->
     data = cache.get(config.data, device)
     run_id = tracker.start_run(
         target.experiment,
-        f"confirm-trial-{job.trial}-split-{config.data.split_seed}-seed-{config.train.seed}",
+        f"confirm-trial-{job.trial}{_with(job).replace(' ', '-')}-split-"
+        f"{config.data.split_seed}-seed-{config.train.seed}",
         config=config, parent_run_id=target.parent_run_id, tags={
             "rnnlab.kind": CONFIRM_KIND, "rnnlab.study": target.study,
             "rnnlab.config_hash": job.key, "rnnlab.confirm_trial": str(job.trial),
             "rnnlab.confirm_seed": str(config.train.seed),
             "rnnlab.confirm_split": str(config.data.split_seed),
             "rnnlab.confirm_roles": ", ".join(job.roles),
+            **({"rnnlab.confirm_changes": job.changes} if job.changes else {}),
             "rnnlab.confirm_weights": target.weights, **data.info})
     with tracker.closing_on_error(run_id):
         keep = None if target.weights == LAST_EPOCH else (target.metric, target.maximize)
@@ -175,3 +185,7 @@ def train_one(tracker: Tracker, target: Target, job: Job, cache: SplitsCache) ->
         tracker.log_result(run_id, result)
     tracker.end_run(run_id, tracker.status_for(result))
     return test_acc
+
+
+def _with(job: Job) -> str:
+    return f" with {job.changes}" if job.changes else ""

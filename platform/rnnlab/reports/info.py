@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rnnlab.analysis.effects import effects
-from rnnlab.analysis.frames import StratumSummary, StudyFrames
+from rnnlab.analysis.frames import StratumSummary, StudyFrames, native
+from rnnlab.analysis.gains import AblationGain
 from rnnlab.analysis.intervals import mean, mean_interval, std, welch_interval
 from rnnlab.analysis.levels import Effect, Gap
 from rnnlab.core.spec import RunConfig, apply_overrides, to_yaml, validate
@@ -24,6 +25,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.tracking.store import LAST_EPOCH
 
 TOP_K = 10
+Changes = tuple[tuple[str, Any], ...]  # dotted keys set on a trial's config: ((key, value),)
 # Where a trial ran is not part of its config: a worker's GPU or thread count is reset to the
 # study's own setting, so the exported YAML runs anywhere the study could.
 _PLACEMENT = ("train.device", "train.threads")
@@ -92,6 +94,7 @@ class Confirmation:
     run_ids: tuple[str, ...]
     reused: int
     test_set: str
+    changes: Changes = ()  # set on the trial's config: a better level an ablation found
 
     @property
     def own(self) -> Spread:
@@ -148,6 +151,7 @@ class ReportInfo:
     subsets_note: str = ""  # why only seeds vary, where they do
     confirmations: tuple[Confirmation, ...] = ()
     replayed: int = 0  # an ablation's complete trials that replay an arm another one trained
+    gains: tuple[AblationGain, ...] = ()  # better levels the study's ablations found
 
     @property
     def cell_gaps(self) -> tuple[Gap, ...]:
@@ -238,12 +242,31 @@ def config_hash(config: RunConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def candidates(info: ReportInfo) -> list[tuple[tuple[str, ...], int]]:
-    """The configs to confirm: the best trial and each cell's best, each once, with roles."""
-    roles: dict[int, list[str]] = {info.best.number: ["best overall"]}
+def candidates(info: ReportInfo) -> list[tuple[tuple[str, ...], int, Changes]]:
+    """The configs to confirm, each once with its roles: the best trial, each cell's best,
+    and where an ablation found a better level for a cell's best (``info.gains``), that
+    config as the cell's best (the trial then stays as ``search's best <cell>``)."""
+    gains = {g.cell: g for g in info.gains}
+    roles: dict[tuple[int, Changes], list[str]] = {(info.best.number, ()): ["best overall"]}
     for row in info.per_cell:
-        roles.setdefault(row.number, []).append(f"best {row.cell}")
-    return [(tuple(r), n) for n, r in roles.items()]
+        gain = gains.get(row.cell)
+        if gain is None or gain.trial != row.number:
+            roles.setdefault((row.number, ()), []).append(f"best {row.cell}")
+            continue
+        roles.setdefault((row.number, ()), []).append(f"search's best {row.cell}")
+        roles.setdefault((row.number, ((gain.factor, gain.level),)), []).append(
+            f"best {row.cell}")
+    return [(tuple(r), n, changes) for (n, changes), r in roles.items()]
+
+
+def changed_config(frames: StudyFrames, number: int, changes: Changes) -> RunConfig:
+    """The config trial ``number`` trained with (:func:`trial_config`), ``changes`` set."""
+    config = trial_config(frames, number)
+    if not changes:
+        return config
+    return validate(RunConfig, apply_overrides(config.model_dump(mode="json"), dict(changes)),
+                    f"study {frames.name!r} trial {number} with "
+                    + ", ".join(f"{k}={v}" for k, v in changes))
 
 
 def _row(r: dict[str, Any], search: tuple[str, ...]) -> TrialRow:
@@ -283,14 +306,6 @@ def cell_gaps(confirmations: tuple[Confirmation, ...]) -> tuple[Gap, ...]:
                        f"Welch over {over}" if low is not None else "", low, high))
     return tuple(out)
 
-
-def native(value: Any) -> Any:
-    """numpy and pandas scalars as plain Python; NaN from a missing column as None."""
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def scored_weights(info: ReportInfo) -> str:

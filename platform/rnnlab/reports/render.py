@@ -20,7 +20,14 @@ from rnnlab.dashboards.importances import plot_importances
 from rnnlab.dashboards.learning_curves import plot_learning_curves
 from rnnlab.dashboards.normalisation import plot_normalisation
 from rnnlab.dashboards.page import figure_div, page
-from rnnlab.reports.info import ReportInfo, Spread, TrialRow, native, scored_weights
+from rnnlab.reports.info import (
+    Confirmation,
+    ReportInfo,
+    Spread,
+    TrialRow,
+    native,
+    scored_weights,
+)
 
 
 def render(info: ReportInfo, fmt: str, frames: StudyFrames | None = None) -> str:
@@ -113,14 +120,40 @@ def _confirm_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
             f"[{CONFIDENCE:.0%} CI])",
             f"optimism: the study's subset minus the others [{CONFIDENCE:.0%} CI]",
             "test accuracy per run (subset/seed)", "runs (reused)"]
-    values = {r.number: r.value for r in (*info.top, *info.per_cell, info.best)}
-    rows = [[", ".join(c.roles), str(c.trial), _f(values.get(c.trial)),
+    values = {r.number: _f(r.value) for r in (*info.top, *info.per_cell, info.best)}
+    rows = [[", ".join(c.roles) + (f" ({_changes(c.changes)}, from an ablation)"
+                                   if c.changes else ""), str(c.trial),
+             _ablated(info, c) if c.changes else values.get(c.trial, "-"),
              _pm(c.own), _pm(c.others),
              _diff(c.optimism, c.optimism_interval),
              ", ".join(f"{a:.4f} ({sp}/{se})" for a, sp, se in
                        zip(c.test_acc, c.splits, c.seeds, strict=True)),
              f"{len(c.run_ids)} ({c.reused})"] for c in info.confirmations]
     return head, rows
+
+
+def _changes(changes: tuple) -> str:
+    return ", ".join(f"{k}={_g(v) if isinstance(v, float) else v}" for k, v in changes)
+
+
+def _ablated(info: ReportInfo, c: Confirmation) -> str:
+    """A config an ablation found: its level's mean over the ablation's seeds."""
+    g = next((g for g in info.gains if g.trial == c.trial
+              and ((g.factor, g.level),) == tuple(c.changes)), None)
+    return "-" if g is None else f"{g.mean:.4f} (mean of {g.n} seeds, {g.study})"
+
+
+def _gain_lines(info: ReportInfo) -> list[str]:
+    return [f"{g.cell}: {g.change} instead of {g.own} (trial {g.trial}, the search's best "
+            f"{g.cell}) is ahead by {g.diff:.4f} [{g.low:+.4f}, {g.high:+.4f}], paired over "
+            f"{g.n} seeds, in {g.study}" for g in info.gains]
+
+
+_GAINS_HEAD = "## Better levels the ablations found (validation)"
+_GAINS_NOTE = ("Where an ablation of this study found, at a cell's best config, another level "
+               "ahead of the best's own beyond seed noise, that config is confirmed below as "
+               "the cell's best (the largest such gain per cell; two changes were never tried "
+               "together).")
 
 
 def _trial_table(info: ReportInfo, rows: tuple[TrialRow, ...],
@@ -237,6 +270,9 @@ def markdown(info: ReportInfo) -> str:
     parts += ["", "As YAML that `rnnlab train` accepts unchanged (`rnnlab report "
               f"{_md(info.study)} --format yaml --out best.yaml`, then `rnnlab train best.yaml`):",
               "", "```yaml", info.best_yaml.rstrip(), "```", ""]
+    if info.gains:
+        parts += [_GAINS_HEAD, "", _md(_GAINS_NOTE), ""]
+        parts += [f"- {_md(line)}" for line in _gain_lines(info)] + [""]
     if info.confirmations:
         parts += ["## Confirmation on the test set", "", _md(_test_set_line(info)), "",
                   _md_table(*_confirm_table(info)), ""]
@@ -280,6 +316,10 @@ def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
              + "".join(f"<li>{e(line)}</li>" for line in _best_lines(info)) + "</ul>",
              "<p>As YAML that <code>rnnlab train</code> accepts unchanged:</p>",
              f"<pre>{e(info.best_yaml)}</pre>"]
+    if info.gains:
+        parts += [f"<h2>{e(_GAINS_HEAD.removeprefix('## '))}</h2>", f"<p>{e(_GAINS_NOTE)}</p>",
+                  "<ul>" + "".join(f"<li>{e(line)}</li>" for line in _gain_lines(info))
+                  + "</ul>"]
     if info.confirmations:
         parts += ["<h2>Confirmation on the test set</h2>", f"<p>{e(_test_set_line(info))}</p>",
                   _html_table(*_confirm_table(info)), f"<p>{e(_cells_on_test(info))}</p>"]

@@ -1,0 +1,104 @@
+"""What a study's ablations found: where, at a stratum's best config, another level of the
+ablated factor beat the best's own level beyond seed noise (validation, paired over seeds).
+
+Such a level is a better config than any the search trained, found by a controlled
+comparison, so the study's report confirms it on the test set as the cell's best (beside the
+search's own best, which keeps its place as ``search's best <cell>``). Only one change per cell
+is taken, the largest gain: two changes that each helped alone were never tried together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rnnlab.analysis.effects import effects
+from rnnlab.analysis.frames import StudyFrames, native, study_frames
+from rnnlab.analysis.levels import SEED_KEY, label
+from rnnlab.storage.adapter import study_names
+
+CELL_KEY = "model.cell"
+
+
+@dataclass(frozen=True)
+class AblationGain:
+    """One cell's best config with ``factor`` at ``level`` instead of ``own``: ahead of it by
+    ``diff`` [``low``, ``high``] (validation, paired over ``n`` seeds) in ablation ``study``."""
+
+    cell: str
+    trial: int  # the search's best trial of the cell: the config the ablation started from
+    factor: str
+    level: Any  # the better level's value, as the config takes it
+    own: str  # the search's best's own level, as a label
+    study: str
+    mean: float  # the better level's mean (validation)
+    diff: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def change(self) -> str:
+        return f"{self.factor}={label(self.level)}"
+
+
+def ablation_gains(storage: str, frames: StudyFrames, best_of: dict[str, int],
+                   tracking_uri: str | None = None) -> tuple[AblationGain, ...]:
+    """The gains the finished ablations of study ``frames.name`` found, one per cell at most.
+
+    Args:
+        best_of: each cell's best trial in the study (an ablation planned from another trial,
+            before the search went on, say, is passed over).
+    """
+    found: dict[str, AblationGain] = {}
+    prefix = f"{frames.name}-ablate-"
+    for name in study_names(storage):
+        if not name.startswith(prefix):
+            continue
+        derived = study_frames(storage, name, tracking_uri=tracking_uri, metrics=(),
+                               curves=False)
+        plan = (derived.spec.get("study") or {}).get("ablation") or {}
+        if plan.get("of") != frames.name or not derived.done():
+            continue
+        for gain in _gains(derived, plan, frames, best_of):
+            if gain.cell not in found or gain.diff > found[gain.cell].diff:
+                found[gain.cell] = gain
+    return tuple(found[c] for c in sorted(found))
+
+
+def _gains(derived: StudyFrames, plan: dict, frames: StudyFrames,
+           best_of: dict[str, int]) -> list[AblationGain]:
+    factor = plan["factor"]
+    configs = frames.configs.set_index("number")
+    values = derived.configs.set_index("number")[factor]
+    out = []
+    for effect in effects(derived):
+        if effect.key != factor or effect.support != "verdict":
+            continue
+        for s in effect.strata:
+            cell = dict(s.within).get(CELL_KEY)
+            if cell not in best_of or s.leader is None:
+                continue
+            base = configs.loc[best_of[cell]]
+            if not _planned_from(plan, base, factor, cell):
+                continue
+            own = label(native(base[factor]))
+            gap = next((g for g in s.gaps if g.other == own), None)
+            if s.leader == own or gap is None or not gap.separated:
+                continue
+            lead = next(lv for lv in s.levels if lv.level == s.leader)
+            out.append(AblationGain(
+                cell=cell, trial=best_of[cell], factor=factor,
+                level=native(values.loc[lead.numbers[0]]), own=own, study=derived.name,
+                mean=float(lead.mean), diff=gap.diff, low=float(gap.low),
+                high=float(gap.high), n=gap.n))
+    return out
+
+
+def _planned_from(plan: dict, base: Any, factor: str, cell: str) -> bool:
+    """Whether the ablation's arms of ``cell`` are the trial ``base`` with only the factor and
+    the seed changed."""
+    arms = [t for t in plan.get("trials", []) if t.get(CELL_KEY) == cell]
+    return bool(arms) and all(
+        native(base[k]) == v for t in arms for k, v in t.items()
+        if k not in (factor, SEED_KEY) and k in base.index)
