@@ -11,9 +11,9 @@ search, so re-training it with ``s`` would give its level the winner's value aga
 config, the same random numbers) and lean the comparison its way. The arms train with seeds
 ``s + 1 ... s + N`` instead, every level alike.
 
-Arms shared between ablations of one study (each stratum's best itself, at its own level, is an
-arm of every ablation whose levels include it) are trained once: a planned trial whose very
-config a sibling ablation completed replays that trial's run (:func:`twin`) instead.
+Arms shared between ablations of one study (each stratum's best itself is an arm of every
+ablation) are trained once: a planned trial whose very config a sibling ablation completed
+replays that trial's run (:func:`twin`) instead.
 """
 
 from __future__ import annotations
