@@ -19,7 +19,7 @@ from rnnlab.analysis.effects import effects
 from rnnlab.analysis.frames import StratumSummary, StudyFrames, native
 from rnnlab.analysis.gains import AblationGain
 from rnnlab.analysis.intervals import mean, mean_interval, std, welch_interval
-from rnnlab.analysis.levels import Effect, Gap
+from rnnlab.analysis.levels import Effect, Gap, label
 from rnnlab.core.spec import RunConfig, apply_overrides, to_yaml, validate
 from rnnlab.errors import RnnlabError
 from rnnlab.tracking.store import LAST_EPOCH
@@ -265,8 +265,12 @@ def changed_config(frames: StudyFrames, number: int, changes: Changes) -> RunCon
     if not changes:
         return config
     return validate(RunConfig, apply_overrides(config.model_dump(mode="json"), dict(changes)),
-                    f"study {frames.name!r} trial {number} with "
-                    + ", ".join(f"{k}={v}" for k, v in changes))
+                    f"study {frames.name!r} trial {number} with {changes_text(changes)}")
+
+
+def changes_text(changes: Changes) -> str:
+    """``changes`` as a reader reads them: ``data.normalisation=none, train.l2=0``."""
+    return ", ".join(f"{k}={label(v)}" for k, v in changes)
 
 
 def _row(r: dict[str, Any], search: tuple[str, ...]) -> TrialRow:
@@ -305,7 +309,6 @@ def cell_gaps(confirmations: tuple[Confirmation, ...]) -> tuple[Gap, ...]:
                        min(len(lead.values), len(other.values)),
                        f"Welch over {over}" if low is not None else "", low, high))
     return tuple(out)
-
 
 
 def scored_weights(info: ReportInfo) -> str:

@@ -25,6 +25,7 @@ from rnnlab.reports.info import (
     ReportInfo,
     Spread,
     TrialRow,
+    changes_text,
     native,
     scored_weights,
 )
@@ -121,7 +122,7 @@ def _confirm_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
             f"optimism: the study's subset minus the others [{CONFIDENCE:.0%} CI]",
             "test accuracy per run (subset/seed)", "runs (reused)"]
     values = {r.number: _f(r.value) for r in (*info.top, *info.per_cell, info.best)}
-    rows = [[", ".join(c.roles) + (f" ({_changes(c.changes)}, from an ablation)"
+    rows = [[", ".join(c.roles) + (f" ({changes_text(c.changes)}, from an ablation)"
                                    if c.changes else ""), str(c.trial),
              _ablated(info, c) if c.changes else values.get(c.trial, "-"),
              _pm(c.own), _pm(c.others),
@@ -130,10 +131,6 @@ def _confirm_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
                        zip(c.test_acc, c.splits, c.seeds, strict=True)),
              f"{len(c.run_ids)} ({c.reused})"] for c in info.confirmations]
     return head, rows
-
-
-def _changes(changes: tuple) -> str:
-    return ", ".join(f"{k}={_g(v) if isinstance(v, float) else v}" for k, v in changes)
 
 
 def _ablated(info: ReportInfo, c: Confirmation) -> str:
