@@ -9,10 +9,12 @@ import difflib
 import fcntl
 import functools
 import logging
+import math
 import os
 import shlex
 import threading
 import time
+from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,12 @@ from optuna.trial import FrozenTrial, TrialState
 from rnnlab.errors import RnnlabError, mask_url, with_password
 from rnnlab.interrupts import uninterrupted, whole
 from rnnlab.storage import journal
+from rnnlab.storage.cache import TrialCache
 from rnnlab.storage.forwarding import (
     ForwardingStorage,
     StratumStorage,
     WindowStorage,
+    indexed,
     trial_levels,
 )
 from rnnlab.storage.keys import HEARTBEAT, TRIAL_REASON
@@ -119,7 +123,7 @@ def _inner(url: str) -> BaseStorage:
     if not is_rdb(url):
         return _journal_storage(Path(url).expanduser())
     if url.startswith("sqlite"):  # a file: no server to lose
-        return optuna.storages.get_storage(open_rdb(url))  # Optuna's cache before the file
+        return TrialCache(open_rdb(url))  # Optuna's cache, indexed, before the file
     return RidingStorage(open_rdb(url), url)  # a server: its outages are ridden out
 
 
@@ -285,6 +289,32 @@ def levels_of(study: optuna.Study, trials: list[FrozenTrial],
     """Each of the study's ``trials``' values of ``keys``, kept with the study's storage
     (:func:`~rnnlab.storage.forwarding.trial_levels`)."""
     return trial_levels(study._storage, study._study_id, trials, keys)
+
+
+class StudyRead:
+    """A study's trials read once (what a claim decides on, under the study's lock), and
+    selections of them by state and stratum: taken from the storage's index where it keeps one
+    (:class:`~rnnlab.storage.cache.TrialCache`: no query, no pass over 10,000 trials), else
+    filtered from the one read."""
+
+    def __init__(self, study: optuna.Study):
+        self.study, self.indexed = study, indexed(study._storage)
+        # the read itself (an empty selection, where the index answers the rest)
+        self.trials = study.get_trials(deepcopy=False, states=() if self.indexed else None)
+
+    def select(self, states: Container[TrialState],
+               where: tuple[tuple[str, ...], tuple[Any, ...]] | None = None) -> list[FrozenTrial]:
+        """The trials in ``states`` whose values of ``where``'s keys are its values (any:
+        None), by number, as read."""
+        study = self.study
+        if self.indexed:
+            return study._storage.get_trials_where(study._study_id, False, states, where,
+                                                   math.inf)
+        found = [t for t in self.trials if t.state in states]
+        if where is None:
+            return found
+        levels = levels_of(study, found, where[0])
+        return [t for t, got in zip(found, levels, strict=True) if got == where[1]]
 
 
 def window_study(study: optuna.Study, window: int, keep_best: int,

@@ -12,12 +12,14 @@ from typing import Any
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from rnnlab.storage.cache import VIEW_FRESH_S, TrialCache
 from rnnlab.storage.keys import levels_of_keys
 
 # Every public method of Optuna's storage interface, abstract or not: all are forwarded, so
 # the inner storage's own implementations (a cache's, a journal's) are the ones that run.
-METHODS = tuple(name for name, value in vars(BaseStorage).items()
-                if callable(value) and not name.startswith("_"))
+# So is the indexed cache's selection of a stratum (rnnlab.storage.cache), where there is one.
+METHODS = (*(name for name, value in vars(BaseStorage).items()
+             if callable(value) and not name.startswith("_")), "get_trials_where")
 
 
 class ForwardingStorage(BaseStorage):
@@ -105,10 +107,21 @@ class StratumStorage(ViewStorage):
 
     def get_all_trials(self, study_id: int, deepcopy: bool = True,
                        states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        if indexed(self.inner):
+            return self.inner.get_trials_where(study_id, deepcopy, states,
+                                               (self._keys, self._want), VIEW_FRESH_S)
         trials = self.inner.get_all_trials(study_id, deepcopy, states)
         want = self._want
         levels = trial_levels(self.inner, study_id, trials, self._keys)
         return [t for t, got in zip(trials, levels, strict=True) if got == want]
+
+
+def indexed(storage: BaseStorage) -> bool:
+    """Whether ``storage`` forwards, through no view, to an indexed cache that selects a
+    stratum itself (:class:`~rnnlab.storage.cache.TrialCache`)."""
+    while isinstance(storage, ForwardingStorage) and not isinstance(storage, ViewStorage):
+        storage = storage.inner
+    return isinstance(storage, TrialCache)
 
 
 class WindowStorage(ViewStorage):

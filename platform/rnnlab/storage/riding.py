@@ -9,13 +9,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab.errors import mask_url
 from rnnlab.retrying import Store, chain, store
+from rnnlab.storage.cache import TrialCache
 from rnnlab.storage.forwarding import ForwardingStorage
 from rnnlab.storage.keys import DUPLICATE_OF, TOKEN
 
@@ -59,7 +59,7 @@ class RidingStorage(ForwardingStorage):
     """Optuna's cached RDB storage, every call of which rides out outages of the database."""
 
     def __init__(self, rdb: RDBStorage, url: str):
-        super().__init__(optuna.storages.get_storage(rdb))  # Optuna's cache before the database
+        super().__init__(TrialCache(rdb))  # Optuna's cache, indexed, before the database
         self.rdb, self.store = rdb, database(url)
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:

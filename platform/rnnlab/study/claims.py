@@ -18,7 +18,7 @@ from rnnlab.core.study_spec import StudySpec, strata_levels
 from rnnlab.errors import Terminated
 from rnnlab.interrupts import uninterrupted, whole
 from rnnlab.retrying import StoreDown
-from rnnlab.storage.adapter import fail_running, last_heartbeat, stamp_heartbeat
+from rnnlab.storage.adapter import StudyRead, fail_running, last_heartbeat, stamp_heartbeat
 from rnnlab.storage.keys import (
     ATTR_BUDGET,
     FINISHED,
@@ -104,13 +104,13 @@ def close_killed(study: optuna.Study, tracker: Tracker, killed: Callable[[str], 
 
 
 def reap_stale(study: optuna.Study, tracker: Tracker, spec: StudySpec,
-               trials: list[FrozenTrial] | None = None) -> int:
+               running: list[FrozenTrial] | None = None) -> int:
     """Fail (and retry) running trials whose heartbeat stopped longer than the grace period;
-    ``trials``: the study's, read just now (default: read here)."""
+    ``running``: the study's running trials, read just now (default: read here)."""
     now, s, reaped = time.time(), spec.study, 0
-    if trials is None:
-        trials = study.get_trials(deepcopy=False)
-    for t in [t for t in trials if t.state == TrialState.RUNNING]:
+    if running is None:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in running:
         beat = last_heartbeat(t)
         if now - beat > s.grace_period:
             reaped += fail_trial(study, tracker, t,
@@ -124,21 +124,21 @@ def claim(study: optuna.Study, storage: str, spec: StudySpec, tracker: Tracker,
     """Ask for a trial only while finished + running trials leave room in the budget; the
     trial keeps ``name`` as its worker's (default :func:`worker_name`)."""
     with study_lock(storage, study.study_name):
-        # read once: every read is a query and, at 10,000 trials, a sort of all of them
-        trials = study.get_trials(deepcopy=False)
-        reaped = reap_stale(study, tracker, spec, trials)
+        # read once: at 10,000 trials every read is a query, and a pass over all of them
+        read = StudyRead(study)
+        reaped = reap_stale(study, tracker, spec, read.select((TrialState.RUNNING,)))
         if spec.study.ablation:  # an ablation runs its plan, and samples nothing
             with uninterrupted():
                 fill_plan(study, spec)
         if reaped or spec.study.ablation:  # retries or the plan's trials were enqueued
-            trials = study.get_trials(deepcopy=False)
-        waiting = any(t.state == TrialState.WAITING for t in trials)
-        taken = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in trials)
+            read = StudyRead(study)
+        waiting = bool(read.select((TrialState.WAITING,)))
+        taken = len(read.select((*FINISHED, TrialState.RUNNING)))
         budget = study.user_attrs.get(ATTR_BUDGET, spec.study.n_trials)
         if not waiting and taken >= budget:
             return None
         stratum = None if waiting or not spec.study.strata else next_stratum(
-            strata_levels(spec), budget, trials, study)
+            strata_levels(spec), budget, read)
         trial = None
         try:  # never a RUNNING trial that no worker runs
             with uninterrupted():

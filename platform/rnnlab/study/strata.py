@@ -17,7 +17,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab.core.study_spec import shares
-from rnnlab.storage.adapter import levels_of, stratum_study
+from rnnlab.storage.adapter import StudyRead, stratum_study
 from rnnlab.storage.forwarding import trial_levels
 from rnnlab.storage.keys import FINISHED, levels_of_keys
 from rnnlab.study.views import ViewSampler
@@ -30,21 +30,21 @@ def stratum_of(trial: FrozenTrial, keys: Sequence[str]) -> dict[str, Any] | None
     return levels_of_keys(trial, keys) if keys else None
 
 
-def next_stratum(strata: list[dict[str, Any]], budget: int, trials: Sequence[FrozenTrial],
-                 study: optuna.Study | None = None) -> dict[str, Any] | None:
+def next_stratum(strata: list[dict[str, Any]], budget: int,
+                 trials: Sequence[FrozenTrial] | StudyRead) -> dict[str, Any] | None:
     """The stratum the next trial belongs to: the one furthest below its share of ``budget``
     (finished, running and queued trials count; failed ones are retried), the first of equals;
-    None when every stratum has its share. ``study``: the trials' own, whose storage keeps
-    their levels between calls (:func:`~rnnlab.storage.adapter.levels_of`)."""
+    None when every stratum has its share. ``trials``: the study's, or its read
+    (:class:`~rnnlab.storage.adapter.StudyRead`, whose storage keeps each stratum's apart)."""
     keys = tuple(strata[0])
-    index = {tuple(s.values()): i for i, s in enumerate(strata)}
-    held = [0] * len(strata)
-    counted = [t for t in trials if t.state in COUNTED]
-    levels_found = (levels_of(study, counted, keys) if study is not None
-                    else trial_levels(None, 0, counted, keys))
-    for levels in levels_found:
-        if (i := index.get(levels)) is not None:
-            held[i] += 1
+    if isinstance(trials, StudyRead):
+        held = [len(trials.select(COUNTED, (keys, tuple(s.values())))) for s in strata]
+    else:
+        index = {tuple(s.values()): i for i, s in enumerate(strata)}
+        held = [0] * len(strata)
+        for levels in trial_levels(None, 0, [t for t in trials if t.state in COUNTED], keys):
+            if (i := index.get(levels)) is not None:
+                held[i] += 1
     room = [share - n for share, n in zip(shares(budget, len(strata)), held, strict=True)]
     best = max(range(len(strata)), key=lambda i: (room[i], -i))
     return dict(strata[best]) if room[best] > 0 else None
