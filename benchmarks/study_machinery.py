@@ -18,10 +18,12 @@ workers and timed, phase by phase:
 - tell: the study told;
 - sampler: of the above, what the sampler itself spent (in claim and sample).
 
-A trial's overhead is the wall time of all of it in its worker (each worker's first trial left
-out: joining the study, from the worker's start to its first claim, is ``join s``); CPU is the
-worker process's CPU
-time for it (the database server's is not counted). With more workers than CPUs, workers wait
+A trial's overhead is the wall time of all of it in its worker, over the trials that began once
+every worker had joined the study (joining, from a worker's start to its first claim, is
+``join s``: it reads the whole study once, and takes CPU from the workers already running);
+CPU is the worker process's CPU time for it (the database server's is not counted). Each
+number of workers runs at least 8 trials a worker, so that most of them are in that steady
+state. With more workers than CPUs, workers wait
 for a CPU as much as for each other: the wall time per trial then says more about this machine
 than about the machinery, and CPU per trial and trials/s (the window's trials over the time
 from its first claim to its last tell) are the figures that carry to a cluster.
@@ -160,14 +162,18 @@ def timed_window(spec: StudySpec, storage: str, workers: int, folder: Path) -> l
 
 
 def summary(records: list[dict]) -> dict:
-    """Means over the window's trials, each worker's first left out (joining the study is
-    timed apart: from its process's start to its first claim); trials/s over all."""
-    wall = max(r["end"] for r in records) - min(r["start"] for r in records)
+    """Means over the window's trials that began once every worker had joined (each worker's
+    first claim: joining the study, from its process's start to that claim, is timed apart as
+    ``join``, and a worker still joining takes CPU from those already running); trials/s over
+    those trials too, from the first's claim to the last's tell."""
     joins = [r["join"] for r in records if "join" in r]
-    steady = [r for r in records if "join" not in r] or records
+    joined = max((r["start"] for r in records if "join" in r), default=0.0)
+    steady = ([r for r in records if r["start"] > joined]
+              or [r for r in records if "join" not in r] or records)
+    wall = max(r["end"] for r in steady) - min(r["start"] for r in steady)
     total = [r["total"] for r in steady]
-    out = {"trials": len(records), "mean": statistics.fmean(total),
-           "p90": float(np.quantile(total, 0.9)), "per_s": len(records) / wall,
+    out = {"trials": len(steady), "mean": statistics.fmean(total),
+           "p90": float(np.quantile(total, 0.9)), "per_s": len(steady) / wall,
            "join": statistics.fmean(joins) if joins else 0.0}
     for phase in PHASES:
         out[phase] = statistics.fmean(r.get(phase, 0.0) for r in steady)
@@ -191,7 +197,7 @@ def run_case(kind: str, workers: list[int], sizes: list[int], window: int, sampl
             grow(study, storage, spec, tracker, backend, size, rng)
             grown = time.perf_counter() - started
             for n in workers:
-                budget = len(study.get_trials(deepcopy=False)) + max(window, 2 * n)
+                budget = len(study.get_trials(deepcopy=False)) + max(window, 8 * n)
                 records = timed_window(spec_for(budget, sampler, folder, sampler_window), storage,
                                        n, folder)
                 print_row(kind, n, size, summary(records), grown)
@@ -205,7 +211,7 @@ def main() -> None:
     ap.add_argument("--workers", nargs="+", type=int, default=[1, 4, 16, 64])
     ap.add_argument("--sizes", nargs="+", type=int, default=[100, 1000, 10_000])
     ap.add_argument("--window", type=int, default=64,
-                    help="trials timed at each size and number of workers (at least 2 per "
+                    help="trials run at each size and number of workers (at least 8 per "
                          "worker)")
     ap.add_argument("--sampler", default="tpe", choices=["tpe", "random", "gp"])
     ap.add_argument("--sampler-window", type=int,
@@ -217,10 +223,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
     window = f", window {args.sampler_window}" if args.sampler_window else ""
     print(f"sampler {args.sampler}{window}; times are per trial, in ms (means; p90 of the "
-          "overhead); trials: in the study when the timed ones began")
+          "overhead); trials: in the study when the timed ones began; timed: the trials that "
+          "began once every worker had joined")
     print(f"{'storage':<10} {'workers':>7} {'trials':>7} {'overhead':>9} {'p90':>7} {'CPU':>6} "
           f"{'claim':>7} {'wait':>7} {'held':>6} {'sampler':>7} {'sample':>7} {'report':>7} "
-          f"{'tracking':>8} {'tell':>6} {'trials/s':>8} {'join s':>6} {'grow s':>7}")
+          f"{'tracking':>8} {'tell':>6} {'trials/s':>8} {'timed':>5} {'join s':>6} {'grow s':>7}")
 
     def row(kind: str, workers: int, size: int, s: dict, grown: float) -> None:
         ms = {k: s[k] * 1000 for k in ("mean", "p90", *PHASES)}
@@ -229,7 +236,7 @@ def main() -> None:
               f"{ms['claim']:>7.1f} {ms['wait']:>7.1f} {ms['held']:>6.1f} "
               f"{ms['sampler']:>7.1f} {ms['sample']:>7.1f} "
               f"{ms['report']:>7.1f} {ms['tracking']:>8.1f} {ms['tell']:>6.1f} "
-              f"{s['per_s']:>8.1f} {s['join']:>6.1f} {grown:>7.1f}")
+              f"{s['per_s']:>8.1f} {s['trials']:>5} {s['join']:>6.1f} {grown:>7.1f}")
 
     for kind in args.storages:
         run_case(kind, args.workers, sorted(args.sizes), args.window, args.sampler,

@@ -42,24 +42,51 @@ def _number(trial: FrozenTrial) -> int:
     return trial.number
 
 
-def _matches(trial: FrozenTrial, states: frozenset[TrialState] | None, where: Where) -> bool:
-    if states is not None and trial.state not in states:
-        return False
-    if where is None:
-        return True
-    levels = levels_of_keys(trial, where[0])
-    return levels is not None and tuple(levels.values()) == where[1]
+def _levels(trial: FrozenTrial, keys: tuple[str, ...] | None) -> tuple | None:
+    """The trial's values of ``keys`` (sampled or enqueued; None when it lacks one); None for
+    no keys."""
+    if keys is None:
+        return None
+    levels = levels_of_keys(trial, keys)
+    return None if levels is None else tuple(levels.values())
+
+
+class _Selection:
+    """The finished trials in some states, split by their values of some keys (a stratum's
+    levels; all in one part for no keys), each part in number order."""
+
+    def __init__(self, states: frozenset[TrialState] | None, keys: tuple[str, ...] | None,
+                 trials: list[FrozenTrial]):
+        self.states, self.keys = states, keys
+        self.parts: dict[tuple | None, tuple[list[FrozenTrial], list[int]]] = {}
+        for t in trials:  # in number order: each part is too
+            if t.state.is_finished() and (states is None or t.state in states):
+                found, numbers = self.parts.setdefault(_levels(t, keys), ([], []))
+                found.append(t)
+                numbers.append(t.number)
+
+    def put(self, trial: FrozenTrial) -> None:
+        """Put a finished trial (new, or read again) in its place."""
+        if self.states is not None and trial.state not in self.states:
+            return
+        found, numbers = self.parts.setdefault(_levels(trial, self.keys), ([], []))
+        at = bisect.bisect_left(numbers, trial.number)
+        if at < len(numbers) and numbers[at] == trial.number:
+            found[at] = trial
+        else:
+            numbers.insert(at, trial.number)
+            found.insert(at, trial)
 
 
 class _Index:
     """One study's trials: all of them in number order, the unfinished apart, and the finished
-    ones each selection asked for so far (kept in number order as trials finish)."""
+    ones of each selection asked for so far (kept in number order as trials finish)."""
 
     def __init__(self) -> None:
         self.trials: list[FrozenTrial] = []
         self.numbers: list[int] = []
         self.unfinished: dict[int, FrozenTrial] = {}
-        self.selected: dict[Hashable, tuple[list[FrozenTrial], list[int]]] = {}
+        self.selections: dict[Hashable, _Selection] = {}
 
     def put(self, trial: FrozenTrial) -> None:
         n = trial.number
@@ -73,41 +100,25 @@ class _Index:
             self.unfinished[n] = trial
             return
         self.unfinished.pop(n, None)
-        for (states, where), (found, numbers) in self.selected.items():
-            _place(found, numbers, trial, _matches(trial, states, where))
+        for selection in self.selections.values():
+            selection.put(trial)
 
     def select(self, states: Container[TrialState] | None, where: Where) -> list[FrozenTrial]:
         if states is None and where is None:
             return list(self.trials)
         wanted = None if states is None else frozenset(s for s in TrialState if s in states)
-        key = (wanted, where)
-        if key not in self.selected:
-            found = [t for t in self.trials
-                     if t.state.is_finished() and _matches(t, wanted, where)]
-            self.selected[key] = found, [t.number for t in found]
-        found, numbers = self.selected[key]
-        extra = sorted((t for t in self.unfinished.values() if _matches(t, wanted, where)),
+        keys, levels = where if where is not None else (None, None)
+        selection = self.selections.get((wanted, keys))
+        if selection is None:
+            selection = self.selections[wanted, keys] = _Selection(wanted, keys, self.trials)
+        found, numbers = selection.parts.get(levels, ([], []))
+        extra = sorted((t for t in self.unfinished.values()
+                        if (wanted is None or t.state in wanted) and _levels(t, keys) == levels),
                        key=_number)
-        if not extra:
-            return list(found)
         out = list(found)
         for shift, trial in enumerate(extra):  # a handful, each put in its place
             out.insert(bisect.bisect_left(numbers, trial.number) + shift, trial)
         return out
-
-
-def _place(found: list[FrozenTrial], numbers: list[int], trial: FrozenTrial,
-           belongs: bool) -> None:
-    """Put ``trial`` in (or out of) a selection kept in number order."""
-    at = bisect.bisect_left(numbers, trial.number)
-    there = at < len(numbers) and numbers[at] == trial.number
-    if belongs and there:
-        found[at] = trial
-    elif belongs:
-        numbers.insert(at, trial.number)
-        found.insert(at, trial)
-    elif there:
-        del numbers[at], found[at]
 
 
 class TrialCache(_CachedStorage):
