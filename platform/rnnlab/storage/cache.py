@@ -12,10 +12,11 @@ the unfinished trials, a handful (benchmarks/study_machinery.py).
 
 A stratum's view (what its pruner judges against and its sampler models) may also be read
 without asking the database, when it was asked less than :data:`VIEW_FRESH_S` ago and this
-process changed no trial's state since: a worker of trials that take milliseconds otherwise
-reads the study ten times a trial. Such a verdict or draw may miss what another worker told in
-that last moment, as it would have had the other worker told a moment later. Everything else
-(a claim's count of the budget above all) reads the database every time.
+process created no trial and changed no trial's state or params since: a worker of trials that
+take milliseconds otherwise reads the study ten times a trial. Such a verdict or draw may miss
+what another worker told in that last moment, as it would have had the other worker told a
+moment later. Everything else (a claim's count of the budget above all) reads the database
+every time.
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ Where = tuple[tuple[str, ...], tuple[Any, ...]] | None
 
 def _number(trial: FrozenTrial) -> int:
     return trial.number
+
+
+def _put(found: list[FrozenTrial], numbers: list[int], trial: FrozenTrial) -> None:
+    """Put ``trial`` in its place in ``found`` (kept in number order, ``numbers`` beside it),
+    in place of the copy read earlier if there is one."""
+    at = bisect.bisect_left(numbers, trial.number)
+    if at < len(numbers) and numbers[at] == trial.number:
+        found[at] = trial
+    else:
+        numbers.insert(at, trial.number)
+        found.insert(at, trial)
 
 
 def _levels(trial: FrozenTrial, keys: tuple[str, ...] | None) -> tuple | None:
@@ -69,13 +81,7 @@ class _Selection:
         """Put a finished trial (new, or read again) in its place."""
         if self.states is not None and trial.state not in self.states:
             return
-        found, numbers = self.parts.setdefault(_levels(trial, self.keys), ([], []))
-        at = bisect.bisect_left(numbers, trial.number)
-        if at < len(numbers) and numbers[at] == trial.number:
-            found[at] = trial
-        else:
-            numbers.insert(at, trial.number)
-            found.insert(at, trial)
+        _put(*self.parts.setdefault(_levels(trial, self.keys), ([], [])), trial)
 
 
 class _Index:
@@ -89,17 +95,11 @@ class _Index:
         self.selections: dict[Hashable, _Selection] = {}
 
     def put(self, trial: FrozenTrial) -> None:
-        n = trial.number
-        at = bisect.bisect_left(self.numbers, n)
-        if at < len(self.numbers) and self.numbers[at] == n:
-            self.trials[at] = trial
-        else:
-            self.numbers.insert(at, n)
-            self.trials.insert(at, trial)
+        _put(self.trials, self.numbers, trial)
         if not trial.state.is_finished():
-            self.unfinished[n] = trial
+            self.unfinished[trial.number] = trial
             return
-        self.unfinished.pop(n, None)
+        self.unfinished.pop(trial.number, None)
         for selection in self.selections.values():
             selection.put(trial)
 
