@@ -35,7 +35,7 @@ and an MLflow server (2 worker processes) on a database of the same cluster take
 
     python benchmarks/study_machinery.py [--storages journal sqlite postgresql]
         [--workers 1 4 16 64] [--sizes 100 1000 10000] [--window 64] [--sampler tpe]
-        [--sampler-window N]
+        [--sampler-window N [N ...]]
 
 Goal (issue 24): under 100 ms of overhead per trial at 10,000 trials with TPE on PostgreSQL with
 16 workers, growing no worse than linearly with the trials already in the study.
@@ -66,7 +66,13 @@ from optuna.trial import TrialState, create_trial
 from rnnlab.core.spec import RunConfig, apply_overrides, flatten, validate
 from rnnlab.core.study_spec import StudySpec
 from rnnlab.engines import local
-from rnnlab.storage.keys import ATTR_PARENT, TRIAL_CONFIG, TRIAL_RUN_ID, TRIAL_WORKER
+from rnnlab.storage.keys import (
+    ATTR_PARENT,
+    ATTR_SPEC,
+    TRIAL_CONFIG,
+    TRIAL_RUN_ID,
+    TRIAL_WORKER,
+)
 from rnnlab.study.parent import open_study
 from rnnlab.tracking.tracker import PARENT_TAG, Tracker
 
@@ -181,9 +187,9 @@ def summary(records: list[dict]) -> dict:
 
 
 def run_case(kind: str, workers: list[int], sizes: list[int], window: int, sampler: str,
-             sampler_window: int | None, print_row) -> None:
+             sampler_windows: list[int | None], print_row) -> None:
     """One study on ``kind`` of storage, grown to each size in turn; at each, a window of
-    trials timed with each number of workers."""
+    trials timed with each number of workers and each of the sampler's windows."""
     with tempfile.TemporaryDirectory(prefix="rnnlab-machinery-") as tmp, stores(
             kind, Path(tmp)) as (storage, uri, backend):
         folder = Path(tmp)
@@ -191,17 +197,21 @@ def run_case(kind: str, workers: list[int], sizes: list[int], window: int, sampl
         tracker = Tracker(uri)
         rng = np.random.default_rng(0)
         for size in sizes:
-            spec = spec_for(size, sampler, folder, sampler_window)
+            spec = spec_for(size, sampler, folder)
             study = open_study(spec, storage, tracker)
             started = time.perf_counter()
             grow(study, storage, spec, tracker, backend, size, rng)
             grown = time.perf_counter() - started
-            for n in workers:
-                budget = len(study.get_trials(deepcopy=False)) + max(window, 8 * n)
-                records = timed_window(spec_for(budget, sampler, folder, sampler_window), storage,
-                                       n, folder)
-                print_row(kind, n, size, summary(records), grown)
-                grown = 0.0
+            for sampler_window in sampler_windows:
+                for n in workers:
+                    budget = len(study.get_trials(deepcopy=False)) + max(window, 8 * n)
+                    timed = spec_for(budget, sampler, folder, sampler_window)
+                    # the same study, its sampler's window changed (a change rnnlab refuses
+                    # on resume, as one that alters results): stored as the study's spec
+                    study.set_user_attr(ATTR_SPEC, timed.model_dump(mode="json"))
+                    records = timed_window(timed, storage, n, folder)
+                    print_row(kind, n, size, sampler_window, summary(records), grown)
+                    grown = 0.0
 
 
 def main() -> None:
@@ -214,24 +224,28 @@ def main() -> None:
                     help="trials run at each size and number of workers (at least 8 per "
                          "worker)")
     ap.add_argument("--sampler", default="tpe", choices=["tpe", "random", "gp"])
-    ap.add_argument("--sampler-window", type=int,
-                    help="study.sampler.window: model the N most recent trials and the best 25")
+    ap.add_argument("--sampler-window", type=int, nargs="+", default=[0],
+                    help="study.sampler.window: model the N most recent trials of each stratum "
+                         "and the best 25 of the others (0: all trials); several: each in turn")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sys.stdout.reconfigure(line_buffering=True)
     # stopped (timeout, kill): the PostgreSQL cluster and MLflow server it started go too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
-    window = f", window {args.sampler_window}" if args.sampler_window else ""
-    print(f"sampler {args.sampler}{window}; times are per trial, in ms (means; p90 of the "
+    print(f"sampler {args.sampler} (window: the trials it models, each stratum's most recent; "
+          "all: no window); times are per trial, in ms (means; p90 of the "
           "overhead); trials: in the study when the timed ones began; timed: the trials that "
           "began once every worker had joined")
-    print(f"{'storage':<10} {'workers':>7} {'trials':>7} {'overhead':>9} {'p90':>7} {'CPU':>6} "
+    print(f"{'storage':<10} {'workers':>7} {'trials':>7} {'window':>6} {'overhead':>9} "
+          f"{'p90':>7} {'CPU':>6} "
           f"{'claim':>7} {'wait':>7} {'held':>6} {'sampler':>7} {'sample':>7} {'report':>7} "
           f"{'tracking':>8} {'tell':>6} {'trials/s':>8} {'timed':>5} {'join s':>6} {'grow s':>7}")
 
-    def row(kind: str, workers: int, size: int, s: dict, grown: float) -> None:
+    def row(kind: str, workers: int, size: int, window: int | None, s: dict,
+            grown: float) -> None:
         ms = {k: s[k] * 1000 for k in ("mean", "p90", *PHASES)}
-        print(f"{kind:<10} {workers:>7} {size:>7} {ms['mean']:>9.1f} {ms['p90']:>7.1f} "
+        print(f"{kind:<10} {workers:>7} {size:>7} {window or 'all':>6} {ms['mean']:>9.1f} "
+              f"{ms['p90']:>7.1f} "
               f"{ms['cpu']:>6.1f} "
               f"{ms['claim']:>7.1f} {ms['wait']:>7.1f} {ms['held']:>6.1f} "
               f"{ms['sampler']:>7.1f} {ms['sample']:>7.1f} "
@@ -240,7 +254,7 @@ def main() -> None:
 
     for kind in args.storages:
         run_case(kind, args.workers, sorted(args.sizes), args.window, args.sampler,
-                 args.sampler_window, row)
+                 [w or None for w in args.sampler_window], row)
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; "
           f"goal: < {GOAL_S * 1000:.0f} ms overhead per trial at 10,000 trials, TPE, "
           "PostgreSQL, 16 workers")

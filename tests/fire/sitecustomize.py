@@ -7,11 +7,11 @@ prefix: only the first process to reach a point creates ``PREFIX-POINT``, so the
 exactly once (the file holds the pid of that process). The command runs in a session of its
 own, so its main process leads the process group.
 
-POINT: ``import`` (the command line is loading: typer is imported), ``start`` (the command
-starts its second worker process), ``ask`` (a worker asks for a
-trial), ``report`` (a trial reports epoch 2), ``train`` (the first backward pass after epoch 2's
-report), ``tell`` (a worker tells the study a trial's outcome), ``end_run`` (a trial's MLflow run
-is being closed), ``fail`` (a trial is being failed as interrupted).
+POINT: ``import`` (the command line is loading: typer is imported), ``start`` (the command starts
+its second worker process), ``ask`` (a worker asks for a trial: a claim makes one RUNNING on a
+journal, or pops a queued one), ``report`` (a trial reports epoch 2), ``train`` (the first backward
+pass after epoch 2's report), ``tell`` (a worker tells the study a trial's outcome), ``end_run`` (a
+trial's MLflow run is being closed), ``fail`` (a trial is being failed as interrupted).
 
 HOW: ``group`` (SIGINT to the process group: Ctrl-C in a terminal), ``leader`` (SIGINT to the
 main process only), ``term`` (SIGTERM to the main process only), ``double`` (SIGINT to the
@@ -94,7 +94,16 @@ if FIRE:
                 return calls["start"] == 2
 
             before(point, how, multiprocessing.process.BaseProcess, "start", second_start)
-        elif point in ("ask", "tell"):
+        elif point == "ask":  # a claim makes its trial (a queued one: Optuna's ask pops it)
+            import optuna
+            from optuna.storages import JournalStorage
+            from optuna.trial import TrialState
+
+            before(point, how, optuna.Study, point)
+            before(point, how, JournalStorage, "create_new_trial",
+                   lambda storage, study_id, template_trial=None: template_trial is None
+                   or template_trial.state == TrialState.RUNNING)
+        elif point == "tell":
             import optuna
 
             before(point, how, optuna.Study, point)

@@ -163,3 +163,18 @@ def test_a_claim_whose_study_lock_was_lost_is_voided_and_its_retry_kept(
     monkeypatch.setattr(claims, "stamp_heartbeat", real)
     trial = claim_anew(study, databases[0], spec, tracker)  # the lock works again
     assert trial is not None and trial.number == 1
+
+
+def test_a_trial_made_at_the_first_try_is_not_looked_for(databases, monkeypatch):
+    """The token search (a read of the study's trials) is for creations whose answer was lost
+    or that Optuna's storage tried twice: one made at once is not looked for."""
+    study = study_on(databases[0])
+
+    def no_search(*args):
+        raise AssertionError("looked for a trial made at the first try")
+
+    monkeypatch.setattr(open_database(databases[0]), "_created", no_search)
+    study.enqueue_trial({"x": 1.0})
+    trial = study.ask()
+    assert [(t.number, t.state) for t in study.get_trials()] == [(0, TrialState.RUNNING)]
+    assert trial.number == 0 and trial._trial_id == study.get_trials()[0]._trial_id

@@ -12,7 +12,13 @@ from optuna.trial import TrialState
 
 from rnnlab.core.study_spec import load_study_spec
 from rnnlab.storage.adapter import last_heartbeat, load_study
-from rnnlab.storage.keys import TRIAL_REASON, TRIAL_RETRIES, TRIAL_RETRY_OF
+from rnnlab.storage.keys import (
+    TRIAL_REASON,
+    TRIAL_RETRIES,
+    TRIAL_RETRY_OF,
+    TRIAL_WORKER,
+    enqueued_params,
+)
 from rnnlab.study.claims import claim, fail_trial, interrupted, reap_stale
 from rnnlab.study.parent import open_study
 from rnnlab.study.parts import sample_config
@@ -75,3 +81,34 @@ def test_a_trial_that_keeps_dying_is_retried_max_retries_times_then_not_again(tm
     assert done.state.name == "COMPLETE" and TRIAL_RETRY_OF not in done.user_attrs
     status = study_status(STORAGE, "dying")[0]
     assert (status.finished, status.counts["FAIL"], status.counts["WAITING"]) == (1, 3, 0)
+
+
+def test_a_claim_starts_its_trial_in_its_stratum_in_one_write(tmp_path, mlflow_db,
+                                                               monkeypatch):
+    """No waiting trial in between: the claimed trial is made RUNNING, stamped, its worker's,
+    its stratum's levels enqueued (what the stratum's sampler and pruner select it by)."""
+    spec = _spec(tmp_path)
+    spec = spec.model_copy(update={"study": spec.study.model_copy(update={
+        "strata": ["model.cell"], "n_trials": 2})})
+    tracker = Tracker()
+    study = open_study(spec, STORAGE, tracker)
+    writes = []
+    for name in ("create_new_trial", "set_trial_state_values", "set_trial_system_attr",
+                 "set_trial_user_attr"):
+        real = getattr(study._storage, name)
+        monkeypatch.setattr(study._storage, name, lambda *a, _n=name, _r=real, **k: (
+            writes.append(_n), _r(*a, **k))[1])
+    before = time.time()
+    trial = claim(study, STORAGE, spec, tracker, name="host:1")
+    assert writes == ["create_new_trial"]
+    frozen = study.get_trials(deepcopy=False)
+    assert [(t.number, t.state) for t in frozen] == [(0, TrialState.RUNNING)]
+    assert enqueued_params(frozen[0]) == {"model.cell": "rnn"}  # the first stratum's turn
+    assert frozen[0].user_attrs[TRIAL_WORKER] == "host:1"
+    assert before <= last_heartbeat(frozen[0]) <= time.time()
+    config, _ = sample_config(trial, spec)
+    assert config.model.cell == "rnn" and trial.params["model.cell"] == "rnn"
+    other = claim(study, STORAGE, spec, tracker)
+    assert enqueued_params(study.get_trials()[1]) == {"model.cell": "gru"}  # the next behind
+    assert claim(study, STORAGE, spec, tracker) is None  # the budget of 2 is taken
+    assert [t.number for t in (trial, other)] == [0, 1]

@@ -5,6 +5,7 @@ are made safe (docs/decisions.md, "Outages")."""
 from __future__ import annotations
 
 import copy
+import threading
 import uuid
 from datetime import datetime
 from typing import Any
@@ -61,6 +62,7 @@ class RidingStorage(ForwardingStorage):
     def __init__(self, rdb: RDBStorage, url: str):
         super().__init__(TrialCache(rdb))  # Optuna's cache, indexed, before the database
         self.rdb, self.store = rdb, database(url)
+        self._made = _count_made(rdb)
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return self.store.call(getattr(self.inner, name), *args, **kwargs)
@@ -74,14 +76,20 @@ class RidingStorage(ForwardingStorage):
 
         state = TrialState.RUNNING if template_trial is None else template_trial.state
 
-        def attempt() -> list[FrozenTrial]:
+        def attempt() -> int | list[FrozenTrial]:
             if tries and (found := self._created(study_id, token, state)):
                 return found  # the attempt whose answer was lost created it
             tries.append(1)
-            self.inner.create_new_trial(study_id, _tokened(template_trial, token))
+            made = None if self._made is None else getattr(self._made, "n", 0)
+            trial_id = self.inner.create_new_trial(study_id, _tokened(template_trial, token))
+            if len(tries) == 1 and made is not None and self._made.n == made + 1:
+                return trial_id  # made once, by the one attempt: no copy to look for
             return self._created(study_id, token, state)
 
-        first, *copies = self.store.call(attempt)
+        created = self.store.call(attempt)
+        if isinstance(created, int):
+            return created
+        first, *copies = created
         for trial in copies:  # never handed to anyone: failed before a worker claims one
             if not trial.state.is_finished():
                 copy_id = self._id(study_id, trial)
@@ -127,6 +135,25 @@ class RidingStorage(ForwardingStorage):
 
     def _now(self, trial_id: int) -> TrialState:
         return self.inner.get_trial(trial_id).state
+
+
+def _count_made(rdb: RDBStorage) -> threading.local | None:
+    """Counts, per thread, the trials ``rdb`` prepared for creation (Optuna's storage tries a
+    creation up to five times itself, each try a trial that may have been committed): a
+    creation that prepared one trial in one attempt made no copy, and is not looked for among
+    the study's trials (a read of them per trial). None where Optuna's storage has no such step
+    to count: every creation is then looked for."""
+    prepare = getattr(rdb, "_get_prepared_new_trial", None)
+    if prepare is None:
+        return None
+    made = threading.local()
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        made.n = getattr(made, "n", 0) + 1
+        return prepare(*args, **kwargs)
+
+    rdb._get_prepared_new_trial = counted
+    return made
 
 
 def _tokened(template: FrozenTrial | None, token: str) -> FrozenTrial:

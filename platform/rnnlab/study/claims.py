@@ -18,7 +18,13 @@ from rnnlab.core.study_spec import StudySpec, strata_levels
 from rnnlab.errors import Terminated
 from rnnlab.interrupts import uninterrupted, whole
 from rnnlab.retrying import StoreDown
-from rnnlab.storage.adapter import StudyRead, fail_running, last_heartbeat, stamp_heartbeat
+from rnnlab.storage.adapter import (
+    StudyRead,
+    fail_running,
+    last_heartbeat,
+    stamp_heartbeat,
+    start_trial,
+)
 from rnnlab.storage.keys import (
     ATTR_BUDGET,
     FINISHED,
@@ -139,14 +145,15 @@ def claim(study: optuna.Study, storage: str, spec: StudySpec, tracker: Tracker,
             return None
         stratum = None if waiting or not spec.study.strata else next_stratum(
             strata_levels(spec), budget, read)
-        trial = None
+        trial, worker = None, {TRIAL_WORKER: name or worker_name()}
         try:  # never a RUNNING trial that no worker runs
             with uninterrupted():
-                if stratum is not None:  # the share of the stratum furthest behind
-                    study.enqueue_trial(stratum)
-                trial = study.ask()
-                stamp_heartbeat(study, trial)
-                trial.set_user_attr(TRIAL_WORKER, name or worker_name())
+                if waiting:  # a retry or an ablation's arm, queued
+                    trial = study.ask()
+                    stamp_heartbeat(study, trial)
+                    trial.set_user_attr(TRIAL_WORKER, worker[TRIAL_WORKER])
+                else:  # in the share of the stratum furthest behind, if any
+                    trial = start_trial(study, stratum, worker)
         except KeyboardInterrupt as exc:
             if trial is not None:
                 fail_trial(study, tracker, trial, interrupted(exc), "KILLED",

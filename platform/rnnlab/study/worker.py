@@ -65,6 +65,7 @@ class Worker:
         self.study = open_study(spec, storage, self.tracker,
                                 sampler=make_sampler(spec, seed_offset=index),
                                 pruner=make_pruner(spec), allow_spec_change=allow_spec_change)
+        self.parent_run = self.study.user_attrs[ATTR_PARENT]  # set once, when the study was made
         # Read the study once now, outside its lock: on a database server the storage keeps
         # finished trials from then on, and a first read at the first claim, of 10,000 trials
         # say (seconds), would hold every other worker's claim back.
@@ -151,7 +152,7 @@ class Worker:
         with uninterrupted():  # a run created is a run its trial knows of
             run.run_id = self.tracker.start_run(
                 s.name, f"trial-{trial.number}", config=config,
-                parent_run_id=self.study.user_attrs[ATTR_PARENT],
+                parent_run_id=self.parent_run,
                 extra_params={"rnnlab.sampled_keys": ",".join(sampled)},
                 tags={"rnnlab.kind": "trial", "rnnlab.study": s.name,
                       "rnnlab.trial_number": str(trial.number),
@@ -317,7 +318,7 @@ def work(spec: StudySpec, storage: str, *, index: int = 0, device: str | None = 
     deadline = time.time() + spec.study.timeout if spec.study.timeout else None
     worker = Worker(spec, storage, index, device, threads, allow_spec_change, name, placement)
     try:
-        worker.tracker.mark_running(worker.study.user_attrs[ATTR_PARENT])
+        worker.tracker.mark_running(worker.parent_run)
         done = worker.run(deadline)
     except (KeyboardInterrupt, RnnlabError):
         settle_parent(worker.study, worker.tracker, interrupted=True)
