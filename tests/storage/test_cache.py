@@ -131,3 +131,28 @@ def test_an_empty_or_new_study_reads_as_empty(databases, n):
     assert len(storage.get_all_trials(study._study_id, states=(TrialState.COMPLETE,))) == n
     assert storage.get_trials_where(study._study_id, False, None,
                                     (KEYS, ("gru",))) == []
+
+
+def test_a_running_trial_made_here_is_read_back_once_as_made(databases, monkeypatch):
+    """optuna.Trial reads a trial back as soon as it is made: the first read of a running
+    trial this process made is its creation's answer (the database's own, field for field);
+    a second read, a read after a write, and a queued trial's read go to the database."""
+    storage = TrialCache(RDBStorage(databases[0]))
+    study = optuna.create_study(study_name="made", storage=storage)
+    real, reads = storage._backend.get_trial, []
+    monkeypatch.setattr(storage._backend, "get_trial",
+                        lambda trial_id: (reads.append(trial_id), real(trial_id))[1])
+    trial = study.ask()
+    assert reads == [] and trial.number == 0
+    again = storage.get_trial(trial._trial_id)
+    assert reads == [trial._trial_id]
+    made = storage.create_new_trial(study._study_id)
+    assert seen([storage.get_trial(made)]) == seen([real(made)])
+    assert storage.get_trial(made).state == TrialState.RUNNING and reads[-1] == made
+    written = storage.create_new_trial(study._study_id)
+    storage.set_trial_user_attr(written, "worker", "w:1")
+    assert storage.get_trial(written).user_attrs == {"worker": "w:1"} and reads[-1] == written
+    study.enqueue_trial({"x": 1.0})
+    popped = study.ask()
+    assert reads[-1] == popped._trial_id  # made WAITING, popped: read
+    assert again.number == 0

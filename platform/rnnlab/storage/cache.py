@@ -130,10 +130,11 @@ class TrialCache(_CachedStorage):
         self._indexes: dict[int, _Index] = {}
         self._changes = 0  # trials created or whose state or params this process changed
         self._read: dict[int, tuple[float, int]] = {}  # per study: when last read, _changes
+        self._made: set[int] = set()  # running trials made here, not written to since
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         super().__setstate__(state)
-        self._indexes, self._changes, self._read = {}, 0, {}
+        self._indexes, self._changes, self._read, self._made = {}, 0, {}, set()
         for study_id, study in self._studies.items():
             for trial in study.trials.values():
                 self._indexes.setdefault(study_id, _Index()).put(trial)
@@ -151,15 +152,48 @@ class TrialCache(_CachedStorage):
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         self._changes += 1
-        return super().create_new_trial(study_id, template_trial)
+        trial_id = super().create_new_trial(study_id, template_trial)
+        if template_trial is None or template_trial.state == TrialState.RUNNING:
+            self._made.add(trial_id)
+        return trial_id
 
-    def set_trial_param(self, *args: Any, **kwargs: Any) -> None:
-        self._changes += 1
-        super().set_trial_param(*args, **kwargs)
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        """The trial; a running one this process made and has not written to since is answered
+        once, without a read, as the database answered its creation: ``optuna.Trial`` reads a
+        trial back as soon as it is made (under the study's lock, in a claim), and no other
+        worker changes a running trial before its heartbeat has been silent for the study's
+        grace period."""
+        with self._lock:
+            if trial_id in self._made:
+                self._made.discard(trial_id)
+                study_id, number = self._trial_id_to_study_id_and_number[trial_id]
+                return copy.deepcopy(self._studies[study_id].trials[number])
+        return super().get_trial(trial_id)
 
-    def set_trial_state_values(self, *args: Any, **kwargs: Any) -> bool:
+    def _wrote(self, trial_id: int) -> None:
+        self._made.discard(trial_id)
+
+    def set_trial_param(self, trial_id: int, *args: Any, **kwargs: Any) -> None:
         self._changes += 1
-        return super().set_trial_state_values(*args, **kwargs)
+        self._wrote(trial_id)
+        super().set_trial_param(trial_id, *args, **kwargs)
+
+    def set_trial_state_values(self, trial_id: int, *args: Any, **kwargs: Any) -> bool:
+        self._changes += 1
+        self._wrote(trial_id)
+        return super().set_trial_state_values(trial_id, *args, **kwargs)
+
+    def set_trial_intermediate_value(self, trial_id: int, *args: Any, **kwargs: Any) -> None:
+        self._wrote(trial_id)
+        super().set_trial_intermediate_value(trial_id, *args, **kwargs)
+
+    def set_trial_user_attr(self, trial_id: int, *args: Any, **kwargs: Any) -> None:
+        self._wrote(trial_id)
+        super().set_trial_user_attr(trial_id, *args, **kwargs)
+
+    def set_trial_system_attr(self, trial_id: int, *args: Any, **kwargs: Any) -> None:
+        self._wrote(trial_id)
+        super().set_trial_system_attr(trial_id, *args, **kwargs)
 
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
         read = time.monotonic(), self._changes
