@@ -19,6 +19,7 @@ from rnnlab.storage.keys import (
     TRIAL_WORKER,
     enqueued_params,
 )
+from rnnlab.study import worker as worker_module
 from rnnlab.study.claims import claim, fail_trial, interrupted, reap_stale
 from rnnlab.study.parent import open_study
 from rnnlab.study.parts import sample_config
@@ -112,3 +113,33 @@ def test_a_claim_starts_its_trial_in_its_stratum_in_one_write(tmp_path, mlflow_d
     assert enqueued_params(study.get_trials()[1]) == {"model.cell": "gru"}  # the next behind
     assert claim(study, STORAGE, spec, tracker) is None  # the budget of 2 is taken
     assert [t.number for t in (trial, other)] == [0, 1]
+
+
+def test_a_trial_reaped_while_it_trained_is_not_counted_as_its_workers_failure(
+        tmp_path, mlflow_db, monkeypatch, caplog):
+    """A worker too slow to stamp its heartbeat (an overloaded machine) finds its trial failed
+    by another worker when it tells the outcome: it says so and carries on, and the retry the
+    other worker queued finishes the budget; no failure of its own is counted or recorded."""
+    spec = _spec(tmp_path)
+    tracker = Tracker()
+    reaper = open_study(spec, STORAGE, tracker)
+    real_fit, reaped = worker_module.fit, []
+
+    def fit_then_reaped(config, callbacks=(), **kwargs):
+        result = real_fit(config, callbacks, **kwargs)
+        if not reaped:  # meanwhile, another worker gave up on this one
+            running = reaper.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            reaped.append(fail_trial(reaper, tracker, running[0], "worker lost: no heartbeat "
+                                     "for 9 s", "KILLED", spec.study.max_retries))
+        return result
+
+    monkeypatch.setattr(worker_module, "fit", fit_then_reaped)
+    with caplog.at_level("WARNING"):
+        assert work(spec, STORAGE) == 2
+    first, retry = load_study(STORAGE, "dying").get_trials()
+    assert reaped == [True]
+    assert (first.state, first.user_attrs[TRIAL_REASON]) == (
+        TrialState.FAIL, "worker lost: no heartbeat for 9 s")
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs[TRIAL_RETRY_OF] == 0
+    assert "trial 0 was failed by another worker" in caplog.text
+    assert "Cannot tell" not in caplog.text

@@ -346,6 +346,23 @@ def window_study(study: optuna.Study, window: int, keep_best: int,
                         pruner=optuna.pruners.NopPruner())
 
 
+def tell_running(study: optuna.Study, trial: optuna.Trial, value: float | None,
+                 state: TrialState) -> bool:
+    """Tell the study a running trial's outcome. Returns False when another worker had
+    finished the trial first (failed it: its heartbeat looked lost), and nothing was told;
+    Optuna says so with UpdateFinishedTrialError, or, when it reads the trial finished before
+    writing, with a ValueError like any wrong call, told apart here by the trial's state."""
+    try:
+        study.tell(trial, value, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    except ValueError:
+        if study._storage.get_trial(trial._trial_id).state.is_finished():
+            return False
+        raise
+    return True
+
+
 @whole
 def fail_running(study: optuna.Study, trial: optuna.Trial | FrozenTrial,
                  reason: str) -> FrozenTrial | None:

@@ -30,6 +30,7 @@ from rnnlab.core.study_spec import BEST_EPOCH, StudySpec, objective_key
 from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.interrupts import uninterrupted, whole
 from rnnlab.retrying import StoreDown
+from rnnlab.storage.adapter import tell_running
 from rnnlab.storage.keys import (
     ATTR_PARENT,
     TRIAL_CONFIG,
@@ -227,9 +228,7 @@ class Worker:
             # the study has doubled (64, 128, ... trials): the store's planner statistics
             # follow it, so the MLflow UI ranks a growing study's trials in milliseconds
             self.tracker.refresh_statistics()
-        try:
-            self.study.tell(trial, value, state=state)
-        except optuna.exceptions.UpdateFinishedTrialError:
+        if not tell_running(self.study, trial, value, state):
             log.warning("trial %d was failed by another worker (heartbeat lost) before it "
                         "finished; its retry carries on", trial.number)
 
