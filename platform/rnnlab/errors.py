@@ -3,7 +3,8 @@
 Every mistake a user can make (a bad spec, a bad path, a bad value, corrupt data, an unknown
 study) is raised as :class:`RnnlabError` with a one-line message that names the problem and how
 to fix it. The CLI catches it once, prints the line on stderr and exits with code 2; anything else
-is a bug and keeps its traceback.
+is a bug and keeps its traceback. Workers that died (killed by the kernel, crashed) are not the
+user's mistake but are said in one line too (:class:`WorkersLost`, exit code 1).
 """
 
 from __future__ import annotations
@@ -11,11 +12,20 @@ from __future__ import annotations
 import re
 
 EXIT_USER_ERROR = 2
+EXIT_WORKERS_LOST = 1
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # Ctrl-C, SIGTERM: 128 + the signal
 
 
 class RnnlabError(Exception):
     """A user-facing error: the message is one line naming the problem and the fix."""
+
+    exit_code = EXIT_USER_ERROR
+
+
+class WorkersLost(RnnlabError):
+    """Worker processes that died (a signal, a crash): what happened and how to resume."""
+
+    exit_code = EXIT_WORKERS_LOST
 
 
 class Terminated(KeyboardInterrupt):

@@ -153,6 +153,33 @@ def test_a_second_ctrl_c_kills_a_stuck_worker_and_its_trial_is_still_closed(here
 
 
 @pytest.mark.slow
+def test_a_worker_the_kernel_kills_is_one_line_and_the_others_finish_the_study(here):
+    # The out-of-memory killer's SIGKILL: no handler runs in that worker. The other worker
+    # fails its trial once the heartbeat has been silent for the grace period (3 s), runs the
+    # retry and finishes the budget; the command says in one line what happened (exit code 1).
+    sweep = start(here, "sweep", "--workers", "2", fire="report:kill")
+    _, err = sweep.communicate(timeout=240)
+    assert sweep.returncode == 1, err
+    assert "Traceback" not in err, err
+    said = [line for line in err.splitlines() if "workers died" in line]
+    assert said == ["rnnlab: error: 1 of 2 workers died: 1 killed by SIGKILL (SIGKILL is what the "
+                    "kernel's out-of-memory killer sends: `dmesg` says; fewer workers need less "
+                    "memory); the study is kept: run the same command again to resume it (a "
+                    "trial they held is failed and retried once its heartbeat has been silent "
+                    "for study.grace_period)"], err
+    killed = int((here / "fired-report").read_text())
+    trials, runs = records()
+    theirs = [t for t in trials if t.user_attrs.get("worker", "").endswith(f":{killed}")]
+    assert [t.state.name for t in theirs] == ["FAIL"]
+    assert theirs[0].user_attrs["reason"].startswith("worker lost: no heartbeat for ")
+    assert runs[theirs[0].user_attrs["mlflow_run_id"]].info.status == "KILLED"
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == N_TRIALS and theirs[0].number in {
+        t.user_attrs.get("retry_of") for t in finished}
+    resume_and_check(here)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["group", "term"])
 def test_an_interrupted_rnnlab_worker_closes_its_trial_and_resumes(here, how):
     what, code = SIGNAL[how]

@@ -17,7 +17,8 @@ HOW: ``group`` (SIGINT to the process group: Ctrl-C in a terminal), ``leader`` (
 main process only), ``term`` (SIGTERM to the main process only), ``double`` (SIGINT to the
 group twice, 50 ms apart), ``hang`` (create the marker, then never return: a worker stuck in
 a store call, or on a node about to be lost), ``hold`` (create the marker, then wait until a
-file ``PREFIX-POINT.go`` exists, and go on).
+file ``PREFIX-POINT.go`` exists, and go on), ``kill`` (SIGKILL to the process that got there:
+a worker the kernel's out-of-memory killer stops).
 
 ``RNNLAB_TEST_FIRE_ONLY``, if set, arms only the processes whose command line contains it (a
 Ray node's workers, not the node's own Python processes).
@@ -54,6 +55,8 @@ if FIRE:
             while not os.path.exists(f"{MARKER}-{point}.go"):
                 time.sleep(0.05)
             return
+        if how == "kill":  # this process dies at once, as the out-of-memory killer does it
+            os.kill(os.getpid(), signal.SIGKILL)
         if how == "double":  # the second from outside: this process may be raising by then
             subprocess.Popen(["sh", "-c", f"sleep 0.05; kill -INT -- -{leader}"])
         if how in ("group", "double"):

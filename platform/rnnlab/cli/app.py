@@ -14,7 +14,7 @@ from rnnlab.cli.lines import error_line, interrupted, quiet_libraries, usage_err
 from rnnlab.cli.options import AllowChangeOpt, DataDirOpt, SetOpt, StorageOpt
 from rnnlab.cli.options import with_data_dir as _with_data_dir
 from rnnlab.cli.slurm import slurm
-from rnnlab.errors import EXIT_USER_ERROR, RnnlabError
+from rnnlab.errors import RnnlabError
 from rnnlab.interrupts import ignore_interrupts
 
 # The command-line errors of the click that typer runs on (newer typers carry their own copy
@@ -23,7 +23,8 @@ UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageE
 
 
 class _Group(TyperGroup):
-    """Catches the one domain error once: one line on stderr, exit code 2, no traceback. A
+    """Catches the one domain error once: one line on stderr, exit code 2 (1 for workers that
+    died), no traceback. A
     mistyped command line (unknown command or option, bad or missing value) is one line too.
 
     Ctrl-C and SIGTERM end in one line too, with exit codes 130 and 143.
@@ -48,7 +49,7 @@ class _Group(TyperGroup):
             return result
         except RnnlabError as exc:
             typer.echo(error_line(str(exc)), err=True)
-            raise typer.Exit(EXIT_USER_ERROR) from None
+            raise typer.Exit(exc.exit_code) from None
         except UsageError as exc:  # in a command's own command line
             raise typer.Exit(usage_error(exc)) from None
         except KeyboardInterrupt as exc:

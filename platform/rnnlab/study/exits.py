@@ -3,9 +3,11 @@ that an engine can start its workers before the heavy modules load."""
 
 from __future__ import annotations
 
+import collections
+import signal
 from dataclasses import dataclass, field
 
-from rnnlab.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, RnnlabError, Terminated
+from rnnlab.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, RnnlabError, Terminated, WorkersLost
 
 
 @dataclass
@@ -24,7 +26,7 @@ class Exits:
         Raises:
             KeyboardInterrupt: a worker or this process was interrupted (Terminated: SIGTERM).
             RnnlabError: a worker stopped on a user error.
-            RuntimeError: a worker crashed.
+            WorkersLost: a worker died (killed by a signal, or crashed).
         """
         codes = self.codes
         if self.interrupted is not None or any(c in (EXIT_INTERRUPTED, EXIT_TERMINATED)
@@ -33,5 +35,29 @@ class Exits:
                                        else KeyboardInterrupt())
         if self.errors:
             raise RnnlabError(self.errors[0])
-        if any(c != 0 for c in codes):
-            raise RuntimeError(f"worker processes exited with codes {codes}")
+        died = [c for c in codes if c != 0]
+        if died:
+            raise WorkersLost(lost_line(died, len(codes)))
+
+
+def lost_line(died: list[int | None], workers: int) -> str:
+    """What a command says of its workers that died, with their exit codes (negative: the
+    signal that killed them), and how to go on."""
+    how = collections.Counter(_how(code) for code in died)
+    said = ", ".join(f"{n} {what}" for what, n in how.items())
+    oom = (" (SIGKILL is what the kernel's out-of-memory killer sends: `dmesg` says; fewer "
+           "workers need less memory)" if -signal.SIGKILL in died else "")
+    return (f"{len(died)} of {workers} workers died: {said}{oom}; the study is kept: run the "
+            "same command again to resume it (a trial they held is failed and retried once "
+            "its heartbeat has been silent for study.grace_period)")
+
+
+def _how(code: int | None) -> str:
+    if code is None:
+        return "with no exit code"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"with exit code {code}"
