@@ -34,7 +34,7 @@ temporary folder, with max_connections raised for 64 workers and fsync off) hold
 and an MLflow server (2 worker processes) on a database of the same cluster takes every run.
 
     python benchmarks/study_machinery.py [--storages journal sqlite postgresql]
-        [--workers 1 4 16 64] [--sizes 100 1000 10000] [--window 64] [--sampler tpe]
+        [--workers 1 4 16 64] [--sizes 1000 3000 10000] [--window 64] [--sampler tpe]
         [--sampler-window N [N ...]]
 
 Goal (issue 24): under 100 ms of overhead per trial at 10,000 trials with TPE on PostgreSQL with
@@ -219,7 +219,7 @@ def main() -> None:
     ap.add_argument("--storages", nargs="+", default=["journal", "sqlite", "postgresql"],
                     choices=["journal", "sqlite", "postgresql"])
     ap.add_argument("--workers", nargs="+", type=int, default=[1, 4, 16, 64])
-    ap.add_argument("--sizes", nargs="+", type=int, default=[100, 1000, 10_000])
+    ap.add_argument("--sizes", nargs="+", type=int, default=[1000, 3000, 10_000])
     ap.add_argument("--window", type=int, default=64,
                     help="trials run at each size and number of workers (at least 8 per "
                          "worker)")
