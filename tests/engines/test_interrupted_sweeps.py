@@ -21,7 +21,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from rnnlab.errors import WorkersLost
 from rnnlab.storage.adapter import open_storage
+from rnnlab.study.exits import Exits
 
 FIRE = Path(__file__).resolve().parents[1] / "fire"
 NAME, N_TRIALS = "stop", 2
@@ -203,3 +205,15 @@ def test_an_interrupted_stratified_sweep_resumes_with_every_stratum_at_its_share
     finished = collections.Counter(t.params["model.cell"] for t in trials
                                    if t.state.name in ("COMPLETE", "PRUNED"))
     assert finished == {"rnn": 2, "gru": 2}
+
+
+def test_workers_that_died_are_said_by_how_they_died_and_what_resuming_does():
+    with pytest.raises(WorkersLost) as lost:
+        Exits(codes=[0, -9, -9, 3, None, -15], errors=[], trials_run=1,
+              interrupted=None).raise_for_exits("the confirmation runs that finished are reused")
+    assert lost.value.exit_code == 1
+    assert str(lost.value) == (
+        "5 of 6 workers died: 2 killed by SIGKILL, 1 with exit code 3, 1 with no exit code, "
+        "1 killed by SIGTERM (SIGKILL is what the kernel's out-of-memory killer sends: `dmesg` "
+        "says; fewer workers need less memory); the study is kept: run the same command again "
+        "to resume it (the confirmation runs that finished are reused)")

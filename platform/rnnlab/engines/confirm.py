@@ -36,7 +36,7 @@ def parallel(workers: int | None = None, poll_s: float = POLL_S) -> Trainer:
             exits = run_workers(train_share, [
                 (dataclasses.asdict(target), share, tracking_uri, threads) for share in shares],
                 [f"rnnlab-confirm-{i}" for i in range(n)])
-        exits.raise_for_exits()
+        exits.raise_for_exits("the confirmation runs that finished are reused")
 
     return train
 

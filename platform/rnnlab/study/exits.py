@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 
 from rnnlab.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, RnnlabError, Terminated, WorkersLost
 
+RESUMES_TRIALS = ("a trial they held is failed and retried once its heartbeat has been silent "
+                  "for study.grace_period")
+
 
 @dataclass
 class Exits:
@@ -20,8 +23,9 @@ class Exits:
     interrupted: KeyboardInterrupt | None  # the interrupt that stopped the wait, if any
     killed: list[int] = field(default_factory=list)  # pids killed before they had stopped
 
-    def raise_for_exits(self) -> None:
-        """Re-raise an interrupt, then a worker's user error, then any other failure.
+    def raise_for_exits(self, resumes: str = RESUMES_TRIALS) -> None:
+        """Re-raise an interrupt, then a worker's user error, then any other failure
+        (``resumes``: what running the command again does with the dead workers' share).
 
         Raises:
             KeyboardInterrupt: a worker or this process was interrupted (Terminated: SIGTERM).
@@ -37,10 +41,10 @@ class Exits:
             raise RnnlabError(self.errors[0])
         died = [c for c in codes if c != 0]
         if died:
-            raise WorkersLost(lost_line(died, len(codes)))
+            raise WorkersLost(lost_line(died, len(codes), resumes))
 
 
-def lost_line(died: list[int | None], workers: int) -> str:
+def lost_line(died: list[int | None], workers: int, resumes: str = RESUMES_TRIALS) -> str:
     """What a command says of its workers that died, with their exit codes (negative: the
     signal that killed them), and how to go on."""
     how = collections.Counter(_how(code) for code in died)
@@ -48,8 +52,7 @@ def lost_line(died: list[int | None], workers: int) -> str:
     oom = (" (SIGKILL is what the kernel's out-of-memory killer sends: `dmesg` says; fewer "
            "workers need less memory)" if -signal.SIGKILL in died else "")
     return (f"{len(died)} of {workers} workers died: {said}{oom}; the study is kept: run the "
-            "same command again to resume it (a trial they held is failed and retried once "
-            "its heartbeat has been silent for study.grace_period)")
+            f"same command again to resume it ({resumes})")
 
 
 def _how(code: int | None) -> str:
