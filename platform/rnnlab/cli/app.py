@@ -24,8 +24,8 @@ UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageE
 
 class _Group(TyperGroup):
     """Catches the one domain error once: one line on stderr, exit code 2 (1 for workers that
-    died), no traceback. A
-    mistyped command line (unknown command or option, bad or missing value) is one line too.
+    died), no traceback. A mistyped command line (unknown command or option, bad or missing
+    value) is one line too.
 
     Ctrl-C and SIGTERM end in one line too, with exit codes 130 and 143.
     """

@@ -62,7 +62,7 @@ class RidingStorage(ForwardingStorage):
     def __init__(self, rdb: RDBStorage, url: str):
         super().__init__(TrialCache(rdb))  # Optuna's cache, indexed, before the database
         self.rdb, self.store = rdb, database(url)
-        self._made = _count_made(rdb)
+        self._prepared = _count_prepared(rdb)
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return self.store.call(getattr(self.inner, name), *args, **kwargs)
@@ -80,9 +80,9 @@ class RidingStorage(ForwardingStorage):
             if tries and (found := self._created(study_id, token, state)):
                 return found  # the attempt whose answer was lost created it
             tries.append(1)
-            made = None if self._made is None else getattr(self._made, "n", 0)
+            prepared = None if self._prepared is None else getattr(self._prepared, "n", 0)
             trial_id = self.inner.create_new_trial(study_id, _tokened(template_trial, token))
-            if len(tries) == 1 and made is not None and self._made.n == made + 1:
+            if len(tries) == 1 and prepared is not None and self._prepared.n == prepared + 1:
                 return trial_id  # made once, by the one attempt: no copy to look for
             return self._created(study_id, token, state)
 
@@ -137,7 +137,7 @@ class RidingStorage(ForwardingStorage):
         return self.inner.get_trial(trial_id).state
 
 
-def _count_made(rdb: RDBStorage) -> threading.local | None:
+def _count_prepared(rdb: RDBStorage) -> threading.local | None:
     """Counts, per thread, the trials ``rdb`` prepared for creation (Optuna's storage tries a
     creation up to five times itself, each try a trial that may have been committed): a
     creation that prepared one trial in one attempt made no copy, and is not looked for among
@@ -146,14 +146,14 @@ def _count_made(rdb: RDBStorage) -> threading.local | None:
     prepare = getattr(rdb, "_get_prepared_new_trial", None)
     if prepare is None:
         return None
-    made = threading.local()
+    prepared = threading.local()
 
     def counted(*args: Any, **kwargs: Any) -> Any:
-        made.n = getattr(made, "n", 0) + 1
+        prepared.n = getattr(prepared, "n", 0) + 1
         return prepare(*args, **kwargs)
 
     rdb._get_prepared_new_trial = counted
-    return made
+    return prepared
 
 
 def _tokened(template: FrozenTrial | None, token: str) -> FrozenTrial:
