@@ -64,14 +64,25 @@ def _unlock_database(database: RidingStorage, conn, release: Callable[[], bool],
                      lost_too: bool) -> None:
     """Free the lock. A lock the database let go of while it was held (its connection dropped)
     raises :class:`LockLost` when ``lost_too`` (else an error is already on its way)."""
+    held = False
     try:
         held = release()
     except Exception as exc:
         if not database.store.is_outage(exc):
             raise
-        held = False
     finally:
-        conn.close()
+        _close(database, conn)
     if not held and lost_too:
         raise LockLost(f"the study's lock on {database.store.name} was lost in an outage; "
                        "run the same command again (the study is resumable)")
+
+
+def _close(database: RidingStorage, conn) -> None:
+    """Close the lock's connection. Closing rolls its transaction back, which fails when the
+    database went away after the lock was freed (or while it was being freed: the unlock's own
+    answer says which); SQLAlchemy has then dropped the broken connection from its pool."""
+    try:
+        conn.close()
+    except Exception as exc:
+        if not database.store.is_outage(exc):
+            raise
