@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -44,7 +45,7 @@ def main() -> None:
     ap.add_argument("--b-set", action="append", default=[], help="section.key=value for b")
     ap.add_argument("--splits", default="0,1", help="data.split_seed values (0: the study's)")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--data-dir", default="../shared/data/mnist")
+    ap.add_argument("--data-dir", default=os.environ.get("RNNLAB_DATA_DIR", "../shared/data/mnist"))
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, required=True, help="JSON of the runs (reused)")
     args = ap.parse_args()
