@@ -11,7 +11,7 @@ import yaml
 from optuna.trial import TrialState
 
 from rnnlab.core.study_spec import load_study_spec
-from rnnlab.storage.adapter import last_heartbeat, load_study
+from rnnlab.storage.adapter import last_heartbeat, load_study, tell_running
 from rnnlab.storage.keys import (
     TRIAL_REASON,
     TRIAL_RETRIES,
@@ -143,3 +143,21 @@ def test_a_trial_reaped_while_it_trained_is_not_counted_as_its_workers_failure(
     assert retry.state == TrialState.COMPLETE and retry.user_attrs[TRIAL_RETRY_OF] == 0
     assert "trial 0 was failed by another worker" in caplog.text
     assert "Cannot tell" not in caplog.text
+
+
+def test_telling_a_trial_reads_it_once(tmp_path, mlflow_db):
+    """The tell checks the trial's state (one read) and writes the outcome; Optuna's own
+    Study.tell reads it again to return a copy, which no worker uses."""
+    study = open_study(_spec(tmp_path), STORAGE, Tracker())
+    trial = study.ask()
+    storage, reads = study._storage, []
+    real = storage.get_trial
+    storage.get_trial = lambda trial_id: reads.append(trial_id) or real(trial_id)
+    assert tell_running(study, trial, 0.5, TrialState.COMPLETE)
+    assert reads == [trial._trial_id]
+    del storage.get_trial
+    told = study.get_trials()[0]
+    assert (told.state, told.value) == (TrialState.COMPLETE, 0.5)
+    # A trial another worker finished first is not told twice.
+    assert not tell_running(study, trial, 0.7, TrialState.COMPLETE)
+    assert study.get_trials()[0].value == 0.5

@@ -25,6 +25,7 @@ from optuna.storages.journal import JournalFileBackend
 
 # Private in Optuna, but the documented extension point for journal file locks.
 from optuna.storages.journal._file import BaseJournalFileLock
+from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab.errors import RnnlabError, mask_url, with_password
@@ -351,9 +352,12 @@ def tell_running(study: optuna.Study, trial: optuna.Trial, value: float | None,
     """Tell the study a running trial's outcome. Returns False when another worker had
     finished the trial first (failed it: its heartbeat looked lost), and nothing was told;
     Optuna says so with UpdateFinishedTrialError, or, when it reads the trial finished before
-    writing, with a ValueError like any wrong call, told apart here by the trial's state."""
+    writing, with a ValueError like any wrong call, told apart here by the trial's state.
+
+    Optuna's tell less its last step: ``Study.tell`` reads the told trial back to return a
+    copy of it, a read of the study's database no worker uses (one a trial)."""
     try:
-        study.tell(trial, value, state=state)
+        _tell_with_warning(study=study, trial=trial, value_or_values=value, state=state)
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
     except ValueError:
