@@ -105,7 +105,7 @@ def patch() -> None:
     claims.study_lock = _lock_timed(claims.study_lock)
     worker.sample_config = _timed("sample", worker.sample_config)
     worker._Reporter.__call__ = _timed("report", worker._Reporter.__call__)
-    optuna.Study.tell = _timed("tell", optuna.Study.tell)
+    worker.tell_running = _timed("tell", worker.tell_running)
     for name in ("start_run", "log_metrics", "log_result", "end_run", "set_tags"):
         setattr(Tracker, name, _timed("tracking", getattr(Tracker, name)))
     logger = Tracker.epoch_logger

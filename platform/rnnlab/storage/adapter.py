@@ -25,7 +25,7 @@ from optuna.storages.journal import JournalFileBackend
 
 # Private in Optuna, but the documented extension point for journal file locks.
 from optuna.storages.journal._file import BaseJournalFileLock
-from optuna.study._tell import _tell_with_warning
+from optuna.study import _tell
 from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab.errors import RnnlabError, mask_url, with_password
@@ -357,7 +357,7 @@ def tell_running(study: optuna.Study, trial: optuna.Trial, value: float | None,
     Optuna's tell less its last step: ``Study.tell`` reads the told trial back to return a
     copy of it, a read of the study's database no worker uses (one a trial)."""
     try:
-        _tell_with_warning(study=study, trial=trial, value_or_values=value, state=state)
+        _tell._tell_with_warning(study=study, trial=trial, value_or_values=value, state=state)
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
     except ValueError:
