@@ -25,6 +25,8 @@ from optuna.storages.journal import JournalFileBackend
 
 # Private in Optuna, but the documented extension point for journal file locks.
 from optuna.storages.journal._file import BaseJournalFileLock
+
+# Private too: Optuna's tell without Study.tell's read-back of the trial (tell_running).
 from optuna.study import _tell
 from optuna.trial import FrozenTrial, TrialState
 
