@@ -56,7 +56,7 @@ def _lock_database(url: str, database: RidingStorage, key: int):
     try:
         return conn, acquire_lock(conn, key, url)
     except BaseException:
-        conn.close()
+        _close(database, conn)  # a dead connection's close must not hide why it was closed
         raise
 
 
