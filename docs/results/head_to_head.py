@@ -28,6 +28,11 @@ from rnnlab.core.spec import load_config
 from rnnlab.train import evaluate, fit
 
 
+def key(name: str, split: int, seed: int) -> str:
+    """A run's name in --out: the side, the subset, the seed."""
+    return f"{name} {split} {seed}"
+
+
 def one_run(path: str, sets: list[str], split: int, seed: int) -> float:
     """The test accuracy of the config at ``path`` (with ``sets``) on subset ``split``, seed."""
     config = load_config(path, [*sets, f"data.split_seed={split}", f"train.seed={seed}",
@@ -56,23 +61,22 @@ def main() -> None:
     pairs = [(int(s), int(k)) for s in args.splits.split(",") for k in args.seeds.split(",")]
     done = json.loads(args.out.read_text()) if args.out.exists() else {}
     todo = [(name, split, seed) for split, seed in pairs for name in sides
-            if f"{name} {split} {seed}" not in done]
+            if key(name, split, seed) not in done]
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(one_run, *sides[name], split, seed): (name, split, seed)
                    for name, split, seed in todo}
         for future, (name, split, seed) in futures.items():
-            done[f"{name} {split} {seed}"] = future.result()
+            done[key(name, split, seed)] = accuracy = future.result()
             args.out.write_text(json.dumps(done, indent=1))
-            print(f"{name} subset {split} seed {seed}: test {done[f'{name} {split} {seed}']:.4f}",
-                  flush=True)
+            print(f"{name} subset {split} seed {seed}: test {accuracy:.4f}", flush=True)
     (a, _), (b, _) = sides.items()
     for label, chosen in (("own subset", [p for p in pairs if p[0] == 0]),
                           ("other subsets", [p for p in pairs if p[0] != 0]),
                           ("all", pairs)):
         if not chosen:
             continue
-        va = [done[f"{a} {s} {k}"] for s, k in chosen]
-        vb = [done[f"{b} {s} {k}"] for s, k in chosen]
+        va = [done[key(a, s, k)] for s, k in chosen]
+        vb = [done[key(b, s, k)] for s, k in chosen]
         low, high = paired_interval([x - y for x, y in zip(vb, va, strict=True)])
         interval = f"[{low:+.4f}, {high:+.4f}]" if low is not None else "(one pair)"
         print(f"{label} ({len(chosen)} runs each): {a} {statistics.mean(va):.4f}, "

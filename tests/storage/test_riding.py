@@ -147,7 +147,7 @@ def test_a_claim_whose_study_lock_was_lost_is_voided_and_its_retry_kept(
     real = claims.stamp_heartbeat
 
     def restart_midway(study, trial):  # the database drops the lock's connection
-        terminate_lock_holders(databases[0])
+        terminate(databases[0])
         real(study, trial)
 
     monkeypatch.setattr(claims, "stamp_heartbeat", restart_midway)
@@ -162,13 +162,14 @@ def test_a_claim_whose_study_lock_was_lost_is_voided_and_its_retry_kept(
     assert trial is not None and trial.number == 1
 
 
-def terminate_lock_holders(url: str) -> None:
-    """The database drops every connection that holds an advisory lock on ``url``'s database."""
+def terminate(url: str, pids: str = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND "
+              "database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+              *args) -> None:
+    """The database drops the connections ``pids`` selects on ``url``'s database (by default,
+    every one that holds an advisory lock)."""
     admin = psycopg2.connect(dbname=url.rsplit("/", 1)[1], **PG)
     with admin, admin.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE "
-                    "locktype = 'advisory' AND database = (SELECT oid FROM pg_database "
-                    "WHERE datname = current_database())")
+        cur.execute(f"SELECT pg_terminate_backend(pid) FROM ({pids}) AS chosen(pid)", args)
     admin.close()
 
 
@@ -183,10 +184,7 @@ def test_a_lock_freed_just_before_the_database_went_away_ends_cleanly(databases,
 
         def freed():
             held = release()
-            admin = psycopg2.connect(dbname=url.rsplit("/", 1)[1], **PG)
-            with admin, admin.cursor() as cur:
-                cur.execute("SELECT pg_terminate_backend(%s)", (backend[0],))
-            admin.close()
+            terminate(url, "SELECT %s", backend[0])
             return held
         backend[0] = conn.execute(text("SELECT pg_backend_pid()")).scalar()
         return freed
