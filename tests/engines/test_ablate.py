@@ -266,3 +266,33 @@ def test_a_specs_ablate_section_runs_once_the_search_is_done(tmp_path, mlflow_db
     derived = load_study("rnnlab.journal", "with-ablation-ablate-data.normalisation")
     assert len(derived.get_trials()) == 2 * 2 * 2  # cells x levels x seeds
     assert {t.state.name for t in derived.get_trials()} == {"COMPLETE"}
+
+
+def test_an_ablation_planned_from_the_exported_report_is_the_one_the_store_plans(searched):
+    # docs/results/ablate_from_report.py: the search's store gone, its JSON report and spec
+    # plan the same derived study, and rnnlab's sweep runs it into another store
+    out = searched.folder / "report.json"
+    result = CliRunner().invoke(app, ["report", NAME, "--format", "json", "--no-confirm",
+                                      "--out", str(out), "--storage", searched.storage])
+    assert result.exit_code == 0, result.output
+    config = AblationConfig(factor="train.l2", levels=[1e-4], seeds=2)
+    from_store = ablation_spec(searched.storage, NAME, config)
+    script = Path(__file__).resolve().parents[2] / "docs/results/ablate_from_report.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(searched.folder / "spec.yaml"), str(out),
+         "--factor", "train.l2", "--levels", "1e-4", "--seeds", "2",
+         "--storage", str(searched.folder / "elsewhere.journal"), "--workers", "1"],
+        capture_output=True, text=True, timeout=300, env=searched.env(),
+        cwd=searched.folder)
+    assert done.returncode == 0, done.stderr[-3000:]
+    derived = load_study(str(searched.folder / "elsewhere.journal"), from_store.study.name)
+    assert derived.user_attrs["spec"]["study"]["ablation"] == from_store.model_dump(
+        mode="json")["study"]["ablation"]
+    trials = derived.get_trials()
+    assert len(trials) == 2 * 2 * 2 and {t.state.name for t in trials} == {"COMPLETE"}
+    assert sorted(map(_planned, trials)) == sorted(
+        tuple(sorted(p.items())) for p in from_store.study.ablation.trials)
+
+
+def _planned(trial: optuna.trial.FrozenTrial) -> tuple:
+    return tuple(sorted(trial.params.items()))

@@ -70,21 +70,37 @@ def ablation_spec(storage: str, name: str, ablation: AblationConfig,
         raise RnnlabError(f"study {name!r} was not made by `rnnlab sweep`: nothing to ablate")
     spec = StudySpec.model_validate(stored)
     check_ablation(spec, ablation, where)
-    trials = []
+    bests = []
     for match in strata_levels(spec):
         best = _best(study, match)
         if best is None:
             raise RnnlabError(f"{where}: stratum {stratum_name(match) or 'of the study'} of "
                               f"study {name!r} has no complete trial yet; finish the search "
                               "first (rnnlab sweep)")
-        params = {k: v for k, v in trained_params(best).items() if k in spec.search}
+        bests.append(trained_params(best))
+    derived = planned_spec(spec, stored, bests, ablation, where)
+    _check_plan(storage, derived, where)
+    return derived
+
+
+def planned_spec(spec: StudySpec, stored: dict[str, Any], bests: list[dict[str, Any]],
+                 ablation: AblationConfig, where: str = "rnnlab ablate") -> StudySpec:
+    """The derived study of ``ablation`` from the params each stratum's best trained with
+    (``bests``, in the order of :func:`~rnnlab.core.study_spec.strata_levels`); ``stored`` is
+    the searched study's spec as JSON (its data, model and train sections are the base).
+
+    Raises:
+        RnnlabError: the ablation is one the spec cannot run, or a level it cannot take.
+    """
+    check_ablation(spec, ablation, where)
+    trials = []
+    for match, best in zip(strata_levels(spec), bests, strict=True):
+        params = {k: v for k, v in best.items() if k in spec.search}
         first = int(params.get(SEED_KEY, spec.train.seed)) + 1  # fresh: see the module's doc
         seeds = [first + i for i in range(ablation.seeds)]
         for level in _levels(ablation, spec.search[ablation.factor], params, where):
             trials += [{**params, **match, ablation.factor: level, SEED_KEY: s} for s in seeds]
-    derived = _derived(spec, stored, ablation, trials)
-    _check_plan(storage, derived, where)
-    return derived
+    return _derived(spec, stored, ablation, trials)
 
 
 def _check_plan(storage: str, derived: StudySpec, where: str) -> None:
