@@ -7,6 +7,10 @@ of the test-set confirmations read from the study's JSON report in this folder.
     .venv/bin/pip install -e '.[docs]'
     .venv/bin/python docs/results/figures.py --storage rnnlab.journal \\
         --tracking-uri sqlite:///mlflow.db
+
+``--only STUDY --tag TAG`` draws one study's figures alone, named ``STUDY-TAG-FIGURE.png``: the
+later L2 ablation (planned from the report with docs/results/ablate_from_report.py, in its own
+store) is ``--only tutorial_sweep-ablate-train.l2 --tag strong``.
 """
 
 from __future__ import annotations
@@ -71,16 +75,20 @@ def main() -> None:
     ap.add_argument("--storage", default="rnnlab.journal")
     ap.add_argument("--tracking-uri", default=None)
     ap.add_argument("--out", default=str(HERE))
+    ap.add_argument("--only", choices=list(FIGURES), help="draw this study's figures alone")
+    ap.add_argument("--tag", default="", help="with --only: a word added to their names")
     args = ap.parse_args()
     out = Path(args.out)
     for study, figures in FIGURES.items():
+        if args.only not in (None, study):
+            continue
         frames = study_frames(args.storage, study, tracking_uri=args.tracking_uri)
         for name, plot in figures.items():
-            path = out / f"{study}-{name}.png"
+            path = out / ("-".join(x for x in (study, args.tag, name) if x) + ".png")
             plot(frames).write_image(path, width=1100, height=620)
             print(path)
     report = out / f"{STUDY}.json"
-    if report.exists():
+    if args.only is None and report.exists():
         path = out / "cells-test.png"
         confirmations(json.loads(report.read_text())).write_image(path, width=1100,
                                                                    height=560)
