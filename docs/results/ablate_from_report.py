@@ -17,20 +17,45 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from rnnlab.core.study_spec import load_study_spec, strata_levels
 from rnnlab.engines.ablate import ablation
 from rnnlab.engines.local import sweep
+from rnnlab.errors import RnnlabError
 from rnnlab.study.ablation import planned_spec
+
+WHERE = "ablate_from_report"
+
+
+def read_report(path: Path, study: str) -> dict:
+    """The JSON report at ``path``, which must be one of ``study``."""
+    try:
+        report = json.loads(path.read_text())
+        for key in ("best", "top", "per_cell", "per_stratum"):
+            report[key]  # noqa: B018 (a report has them all)
+        if report["study"] == study:
+            return report
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RnnlabError(f"{path} is not a JSON report ({type(exc).__name__}: {exc}); write "
+                          "one with rnnlab report STUDY --format json --out FILE") from None
+    raise RnnlabError(f"{path} reports study {report['study']!r}, not the spec's {study!r}: "
+                      "give the JSON report of the spec's study")
 
 
 def bests(report: dict, spec) -> list[dict]:
     """The params of each stratum's best trial, in the order of the spec's strata."""
     rows = {r["number"]: r for r in (*report["top"], *report["per_cell"], report["best"])}
     found = [rows[s["best_trial"]]["params"] for s in report["per_stratum"]]
-    return [next(p for p in found if all(p.get(k) == v for k, v in match.items()))
-            for match in strata_levels(spec)]
+    matched = []
+    for match in strata_levels(spec):
+        params = [p for p in found if all(p.get(k) == v for k, v in match.items())]
+        if not params:
+            raise RnnlabError(f"the report has no best trial for stratum {match}: report the "
+                              "study once its search is done (rnnlab report --format json)")
+        matched.append(params[0])
+    return matched
 
 
 def main() -> None:
@@ -43,14 +68,18 @@ def main() -> None:
     ap.add_argument("--storage", required=True)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    spec = load_study_spec(args.spec)
-    report = json.loads(args.report.read_text())
-    if report["study"] != spec.study.name:
-        raise SystemExit(f"{args.report} reports study {report['study']!r}, the spec is "
-                         f"{spec.study.name!r}")
-    derived = planned_spec(spec, spec.model_dump(mode="json"), bests(report, spec),
-                           ablation(args.factor, args.levels, args.seeds), "ablate_from_report")
-    final = sweep(derived, args.storage, args.workers)
+    try:
+        spec = load_study_spec(args.spec)
+        derived = planned_spec(spec, spec.model_dump(mode="json"),
+                               bests(read_report(args.report, spec.study.name), spec),
+                               ablation(args.factor, args.levels, args.seeds), WHERE)
+        final = sweep(derived, args.storage, args.workers)
+    except RnnlabError as exc:
+        print(f"{WHERE}: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{WHERE}: interrupted; the same command resumes the ablation", file=sys.stderr)
+        sys.exit(130)
     print(f"{derived.study.name}: {final.trials_run} trial(s) run here")
 
 

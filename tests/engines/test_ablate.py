@@ -296,3 +296,25 @@ def test_an_ablation_planned_from_the_exported_report_is_the_one_the_store_plans
 
 def _planned(trial: optuna.trial.FrozenTrial) -> tuple:
     return tuple(sorted(trial.params.items()))
+
+
+@pytest.mark.parametrize(("report", "words"), [
+    ({"study": "another"}, "is not a JSON report"),
+    (None, "is not a JSON report (FileNotFoundError"),
+    ({"study": "another", "best": {}, "top": [], "per_cell": [], "per_stratum": []},
+     "reports study 'another', not the spec's"),
+])
+def test_a_report_that_cannot_plan_the_ablation_is_one_line(searched, report, words):
+    path = searched.folder / "report.json"
+    if report is not None:
+        path.write_text(json.dumps(report))
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve().parents[2] /
+                             "docs/results/ablate_from_report.py"),
+         str(searched.folder / "spec.yaml"), str(path), "--factor", "train.l2",
+         "--storage", str(searched.folder / "elsewhere.journal")],
+        capture_output=True, text=True, timeout=120, env=searched.env(), cwd=searched.folder)
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("ablate_from_report: error: ") and words in line, line
+    assert not (searched.folder / "elsewhere.journal").exists()
