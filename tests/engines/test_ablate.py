@@ -28,6 +28,7 @@ from rnnlab.storage.keys import TRIAL_REPLAYS as REPLAYS
 from rnnlab.storage.keys import TRIAL_RESUMED_FROM as RESUMED
 from rnnlab.storage.keys import trained_params
 from rnnlab.study.ablation import ablation_spec
+from rnnlab.study.status import study_status
 
 FIRE = Path(__file__).resolve().parents[1] / "fire"
 NAME = "searched"
@@ -318,3 +319,19 @@ def test_a_report_that_cannot_plan_the_ablation_is_one_line(searched, report, wo
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("ablate_from_report: error: ") and words in line, line
     assert not (searched.folder / "elsewhere.journal").exists()
+
+
+def test_an_ablations_strata_show_what_its_plan_gives_each(tmp_path, monkeypatch, mlflow_db):
+    # the rnn's best already has the level asked for, so its stratum gets one level's arms and
+    # the gru's two: 2 and 4 of 6, where a search's strata would share 3 and 3
+    raw = yaml.safe_load(yaml.safe_dump(SPEC))
+    raw["study"].update(name="uneven", n_trials=2, strata=["model.cell"], pruner={"name": "none"})
+    build_study(tmp_path, raw, [{"model.cell": "rnn", "data.normalisation": "none"},
+                                {"model.cell": "gru", "data.normalisation": "per_pixel"}])
+    monkeypatch.chdir(tmp_path)
+    final = ablate("rnnlab.journal", "uneven", AblationConfig(
+        factor="data.normalisation", levels=["none"], seeds=2), workers=1)
+    assert final.finished == 6
+    [status] = study_status("rnnlab.journal", final.name)
+    assert [(s.name, s.share, s.finished) for s in status.strata] == [
+        ("model.cell=rnn", 2, 2), ("model.cell=gru", 4, 4)]

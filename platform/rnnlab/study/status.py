@@ -103,8 +103,13 @@ def _strata(study: optuna.Study, stored: dict[str, Any], trials: list[FrozenTria
     if not stored.get("study", {}).get("strata"):
         return []
     levels = strata_levels(StudySpec.model_validate(stored))
+    plan = (stored["study"].get("ablation") or {}).get("trials")
+    # an ablation's strata hold what its plan gives each (a level outside the searched range
+    # is dropped for one stratum only), not equal shares
+    held = shares(budget or 0, len(levels)) if plan is None else [
+        sum(all(p.get(k) == v for k, v in match.items()) for p in plan) for match in levels]
     out = []
-    for share, match in zip(shares(budget or 0, len(levels)), levels, strict=True):
+    for share, match in zip(held, levels, strict=True):
         mine = [t for t in trials if stratum_of(t, list(match)) == match]
         done = any(t.state == TrialState.COMPLETE for t in mine)
         best = stratum_study(study, match, study.sampler).best_trial if done else None
