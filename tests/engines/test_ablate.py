@@ -335,3 +335,7 @@ def test_an_ablations_strata_show_what_its_plan_gives_each(tmp_path, monkeypatch
     [status] = study_status("rnnlab.journal", final.name)
     assert [(s.name, s.share, s.finished) for s in status.strata] == [
         ("model.cell=rnn", 2, 2), ("model.cell=gru", 4, 4)]
+    report = CliRunner().invoke(app, ["report", final.name, "--no-confirm"])
+    assert report.exit_code == 0, report.output
+    assert "ablation's arms of that stratum's best config" in report.stdout
+    assert "shared out equally" not in report.stdout  # what a search's strata do

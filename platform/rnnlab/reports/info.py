@@ -140,6 +140,7 @@ class ReportInfo:
     top: tuple[TrialRow, ...]
     per_cell: tuple[TrialRow, ...]
     per_stratum: tuple[StratumSummary, ...]  # a stratified study's strata (else empty)
+    strata_note: str  # how the strata were run: a search's shares, or an ablation's plan
     importances: tuple[Importance, ...]
     importance_note: str
     effects: tuple[Effect, ...]
@@ -202,6 +203,7 @@ def get_report_info(frames: StudyFrames, top_k: int = TOP_K) -> ReportInfo:
         best_config=trial_config(frames, rows[0].number).model_dump(mode="json"),
         top=tuple(rows[:top_k]), per_cell=tuple(per_cell.values()),
         per_stratum=frames.by_stratum(),
+        strata_note=ABLATION_STRATA_NOTE if spec.get("study", {}).get("ablation") else STRATA_NOTE,
         importances=tuple(Importance(str(r["param"]), float(r["importance"]),
                                      *(native(r.get(k)) for k in ("std", "low", "high")))
                           for r in frames.importances.to_dict("records")),
@@ -209,6 +211,13 @@ def get_report_info(frames: StudyFrames, top_k: int = TOP_K) -> ReportInfo:
         experiment=frames.experiment,
         parent_run_id=frames.parent_run_id, tracking_uri=frames.tracking_uri,
         replayed=frames.replayed())
+
+
+STRATA_NOTE = ("The study's budget was shared out equally between its strata; each stratum's "
+               "trials were pruned against, and sampled from, that stratum's trials only.")
+ABLATION_STRATA_NOTE = ("Each stratum's trials are the ablation's arms of that stratum's best "
+                        "config (its plan: every level with each paired seed), neither pruned "
+                        "nor sampled.")
 
 
 def with_best_of(info: ReportInfo, frames: StudyFrames, cell: str) -> ReportInfo:

@@ -216,8 +216,6 @@ def _cells_on_test(info: ReportInfo) -> str:
 
 
 _STRATA_HEAD = "## Trials per stratum (validation)"
-_STRATA_NOTE = ("The study's budget was shared out equally between its strata; each stratum's "
-                "trials were pruned against, and sampled from, that stratum's trials only.")
 
 
 def _strata_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
@@ -282,7 +280,7 @@ def markdown(info: ReportInfo) -> str:
               "## Best trial per cell (validation)", "",
               _md_table(*_trial_table(info, info.per_cell)), ""]
     if info.per_stratum:
-        parts += [_STRATA_HEAD, "", _md(_STRATA_NOTE), "", _md_table(*_strata_table(info)), ""]
+        parts += [_STRATA_HEAD, "", _md(info.strata_note), "", _md_table(*_strata_table(info)), ""]
     parts += ["## Parameter importances (validation objective)", "",
               _md(info.importance_note) + ".", ""]
     if info.importances:  # else the note says why there is none
@@ -327,7 +325,8 @@ def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
               "<h2>Best trial per cell (validation)</h2>",
               _html_table(*_trial_table(info, info.per_cell))]
     if info.per_stratum:
-        parts += [f"<h2>{e(_STRATA_HEAD.removeprefix('## '))}</h2>", f"<p>{e(_STRATA_NOTE)}</p>",
+        parts += [f"<h2>{e(_STRATA_HEAD.removeprefix('## '))}</h2>",
+                  f"<p>{e(info.strata_note)}</p>",
                   _html_table(*_strata_table(info))]
     parts += ["<h2>Parameter importances (validation objective)</h2>",
               f"<p>{e(info.importance_note)}.</p>",
