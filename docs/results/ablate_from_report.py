@@ -47,6 +47,11 @@ def read_report(path: Path, study: str) -> dict:
 def bests(report: dict, spec) -> list[dict]:
     """The params of each stratum's best trial, in the order of the spec's strata."""
     rows = {r["number"]: r for r in (*report["top"], *report["per_cell"], report["best"])}
+    if missing := [s["name"] for s in report["per_stratum"] if s["best_trial"] not in rows]:
+        # the report lists the top trials and each cell's best: strata on another key can
+        # have a best below them
+        raise RnnlabError(f"the report lists no params for the best trial of {missing}; plan "
+                          "this ablation from the study's store (rnnlab ablate)")
     found = [rows[s["best_trial"]]["params"] for s in report["per_stratum"]]
     matched = []
     for match in strata_levels(spec):

@@ -304,6 +304,9 @@ def _planned(trial: optuna.trial.FrozenTrial) -> tuple:
     (None, "is not a JSON report (FileNotFoundError"),
     ({"study": "another", "best": {}, "top": [], "per_cell": [], "per_stratum": []},
      "reports study 'another', not the spec's"),
+    ({"study": NAME, "best": {"number": 0}, "top": [], "per_cell": [],
+      "per_stratum": [{"name": "model.cell=rnn", "best_trial": 7}]},
+     "lists no params for the best trial of ['model.cell=rnn']"),
 ])
 def test_a_report_that_cannot_plan_the_ablation_is_one_line(searched, report, words):
     path = searched.folder / "report.json"
