@@ -11,7 +11,9 @@ of the test-set confirmations read from the study's JSON report in this folder.
 ``--only STUDY --tag TAG`` draws one study's figures alone, named ``STUDY-TAG-FIGURE.png``: the
 later L2 ablation (planned from the report with docs/results/ablate_from_report.py, in its own
 store) is ``--only tutorial_sweep-ablate-train.l2 --tag strong``; the lr ablation, made there
-too, ``--only tutorial_sweep-ablate-train.lr``. Studies not in ``--storage`` are skipped.
+too, ``--only tutorial_sweep-ablate-train.lr``. Studies not in ``--storage`` are skipped; on
+that store always give ``--only``, or the later L2 ablation's figure (a study of the same name)
+replaces the spec's own.
 """
 
 from __future__ import annotations
