@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from rnnlab.core.study_spec import load_study_spec, strata_levels
+from rnnlab.core.study_spec import load_study_spec, strata_levels, stratum_name
 from rnnlab.engines.ablate import ablation
 from rnnlab.engines.local import sweep
 from rnnlab.errors import RnnlabError
@@ -52,14 +52,14 @@ def bests(report: dict, spec) -> list[dict]:
         # have a best below them
         raise RnnlabError(f"the report lists no params for the best trial of {missing}; plan "
                           "this ablation from the study's store (rnnlab ablate)")
-    found = [rows[s["best_trial"]]["params"] for s in report["per_stratum"]]
+    # the report names its strata as rnnlab does (model.cell=gru)
+    best_of = {s["name"]: rows[s["best_trial"]]["params"] for s in report["per_stratum"]}
     matched = []
     for match in strata_levels(spec):
-        params = [p for p in found if all(p.get(k) == v for k, v in match.items())]
-        if not params:
+        if (params := best_of.get(stratum_name(match))) is None:
             raise RnnlabError(f"the report has no best trial for stratum {match}: report the "
                               "study once its search is done (rnnlab report --format json)")
-        matched.append(params[0])
+        matched.append(params)
     return matched
 
 
