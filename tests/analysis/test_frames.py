@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from rnnlab import files
 from rnnlab.analysis import frames as results
+from rnnlab.core.study_spec import PrunerConfig
 from rnnlab.errors import RnnlabError
 from rnnlab.storage.adapter import load_study
 
@@ -60,6 +61,12 @@ def test_val_acc_curves_match_what_optuna_was_told(frames, study):
     for t in load_study(study.storage, study.name).trials:
         c = frames.curves[(frames.curves.number == t.number) & (frames.curves.metric == "val_acc")]
         assert dict(zip(c.epoch, c.value, strict=True)) == pytest.approx(t.intermediate_values)
+        # what the pruner saw, which its replay judges by
+        s = frames.steps[frames.steps.number == t.number]
+        assert dict(zip(s.step, s.value, strict=True)) == t.intermediate_values
+    # a search's trials are judged by its own pruner (the spec's, defaults filled in)
+    assert frames.judged_by == (study.name, {
+        **PrunerConfig().model_dump(mode="json"), "n_startup_trials": 4, "n_warmup_steps": 0})
 
 
 def test_study_frames_meta_finals_and_importances(frames, study):

@@ -20,13 +20,14 @@ from typer.testing import CliRunner
 
 from rnnlab.analysis.effects import effects
 from rnnlab.analysis.frames import study_frames
+from rnnlab.analysis.pruning import replay_pruning
 from rnnlab.cli.app import app
-from rnnlab.core.study_spec import AblationConfig
+from rnnlab.core.study_spec import AblationConfig, StudySpec
 from rnnlab.engines.ablate import ablate
 from rnnlab.storage.adapter import load_study, open_storage, stratum_study
+from rnnlab.storage.keys import ATTR_SPEC, trained_params
 from rnnlab.storage.keys import TRIAL_REPLAYS as REPLAYS
 from rnnlab.storage.keys import TRIAL_RESUMED_FROM as RESUMED
-from rnnlab.storage.keys import trained_params
 from rnnlab.study.ablation import ablation_spec
 from rnnlab.study.status import study_status
 
@@ -39,11 +40,18 @@ def searched(tmp_path, monkeypatch, mlflow_db):
     """A finished stratified search (2 cells x 2 trials) in this test's folder."""
     raw = yaml.safe_load(yaml.safe_dump(SPEC))
     raw["train"]["checkpoint_every"] = 1
+    # a median pruner that never prunes (two trials a stratum): the ablation's report replays it
     raw["study"].update(name=NAME, n_trials=4, strata=["model.cell"],
-                        pruner={"name": "none"})
+                        pruner={"name": "median", "n_startup_trials": 5, "n_warmup_steps": 1})
     study = build_study(tmp_path, raw)
     monkeypatch.chdir(tmp_path)
     return study
+
+
+def load_study_spec_pruner(storage: str) -> dict:
+    """The searched study's pruner as stored, every default filled in."""
+    stored = load_study(storage, NAME).user_attrs[ATTR_SPEC]
+    return StudySpec.model_validate(stored).study.pruner.model_dump(mode="json")
 
 
 def _bests(storage: str) -> dict[str, dict]:
@@ -72,6 +80,11 @@ def test_each_strata_best_is_trained_at_each_level_with_paired_seeds(searched):
                     for s in (1, 2)}
 
     frames = study_frames(searched.storage, final.name)
+    # its own pruner is none: the report replays the searched study's on the arms' curves
+    assert frames.judged_by == (NAME, load_study_spec_pruner(searched.storage))
+    replayed = replay_pruning(frames)
+    assert [(s.name, s.complete) for s in replayed.strata] == [
+        ("model.cell=rnn", 4), ("model.cell=gru", 4)]
     assert frames.importances.empty  # lr, L2 and cell move together: no fANOVA ranking
     assert frames.importance_note.startswith("not computed for an ablation")
     [effect] = effects(frames)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -59,6 +59,9 @@ class StudyFrames:
     and ``final_<metric>``, the last epoch's value); ``importances`` is
     :func:`rnnlab.analysis.importances.importances` (``param``, mean ``importance``, ``std``,
     ``low``, ``high``; empty with fewer than two complete trials, see ``importance_note``).
+    ``steps`` holds what each trial reported to the pruner (``number``, ``step``, ``value``);
+    ``judged_by`` names the study whose pruner judges these trials and that pruner's settings
+    (an ablation's own pruner is none: its searched study's, where the store holds it).
     """
 
     name: str
@@ -77,6 +80,10 @@ class StudyFrames:
     importances: pd.DataFrame
     importance_note: str = ""
     tracking_uri: str = ""
+    steps: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        {"number": pd.Series(dtype=int), "step": pd.Series(dtype=int),
+         "value": pd.Series(dtype=float)}))
+    judged_by: tuple[str, dict[str, Any]] | None = None
 
     def counts(self) -> dict[str, int]:
         """Trials per state name (``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``, ...)."""
@@ -237,7 +244,31 @@ def study_frames(storage: str, name: str, *, tracking_uri: str | None = None,
         experiment=study.user_attrs.get(ATTR_EXPERIMENT), spec=spec, trials=table,
         configs=configs, curves=points if curves else points.iloc[:0], finals=finals,
         importances=importances, importance_note=note,
-        tracking_uri=reader.masked_uri)
+        tracking_uri=reader.masked_uri, steps=_steps(trials),
+        judged_by=_judged_by(storage, name, spec))
+
+
+def _steps(trials: Iterable[optuna.trial.FrozenTrial]) -> pd.DataFrame:
+    rows = [(t.number, step, value) for t in trials
+            for step, value in sorted(t.intermediate_values.items())]
+    return pd.DataFrame(rows, columns=["number", "step", "value"]).astype(
+        {"number": int, "step": int, "value": float})
+
+
+def _judged_by(storage: str, name: str,
+               spec: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The study whose pruner judges this one's trials, and that pruner (spec defaults filled
+    in): the study's own; an ablation's searched study's, where this store holds it."""
+    if not spec:
+        return None
+    of = ((spec.get("study") or {}).get("ablation") or {}).get("of")
+    if of is not None:
+        if of not in study_names(storage):
+            return None
+        spec, name = load_study(storage, of).user_attrs.get(ATTR_SPEC) or {}, of
+        if not spec:
+            return None
+    return name, StudySpec.model_validate(spec).study.pruner.model_dump(mode="json")
 
 
 def _run_numbers(trials: Iterable[optuna.trial.FrozenTrial]) -> dict[str, int]:

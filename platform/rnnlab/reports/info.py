@@ -20,6 +20,7 @@ from rnnlab.analysis.frames import StratumSummary, StudyFrames, native
 from rnnlab.analysis.gains import AblationGain
 from rnnlab.analysis.intervals import mean, mean_interval, std, welch_interval
 from rnnlab.analysis.levels import Effect, Gap, label
+from rnnlab.analysis.pruning import PruningReplay, replay_pruning
 from rnnlab.core.spec import RunConfig, apply_overrides, to_yaml, validate
 from rnnlab.errors import RnnlabError
 from rnnlab.tracking.store import LAST_EPOCH
@@ -153,6 +154,7 @@ class ReportInfo:
     confirmations: tuple[Confirmation, ...] = ()
     replayed: int = 0  # an ablation's complete trials that replay an arm another one trained
     gains: tuple[AblationGain, ...] = ()  # better levels the study's ablations found
+    pruning: PruningReplay | None = None  # the pruner replayed on the complete trials
 
     @property
     def cell_gaps(self) -> tuple[Gap, ...]:
@@ -210,7 +212,7 @@ def get_report_info(frames: StudyFrames, top_k: int = TOP_K) -> ReportInfo:
         importance_note=frames.importance_note, effects=effects(frames),
         experiment=frames.experiment,
         parent_run_id=frames.parent_run_id, tracking_uri=frames.tracking_uri,
-        replayed=frames.replayed())
+        replayed=frames.replayed(), pruning=replay_pruning(frames))
 
 
 STRATA_NOTE = ("The study's budget was shared out equally between its strata; each stratum's "

@@ -216,6 +216,46 @@ def _cells_on_test(info: ReportInfo) -> str:
 
 
 _STRATA_HEAD = "## Trials per stratum (validation)"
+_PRUNING_HEAD = "## Pruning, replayed on the complete trials (validation)"
+
+
+def _pruning_note(info: ReportInfo) -> str:
+    r = info.pruning
+    whose = ("the study's own" if r.judged_by == info.study else
+             f"the pruner of {r.judged_by}, the study these arms come from")
+    within = "its stratum" if any(s.name for s in r.strata) else "the study"
+    return (f"The {r.pruner} pruner ({r.settings}; {whose}) replayed: each complete trial "
+            f"judged, epoch by epoch, against every other complete trial of {within}, as it "
+            "would be had it run last. A trial it would cut that ended well is a slow starter "
+            "this pruner is too early for; the trials it did cut have no end to show it.")
+
+
+def _pruning_lines(info: ReportInfo) -> list[str]:
+    lines = []
+    for s in info.pruning.strata:
+        cut = s.best_cut
+        if cut is None:
+            continue
+        where = f" of {s.name}" if s.name else ""
+        lines.append(
+            f"The pruner would cut the best trial{where}, trial {cut.number} ({cut.final:.4f} "
+            f"in the end), at epoch {cut.step} (best so far {cut.value:.4f}, the others' "
+            f"threshold {cut.threshold:.4f}): it may have cut trials that would have ended as "
+            f"well. It keeps this one from a warm-up of {s.keeps_best_from} epochs on.")
+    return lines
+
+
+def _pruning_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
+    head = ["stratum", "complete trials", "would be cut (trial: epoch, value then, in the end)",
+            "best trial cut", "warm-up that keeps the best"]
+    rows = []
+    for s in info.pruning.strata:
+        cuts = "; ".join(f"{c.number}: {c.step}, {c.value:.4f}, {c.final:.4f}"
+                         for c in s.cuts) or "none"
+        rows.append([s.name or "all", str(s.complete), cuts,
+                     "yes" if s.best_cut is not None else "no",
+                     "-" if s.keeps_best_from is None else f"{s.keeps_best_from} epochs"])
+    return head, rows
 
 
 def _strata_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
@@ -281,6 +321,10 @@ def markdown(info: ReportInfo) -> str:
               _md_table(*_trial_table(info, info.per_cell)), ""]
     if info.per_stratum:
         parts += [_STRATA_HEAD, "", _md(info.strata_note), "", _md_table(*_strata_table(info)), ""]
+    if info.pruning is not None:
+        parts += [_PRUNING_HEAD, "", _md(_pruning_note(info)), ""]
+        parts += [f"**{_md(line)}**\n" for line in _pruning_lines(info)]
+        parts += [_md_table(*_pruning_table(info)), ""]
     parts += ["## Parameter importances (validation objective)", "",
               _md(info.importance_note) + ".", ""]
     if info.importances:  # else the note says why there is none
@@ -328,6 +372,11 @@ def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
         parts += [f"<h2>{e(_STRATA_HEAD.removeprefix('## '))}</h2>",
                   f"<p>{e(info.strata_note)}</p>",
                   _html_table(*_strata_table(info))]
+    if info.pruning is not None:
+        parts += [f"<h2>{e(_PRUNING_HEAD.removeprefix('## '))}</h2>",
+                  f"<p>{e(_pruning_note(info))}</p>",
+                  *(f"<p><strong>{e(line)}</strong></p>" for line in _pruning_lines(info)),
+                  _html_table(*_pruning_table(info))]
     parts += ["<h2>Parameter importances (validation objective)</h2>",
               f"<p>{e(info.importance_note)}.</p>",
               _html_table(*_importance_table(info)) if info.importances else "",

@@ -1,0 +1,171 @@
+"""The study's pruner replayed on its complete trials: would it cut the ones that ended best?
+
+A median pruner judges a trial at epoch ``s`` by the complete trials' values at ``s``. Where a
+kind of trial starts slow and ends best (a vanilla RNN among GRUs; within one cell, a learning
+rate whose curve rises late), it is cut before it shows what it can do; strata fix the first
+case, not the second. The replay judges each complete trial, epoch by epoch, against every
+other complete trial of its stratum, as the pruner would judge it had it run last, and says
+which it would cut, whether the stratum's best is among them, and from which warm-up on the
+pruner keeps that best. The trials the pruner did cut have no end to compare, so the replay
+can only show the risk on the trials that finished; an ablation's arms, all run to the end
+and judged by its searched study's pruner, show it best.
+
+The rule is Optuna's :class:`~optuna.pruners.PercentilePruner` (the median is its 50th
+percentile): at a judged step (from ``n_warmup_steps`` on, every ``interval_steps``), a trial
+whose best value so far is worse than the percentile of the other complete trials' values at
+that step is cut, given at least ``n_startup_trials`` others. No trial is judged at its last
+epoch (rnnlab's workers never ask then). Other pruners (successive halving, Hyperband,
+Wilcoxon) compare by rules that do not replay this way, and are not replayed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rnnlab.analysis.frames import StudyFrames
+
+REPLAYED = ("median", "percentile")  # the pruners whose rule the replay applies
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A complete trial the pruner would cut: at which step, at what value, how it ended."""
+
+    number: int
+    step: int
+    value: float  # its best value up to ``step``
+    threshold: float  # the others' percentile at ``step``
+    final: float  # the trial's objective (what the pruner would have thrown away)
+
+
+@dataclass(frozen=True)
+class StratumReplay:
+    """One stratum (or the whole study, ``name`` empty): its complete trials under replay."""
+
+    name: str
+    complete: int
+    cuts: tuple[Cut, ...]
+    best: int | None  # the stratum's best complete trial
+    keeps_best_from: int | None  # the smallest warm-up that keeps the best (None: no cut)
+
+    @property
+    def best_cut(self) -> Cut | None:
+        return next((c for c in self.cuts if c.number == self.best), None)
+
+
+@dataclass(frozen=True)
+class PruningReplay:
+    """The replay of study ``judged_by``'s pruner on this study's complete trials."""
+
+    pruner: str  # median, percentile
+    settings: str  # "warm-up 5 epochs, 3 start-up trials, every epoch"
+    judged_by: str  # the study whose pruner it is (an ablation: its searched study)
+    strata: tuple[StratumReplay, ...]
+
+    @property
+    def best_cut(self) -> bool:
+        return any(s.best_cut is not None for s in self.strata)
+
+
+def replay_pruning(frames: StudyFrames) -> PruningReplay | None:
+    """The study's pruner (an ablation: its searched study's, when the store holds that study)
+    replayed on the study's complete trials; None where there is none to replay."""
+    if frames.judged_by is None:
+        return None
+    epochs = {}
+    if "train.epochs" in frames.configs:
+        epochs = {int(n): int(e) for n, e in zip(frames.configs["number"],
+                                                 frames.configs["train.epochs"], strict=True)
+                  if pd.notna(e)}
+    judged_by, pruner = frames.judged_by
+    return replay(frames.steps, frames.trials, pruner, frames.direction, judged_by, epochs)
+
+
+def replay(steps: pd.DataFrame, trials: pd.DataFrame, pruner: dict[str, Any],
+           direction: str, judged_by: str, epochs: dict[int, int]) -> PruningReplay | None:
+    """Replay ``pruner`` (a spec's ``study.pruner``) on the complete trials.
+
+    Args:
+        steps: the values the trials reported to the pruner: ``number``, ``step``, ``value``.
+        trials: the trials frame: ``number``, ``state``, ``value`` and, stratified,
+            ``stratum``.
+        pruner: the pruner's settings, as a spec holds them.
+        direction: ``maximize`` or ``minimize``.
+        judged_by: the study whose pruner it is.
+        epochs: each trial's number of epochs (the last step, never judged).
+
+    Returns:
+        None when the pruner is not one the replay applies (:data:`REPLAYED`).
+    """
+    name = pruner.get("name", "median")
+    if name not in REPLAYED:
+        return None
+    percentile = 50.0 if name == "median" else float(pruner.get("percentile", 25.0))
+    warmup = int(pruner.get("n_warmup_steps", 1))
+    interval = int(pruner.get("interval_steps", 1))
+    startup = int(pruner.get("n_startup_trials", 5))
+    done = trials[(trials["state"] == "COMPLETE") & trials["value"].notna()]
+    curves = {int(n): g.set_index("step")["value"].sort_index()
+              for n, g in steps[steps["number"].isin(done["number"])].groupby("number")}
+    groups = (done.groupby("stratum", sort=False) if "stratum" in done and
+              done["stratum"].notna().any() else [("", done)])
+    maximize = direction == "maximize"
+    out = []
+    for stratum, group in groups:
+        numbers = [int(n) for n in group["number"] if int(n) in curves]
+        values = {int(n): float(v) for n, v in zip(group["number"], group["value"], strict=True)}
+        table = pd.DataFrame({n: curves[n] for n in numbers})  # step x trial
+        ranked = sorted(numbers, key=lambda n: (-values[n] if maximize else values[n], n))
+        best = ranked[0] if ranked else None
+        cuts = []
+        for n in numbers:
+            cut = _first_cut(n, table, percentile, warmup, interval, startup, maximize,
+                             epochs.get(n))
+            if cut is not None:
+                cuts.append(Cut(n, *cut, values[n]))
+        keeps = None
+        if best is not None and any(c.number == best for c in cuts):
+            keeps = next(w for w in range(warmup + 1, int(table.index.max()) + 2)
+                         if _first_cut(best, table, percentile, w, interval, startup, maximize,
+                                       epochs.get(best)) is None)
+        out.append(StratumReplay(str(stratum), len(numbers), tuple(cuts), best, keeps))
+    return PruningReplay(name, _settings(name, percentile, warmup, interval, startup),
+                         judged_by, tuple(out))
+
+
+def _first_cut(n: int, table: pd.DataFrame, percentile: float, warmup: int, interval: int,
+               startup: int, maximize: bool, epochs: int | None) -> tuple[int, float, float] | None:
+    """The first step at which trial ``n`` would be cut: (step, its best so far, threshold)."""
+    mine = table[n].dropna()
+    others = table.drop(columns=n)
+    if others.shape[1] == 0 or others.shape[1] < startup:
+        return None
+    so_far = mine.cummax() if maximize else mine.cummin()
+    reported = list(mine.index)
+    for i, step in enumerate(reported):
+        if step < warmup or (epochs is not None and step >= epochs):
+            continue
+        # Optuna judges a step only when no earlier reported step fell in its interval
+        lower = (step - warmup) // interval * interval + warmup
+        if i > 0 and reported[i - 1] >= lower:
+            continue
+        at = others.loc[step].dropna().to_numpy(dtype=float) if step in others.index else []
+        if len(at) == 0:
+            continue
+        threshold = float(np.percentile(at, 100 - percentile if maximize else percentile))
+        best = float(so_far.loc[step])
+        if best < threshold if maximize else best > threshold:
+            return int(step), best, threshold
+    return None
+
+
+def _settings(name: str, percentile: float, warmup: int, interval: int, startup: int) -> str:
+    parts = [] if name == "median" else [f"percentile {percentile:g}"]
+    parts += [f"warm-up {warmup} epoch{'s' * (warmup != 1)}",
+              f"{startup} start-up trial{'s' * (startup != 1)}",
+              "every epoch" if interval == 1 else f"every {interval} epochs"]
+    return ", ".join(parts)
