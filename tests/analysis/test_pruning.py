@@ -16,8 +16,10 @@ import pytest
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 from support import SPEC, synthetic_frames
+from typer.testing import CliRunner
 
 from rnnlab.analysis.pruning import replay, replay_pruning
+from rnnlab.cli.app import app
 from rnnlab.core.spec import RunConfig, flatten, validate
 from rnnlab.core.study_spec import study_spec
 from rnnlab.reports.info import get_report_info
@@ -60,6 +62,9 @@ SETTINGS = [
     {"name": "percentile", "percentile": 25.0, "n_startup_trials": 2, "n_warmup_steps": 3},
     {"name": "percentile", "percentile": 75.0, "n_startup_trials": 1, "n_warmup_steps": 0,
      "interval_steps": 2},
+    {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1, "patience": 1},
+    {"name": "percentile", "percentile": 60.0, "n_startup_trials": 2, "n_warmup_steps": 2,
+     "interval_steps": 2, "patience": 1, "min_delta": 0.01},
 ]
 
 
@@ -88,6 +93,12 @@ def test_the_replay_cuts_exactly_where_optunas_pruner_from_the_same_spec_would(p
     assert cut == {n: s for n, s in expected.items() if s is not None}
     if pruner["n_startup_trials"] <= 5:
         assert cut  # the comparison is not vacuous
+    if "patience" in pruner:  # fewer cuts, and later, than without patience
+        plain = replay(steps, trials, {k: v for k, v in spec.study.pruner.model_dump(
+            mode="json").items() if k not in ("patience", "min_delta")}, direction, "test",
+            {n: max(c) for n, c in curves.items()})
+        before = {c.number: c.step for c in plain.strata[0].cuts}
+        assert set(cut) <= set(before) and all(cut[n] >= before[n] for n in cut)
     if pruner["n_startup_trials"] >= len(curves):
         assert not cut
 
@@ -126,7 +137,7 @@ def test_a_stratums_slow_starting_best_is_flagged_with_the_warm_up_that_keeps_it
     # below the others' median at epochs 1-3, above from epoch 4: cut at 1, kept from 4 on
     assert lstm.best_cut is not None and lstm.best_cut.step == 1
     assert lstm.best_cut.final == 0.96 and lstm.keeps_best_from == 4
-    assert (gru.best, gru.best_cut, gru.keeps_best_from) == (6, None, None)
+    assert (gru.best, gru.best_cut, gru.keeps_best_from, gru.judged) == (6, None, None, True)
     assert [c.number for c in gru.cuts] == [4]  # its worst trial, always below the median
 
     info = get_report_info(frames)
@@ -149,9 +160,48 @@ def test_a_stratums_slow_starting_best_is_flagged_with_the_warm_up_that_keeps_it
         _stratified_frames({"name": "median", "n_startup_trials": 2, "n_warmup_steps": 4})),
         "md")
 
+    # gru's trials have two others each: three start-up trials never let the pruner judge
+    few = _stratified_frames({"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1})
+    lstm, gru = replay_pruning(few).strata
+    assert (lstm.judged, gru.judged, gru.cuts) == (True, False, ())
+    assert "| model.cell=gru | 3 | never judged: 2 others, fewer than its 3 start-up trials |" \
+        in render(get_report_info(few), "md")
+
 
 @pytest.mark.parametrize("name", ["none", "hyperband", "successive_halving", "wilcoxon"])
 def test_pruners_whose_rule_does_not_replay_get_no_section(name):
     frames = _stratified_frames({"name": name})
     assert replay_pruning(frames) is None
     assert "## Pruning, replayed" not in render(get_report_info(frames), "md")
+
+
+def test_patience_keeps_a_slow_starter_that_still_climbs_and_cuts_a_stalled_trial():
+    """A stratum's median pruner with and without patience, on a real journal: a trial still
+    climbing below the median (a learning rate that rises late) is kept; one stuck at chance
+    below it (a constant curve has stalled too) is cut."""
+    raw = yaml.safe_load(yaml.safe_dump(SPEC))
+    rule = {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 2}
+    study = optuna.create_study(direction="maximize")
+    for d in (0.0, 0.01, 0.02):
+        study.add_trial(_frozen(0, {s: v + d for s, v in QUICK[0].items()}, done=True))
+    climbing = _frozen(9, {1: 0.30, 2: 0.50, 3: 0.70}, done=False)
+    flat = _frozen(9, {1: 0.1135, 2: 0.1135, 3: 0.1135}, done=False)
+    for patience, keeps_climbing in ((None, False), (2, True)):
+        raw["study"]["pruner"] = {**rule, "patience": patience}
+        pruner = make_pruner(study_spec(raw, "test"))
+        assert bool(pruner.prune(study, climbing)) is not keeps_climbing
+        assert bool(pruner.prune(study, flat)) is True
+
+
+@pytest.mark.parametrize("name", ["hyperband", "successive_halving", "wilcoxon", "none"])
+def test_patience_with_a_pruner_it_does_not_apply_to_is_one_line(tmp_path, name):
+    raw = yaml.safe_load(yaml.safe_dump(SPEC))
+    raw["study"]["pruner"] = {"name": name, "patience": 3}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["sweep", str(path), "--storage",
+                                      str(tmp_path / "s.journal")])
+    assert result.exit_code == 2 and not (tmp_path / "s.journal").exists()
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"rnnlab: error: {path}: study.pruner: patience applies to the "
+                           f"median and percentile pruners, not {name}; drop it or use one")

@@ -355,3 +355,26 @@ def test_an_ablations_strata_show_what_its_plan_gives_each(tmp_path, monkeypatch
     assert report.exit_code == 0, report.output
     assert "ablation's arms of that stratum's best config" in report.stdout
     assert "shared out equally" not in report.stdout  # what a search's strata do
+
+
+def test_pruner_settings_replayed_on_a_study_by_the_docs_script(searched):
+    """docs/results/replay_pruner.py: any settings replayed on a study's complete trials, a
+    row per stratum; bad settings or an unknown study are one line, exit code 2."""
+    script = Path(__file__).resolve().parents[2] / "docs/results/replay_pruner.py"
+    run = [sys.executable, str(script), "--storage", searched.storage]
+    done = subprocess.run([*run, NAME, '{"name": "median", "n_startup_trials": 1, '
+                           '"n_warmup_steps": 0}', '{"name": "hyperband"}'],
+                          capture_output=True, text=True, env=searched.env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [r for r in done.stdout.splitlines() if r.startswith("| median")]
+    assert [r.split(" | ")[1] for r in rows] == ["model.cell=rnn", "model.cell=gru"]
+    assert all(r.split(" | ")[2] == "2" for r in rows)  # each stratum's complete trials
+    assert "| hyperband | - | - | not replayed" in done.stdout
+    for args, words in (([NAME, '{"name": "median", "patience": 0}'], "patience"),
+                        ([NAME, "{not json"], "Expecting property name"),
+                        (["nope", "{}"], "no study named 'nope'")):
+        bad = subprocess.run([*run, *args], capture_output=True, text=True,
+                             env=searched.env(), timeout=120)
+        assert bad.returncode == 2 and bad.stdout == ""
+        [line] = bad.stderr.splitlines()
+        assert line.startswith("replay_pruner: error: ") and words in line, line

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from rnnlab.analysis.frames import StudyFrames
+from rnnlab.core.study_spec import stalled
 
 REPLAYED = ("median", "percentile")  # the pruners whose rule the replay applies
 
@@ -51,6 +52,7 @@ class StratumReplay:
     cuts: tuple[Cut, ...]
     best: int | None  # the stratum's best complete trial
     keeps_best_from: int | None  # the smallest warm-up that keeps the best (None: no cut)
+    judged: bool = True  # False: fewer others than the pruner's start-up trials
 
     @property
     def best_cut(self) -> Cut | None:
@@ -62,6 +64,7 @@ class PruningReplay:
     """The replay of study ``judged_by``'s pruner on this study's complete trials."""
 
     pruner: str  # median, percentile
+    startup: int  # its n_startup_trials
     settings: str  # "warm-up 5 epochs, 3 start-up trials, every epoch"
     judged_by: str  # the study whose pruner it is (an ablation: its searched study)
     strata: tuple[StratumReplay, ...]
@@ -108,37 +111,41 @@ def replay(steps: pd.DataFrame, trials: pd.DataFrame, pruner: dict[str, Any],
     warmup = int(pruner.get("n_warmup_steps", 1))
     interval = int(pruner.get("interval_steps", 1))
     startup = int(pruner.get("n_startup_trials", 5))
+    patience = pruner.get("patience")
+    rule = dict(percentile=percentile, warmup=warmup, interval=interval, startup=startup,
+                maximize=direction == "maximize", patience=patience,
+                min_delta=float(pruner.get("min_delta", 0.0)))
     done = trials[(trials["state"] == "COMPLETE") & trials["value"].notna()]
     curves = {int(n): g.set_index("step")["value"].sort_index()
               for n, g in steps[steps["number"].isin(done["number"])].groupby("number")}
     groups = (done.groupby("stratum", sort=False) if "stratum" in done and
               done["stratum"].notna().any() else [("", done)])
-    maximize = direction == "maximize"
     out = []
     for stratum, group in groups:
         numbers = [int(n) for n in group["number"] if int(n) in curves]
         values = {int(n): float(v) for n, v in zip(group["number"], group["value"], strict=True)}
         table = pd.DataFrame({n: curves[n] for n in numbers})  # step x trial
-        ranked = sorted(numbers, key=lambda n: (-values[n] if maximize else values[n], n))
+        ranked = sorted(numbers, key=lambda n: (-values[n] if rule["maximize"] else values[n], n))
         best = ranked[0] if ranked else None
         cuts = []
         for n in numbers:
-            cut = _first_cut(n, table, percentile, warmup, interval, startup, maximize,
-                             epochs.get(n))
+            cut = _first_cut(n, table, epochs.get(n), **rule)
             if cut is not None:
                 cuts.append(Cut(n, *cut, values[n]))
         keeps = None
         if best is not None and any(c.number == best for c in cuts):
             keeps = next(w for w in range(warmup + 1, int(table.index.max()) + 2)
-                         if _first_cut(best, table, percentile, w, interval, startup, maximize,
-                                       epochs.get(best)) is None)
-        out.append(StratumReplay(str(stratum), len(numbers), tuple(cuts), best, keeps))
-    return PruningReplay(name, _settings(name, percentile, warmup, interval, startup),
+                         if _first_cut(best, table, epochs.get(best), **(rule | {"warmup": w}))
+                         is None)
+        out.append(StratumReplay(str(stratum), len(numbers), tuple(cuts), best, keeps,
+                                 judged=len(numbers) - 1 >= max(startup, 1)))
+    return PruningReplay(name, startup, _settings(name, **rule),
                          judged_by, tuple(out))
 
 
-def _first_cut(n: int, table: pd.DataFrame, percentile: float, warmup: int, interval: int,
-               startup: int, maximize: bool, epochs: int | None) -> tuple[int, float, float] | None:
+def _first_cut(n: int, table: pd.DataFrame, epochs: int | None, *, percentile: float,
+               warmup: int, interval: int, startup: int, maximize: bool, patience: int | None,
+               min_delta: float) -> tuple[int, float, float] | None:
     """The first step at which trial ``n`` would be cut: (step, its best so far, threshold)."""
     mine = table[n].dropna()
     others = table.drop(columns=n)
@@ -153,6 +160,9 @@ def _first_cut(n: int, table: pd.DataFrame, percentile: float, warmup: int, inte
         lower = (step - warmup) // interval * interval + warmup
         if i > 0 and reported[i - 1] >= lower:
             continue
+        if patience is not None and not stalled(list(mine.iloc[:i + 1]), patience, min_delta,
+                                                maximize):
+            continue
         at = others.loc[step].dropna().to_numpy(dtype=float) if step in others.index else []
         if len(at) == 0:
             continue
@@ -163,9 +173,13 @@ def _first_cut(n: int, table: pd.DataFrame, percentile: float, warmup: int, inte
     return None
 
 
-def _settings(name: str, percentile: float, warmup: int, interval: int, startup: int) -> str:
+def _settings(name: str, *, percentile: float, warmup: int, interval: int, startup: int,
+              patience: int | None, min_delta: float, **_: Any) -> str:
     parts = [] if name == "median" else [f"percentile {percentile:g}"]
     parts += [f"warm-up {warmup} epoch{'s' * (warmup != 1)}",
               f"{startup} start-up trial{'s' * (startup != 1)}",
               "every epoch" if interval == 1 else f"every {interval} epochs"]
+    if patience is not None:
+        parts.append(f"only once stalled for {patience} epoch{'s' * (patience != 1)}"
+                     + (f" (by {min_delta:g})" if min_delta else ""))
     return ", ".join(parts)

@@ -7,6 +7,7 @@ spec fails as one line naming the key, never in a trial.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -52,6 +53,30 @@ class PrunerConfig(Section):
     min_resource: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"  # hyperband, sha
     reduction_factor: Annotated[int, Field(ge=2)] = 3
     p_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.1  # wilcoxon
+    # median, percentile: cut a trial only once it has stalled, its best of the last `patience`
+    # epochs no better than its best before them by more than min_delta (:func:`stalled`), so
+    # a slow starter that still climbs is judged when it levels off, not while it rises
+    patience: Annotated[int, Field(ge=1)] | None = None
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+
+    @model_validator(mode="after")
+    def _patience_for_rules(self) -> PrunerConfig:
+        if self.patience is not None and self.name not in ("median", "percentile"):
+            raise ValueError(f"patience applies to the median and percentile pruners, not "
+                             f"{self.name}; drop it or use one of those")
+        return self
+
+
+def stalled(values: Sequence[float], patience: int, min_delta: float, maximize: bool) -> bool:
+    """Whether a trial's curve so far (its values in epoch order) has stalled: its best of the
+    last ``patience`` values is no better than its best before them by more than
+    ``min_delta`` (``patience: N`` in a pruner's spec lets it cut only such a trial)."""
+    if len(values) <= patience:
+        return False
+    before, recent = values[:-patience], values[-patience:]
+    if maximize:
+        return max(recent) <= max(before) + min_delta
+    return min(recent) >= min(before) - min_delta
 
 
 # What a trial's run logs besides its curves, for the MLflow UI's columns (see

@@ -251,7 +251,9 @@ def _pruning_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
     rows = []
     for s in info.pruning.strata:
         cuts = "; ".join(f"{c.number}: {c.step}, {c.value:.4f}, {c.final:.4f}"
-                         for c in s.cuts) or "none"
+                         for c in s.cuts) or ("none" if s.judged else (
+                             f"never judged: {s.complete - 1} others, fewer than its "
+                             f"{info.pruning.startup} start-up trials"))
         rows.append([s.name or "all", str(s.complete), cuts,
                      "yes" if s.best_cut is not None else "no",
                      "-" if s.keeps_best_from is None else f"{s.keeps_best_from} epochs"])

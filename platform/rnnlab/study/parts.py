@@ -8,7 +8,7 @@ import numpy as np
 import optuna
 
 from rnnlab.core.spec import RunConfig, apply_overrides, validate
-from rnnlab.core.study_spec import KEEP_BEST, Distribution, StudySpec
+from rnnlab.core.study_spec import KEEP_BEST, Distribution, StudySpec, stalled
 from rnnlab.study.strata import StratifiedPruner, StratifiedSampler
 from rnnlab.study.views import WindowedSampler
 
@@ -66,7 +66,25 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     """The spec's pruner, judging each trial within its stratum when the study has strata.
     Hyperband's largest budget is the trial's epochs (unless searched)."""
     pruner = _pruner(spec)
+    cfg = spec.study.pruner
+    if cfg.patience is not None:
+        pruner = StalledPruner(pruner, cfg.patience, cfg.min_delta)
     return StratifiedPruner(pruner, spec.study.strata) if spec.study.strata else pruner
+
+
+class StalledPruner(optuna.pruners.BasePruner):
+    """A pruner that may cut a trial only once its curve has stalled (:func:`stalled`): within
+    one cell, a learning rate whose curve rises late is below the median early on while it
+    still climbs, and ends best."""
+
+    def __init__(self, inner: optuna.pruners.BasePruner, patience: int, min_delta: float):
+        self.inner, self.patience, self.min_delta = inner, patience, min_delta
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        values = [v for _, v in sorted(trial.intermediate_values.items())]
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        return (stalled(values, self.patience, self.min_delta, maximize)
+                and self.inner.prune(study, trial))
 
 
 def _pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
