@@ -7,11 +7,13 @@ tracking store (through :mod:`rnnlab.tracking.store`).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 
@@ -248,11 +250,15 @@ def study_frames(storage: str, name: str, *, tracking_uri: str | None = None,
         judged_by=_judged_by(storage, name, spec))
 
 
-def _steps(trials: Iterable[optuna.trial.FrozenTrial]) -> pd.DataFrame:
-    rows = [(t.number, step, value) for t in trials
-            for step, value in sorted(t.intermediate_values.items())]
-    return pd.DataFrame(rows, columns=["number", "step", "value"]).astype(
-        {"number": int, "step": int, "value": float})
+def _steps(trials: Sequence[optuna.trial.FrozenTrial]) -> pd.DataFrame:
+    sizes = [len(t.intermediate_values) for t in trials]
+    chain = itertools.chain.from_iterable
+    return pd.DataFrame({
+        "number": np.repeat(np.array([t.number for t in trials], dtype=int), sizes),
+        "step": np.fromiter(chain(t.intermediate_values for t in trials), dtype=int,
+                            count=sum(sizes)),
+        "value": np.fromiter(chain(t.intermediate_values.values() for t in trials),
+                             dtype=float, count=sum(sizes))})
 
 
 def _judged_by(storage: str, name: str,

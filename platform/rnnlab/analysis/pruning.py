@@ -116,61 +116,103 @@ def replay(steps: pd.DataFrame, trials: pd.DataFrame, pruner: dict[str, Any],
                 maximize=direction == "maximize", patience=patience,
                 min_delta=float(pruner.get("min_delta", 0.0)))
     done = trials[(trials["state"] == "COMPLETE") & trials["value"].notna()]
-    curves = {int(n): g.set_index("step")["value"].sort_index()
-              for n, g in steps[steps["number"].isin(done["number"])].groupby("number")}
+    mine = steps[steps["number"].isin(done["number"])]
+    wide = mine.pivot(index="step", columns="number", values="value").sort_index()  # step x trial
     groups = (done.groupby("stratum", sort=False) if "stratum" in done and
               done["stratum"].notna().any() else [("", done)])
     out = []
     for stratum, group in groups:
-        numbers = [int(n) for n in group["number"] if int(n) in curves]
+        numbers = [int(n) for n in group["number"] if int(n) in wide.columns]
         values = {int(n): float(v) for n, v in zip(group["number"], group["value"], strict=True)}
-        table = pd.DataFrame({n: curves[n] for n in numbers})  # step x trial
+        table = wide[numbers].dropna(how="all")
         ranked = sorted(numbers, key=lambda n: (-values[n] if rule["maximize"] else values[n], n))
         best = ranked[0] if ranked else None
-        cuts = []
-        for n in numbers:
-            cut = _first_cut(n, table, epochs.get(n), **rule)
-            if cut is not None:
-                cuts.append(Cut(n, *cut, values[n]))
+        cuts = _cuts(table, epochs, **rule)
         keeps = None
-        if best is not None and any(c.number == best for c in cuts):
-            keeps = next(w for w in range(warmup + 1, int(table.index.max()) + 2)
-                         if _first_cut(best, table, epochs.get(best), **(rule | {"warmup": w}))
-                         is None)
-        out.append(StratumReplay(str(stratum), len(numbers), tuple(cuts), best, keeps,
-                                 judged=len(numbers) - 1 >= max(startup, 1)))
-    return PruningReplay(name, startup, _settings(name, **rule),
-                         judged_by, tuple(out))
+        if best in cuts:
+            keeps = next(w for w in range(rule["warmup"] + 1, int(table.index.max()) + 2)
+                         if best not in _cuts(table[[best]], epochs, others=table.drop(
+                             columns=best), **(rule | {"warmup": w})))
+        out.append(StratumReplay(
+            str(stratum), len(numbers),
+            tuple(Cut(n, *cuts[n], values[n]) for n in numbers if n in cuts), best, keeps,
+            judged=len(numbers) - 1 >= max(rule["startup"], 1)))
+    return PruningReplay(name, rule["startup"], _settings(name, **rule), judged_by, tuple(out))
 
 
-def _first_cut(n: int, table: pd.DataFrame, epochs: int | None, *, percentile: float,
-               warmup: int, interval: int, startup: int, maximize: bool, patience: int | None,
-               min_delta: float) -> tuple[int, float, float] | None:
-    """The first step at which trial ``n`` would be cut: (step, its best so far, threshold)."""
-    mine = table[n].dropna()
-    others = table.drop(columns=n)
-    if others.shape[1] == 0 or others.shape[1] < startup:
-        return None
-    so_far = mine.cummax() if maximize else mine.cummin()
-    reported = list(mine.index)
-    for i, step in enumerate(reported):
-        if step < warmup or (epochs is not None and step >= epochs):
+def _cuts(table: pd.DataFrame, epochs: dict[int, int], *, percentile: float, warmup: int,
+          interval: int, startup: int, maximize: bool, patience: int | None, min_delta: float,
+          others: pd.DataFrame | None = None) -> dict[int, tuple[int, float, float]]:
+    """Each trial of ``table`` (steps x trials) the rule would cut, judged against the other
+    trials of ``table`` and ``others``: its first cut as (step, best so far, threshold).
+    Vectorised over trials and steps, so a stratum of thousands of trials replays in seconds;
+    where a trial's value ties with the threshold, the threshold is computed as Optuna does."""
+    pool = table if others is None else pd.concat([table, others], axis=1)
+    judged = list(table.columns)
+    if pool.shape[1] - 1 < max(startup, 1):
+        return {}
+    grid = pool.to_numpy(dtype=float)  # steps x trials
+    q = (100 - percentile if maximize else percentile) / 100
+    threshold = _leave_one_out(grid, q)[:, :len(judged)]
+    mine = grid[:, :len(judged)]
+    so_far = (np.fmax if maximize else np.fmin).accumulate(mine, axis=0)
+    with np.errstate(invalid="ignore"):
+        below = (so_far < threshold) if maximize else (so_far > threshold)
+        near = np.abs(so_far - threshold) <= 1e-9 * np.maximum(1.0, np.abs(threshold))
+    steps = pool.index.to_numpy()
+    present = ~np.isnan(mine)
+    # Optuna judges a step only when no earlier reported step fell in its interval
+    lower = (steps - warmup) // interval * interval + warmup
+    previous = pd.DataFrame(np.where(present, steps[:, None], np.nan)).ffill().shift(1)
+    first = ~(previous.to_numpy() >= lower[:, None])  # no earlier step (NaN) counts as first
+    last = np.array([epochs.get(n, np.inf) for n in judged], dtype=float)
+    candidate = (present & (below | near) & first & (steps >= warmup)[:, None]
+                 & (steps[:, None] < last[None, :]))
+    out = {}
+    for j in np.flatnonzero(candidate.any(axis=0)):
+        for row in np.flatnonzero(candidate[:, j]):
+            if patience is not None and not stalled(
+                    list(mine[:row + 1, j][present[:row + 1, j]]), patience, min_delta,
+                    maximize):
+                continue
+            best, cut_at = float(so_far[row, j]), float(threshold[row, j])
+            if near[row, j]:  # a tie: the threshold exactly as Optuna computes it
+                rest = np.delete(grid[row], j)
+                cut_at = float(np.percentile(rest[~np.isnan(rest)], q * 100))
+                if not (best < cut_at if maximize else best > cut_at):
+                    continue
+            out[judged[j]] = (int(steps[row]), best, cut_at)
+            break
+    return out
+
+
+def _leave_one_out(grid: np.ndarray, q: float) -> np.ndarray:
+    """At each step (row), each trial's (column's) threshold: the ``q`` quantile (linear, as
+    numpy's) of the other trials' values at that step; NaN where the trial has no value there
+    or no other trial has one."""
+    out = np.full(grid.shape, np.nan)
+    for r, row in enumerate(grid):
+        idx = np.flatnonzero(~np.isnan(row))
+        m = len(idx)
+        if m < 2:
             continue
-        # Optuna judges a step only when no earlier reported step fell in its interval
-        lower = (step - warmup) // interval * interval + warmup
-        if i > 0 and reported[i - 1] >= lower:
-            continue
-        if patience is not None and not stalled(list(mine.iloc[:i + 1]), patience, min_delta,
-                                                maximize):
-            continue
-        at = others.loc[step].dropna().to_numpy(dtype=float) if step in others.index else []
-        if len(at) == 0:
-            continue
-        threshold = float(np.percentile(at, 100 - percentile if maximize else percentile))
-        best = float(so_far.loc[step])
-        if best < threshold if maximize else best > threshold:
-            return int(step), best, threshold
-    return None
+        order = np.argsort(row[idx], kind="stable")
+        ordered = row[idx][order]
+        rank = np.empty(m, dtype=int)
+        rank[order] = np.arange(m)
+        position = q * (m - 2)  # among the m - 1 others, sorted
+        k = int(np.floor(position))
+        frac = position - k
+        low = ordered[_nth_other(k, rank, m)]
+        high = ordered[_nth_other(min(k + 1, m - 2), rank, m)]
+        out[r, idx] = low + (high - low) * frac
+    return out
+
+
+def _nth_other(j: int, rank: np.ndarray, m: int) -> np.ndarray:
+    """Where in the sorted values of all ``m`` trials each trial's ``j``-th smallest other
+    value is (the trial of rank ``rank`` left out)."""
+    return np.where(j < rank, j, np.minimum(j + 1, m - 1))
 
 
 def _settings(name: str, *, percentile: float, warmup: int, interval: int, startup: int,
