@@ -15,14 +15,17 @@ from rnnlab.study.parts import make_pruner, make_sampler, sample_config
 
 STUDIES = sorted((Path(__file__).resolve().parents[2] / "studies").glob("*.yaml"))
 RESULTS = STUDIES[0].parents[1] / "docs" / "results"
-# the study specs behind docs/results.md's later measurements (the best configs aside)
+# the specs behind docs/results.md's later measurements, and the configs they found (run
+# configs; the one command's best configs, best_*.yaml, aside)
 MEASURED = sorted(p for p in RESULTS.glob("*.yaml") if not p.stem.startswith("best_"))
 
 
 def test_there_are_shipped_specs():
     assert {p.stem for p in STUDIES} >= {"quickstart", "tutorial", "tutorial_sweep",
                                           "normalisation_ablation", "full_mnist"}
-    assert {p.stem for p in MEASURED} == {"lstm_lr_curves", "tutorial_sweep_patience"}
+    assert {p.stem for p in MEASURED} == {
+        "lstm_lr_curves", "tutorial_sweep_patience", "tutorial_sweep_patience-best_lstm",
+        "tutorial_sweep_patience-best_gru"}
 
 
 @pytest.mark.parametrize("path", STUDIES + MEASURED, ids=[p.stem for p in STUDIES + MEASURED])
