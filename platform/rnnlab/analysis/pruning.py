@@ -111,7 +111,7 @@ def replay(steps: pd.DataFrame, trials: pd.DataFrame, pruner: dict[str, Any],
     warmup = int(pruner.get("n_warmup_steps", 1))
     interval = int(pruner.get("interval_steps", 1))
     startup = int(pruner.get("n_startup_trials", 5))
-    patience = pruner.get("patience")
+    patience = None if pruner.get("patience") is None else int(pruner["patience"])
     rule = dict(percentile=percentile, warmup=warmup, interval=interval, startup=startup,
                 maximize=direction == "maximize", patience=patience,
                 min_delta=float(pruner.get("min_delta", 0.0)))
