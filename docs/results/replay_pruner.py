@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RnnlabError) as exc:
         print(f"replay_pruner: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
-    epochs = {int(n): int(e) for n, e in zip(frames.configs["number"],
-                                             frames.configs["train.epochs"], strict=True)}
+    configs = frames.configs
+    epochs = ({int(n): int(e) for n, e in zip(configs["number"], configs["train.epochs"],
+                                              strict=True)} if "train.epochs" in configs else {})
     print("| settings | stratum | complete | cut | epochs not trained | earliest cut | best cut |")
     print("|---|---|---|---|---|---|---|")
     for pruner in pruners:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                   "| - | - | - |")
             continue
         for s in got.strata:
-            saved = sum(epochs[c.number] - c.step for c in s.cuts)
+            saved = sum(epochs.get(c.number, c.step) - c.step for c in s.cuts)
             first = min((c.step for c in s.cuts), default=None)
             best = "no" if s.best_cut is None else (
                 f"at epoch {s.best_cut.step} (kept from warm-up {s.keeps_best_from})")

@@ -5,6 +5,7 @@ stratum, it resumes after a Ctrl-C with its plan whole, and every bad input is o
 from __future__ import annotations
 
 import collections
+import importlib.util
 import json
 import os
 import subprocess
@@ -357,24 +358,25 @@ def test_an_ablations_strata_show_what_its_plan_gives_each(tmp_path, monkeypatch
     assert "shared out equally" not in report.stdout  # what a search's strata do
 
 
-def test_pruner_settings_replayed_on_a_study_by_the_docs_script(searched):
+def test_pruner_settings_replayed_on_a_study_by_the_docs_script(searched, capsys):
     """docs/results/replay_pruner.py: any settings replayed on a study's complete trials, a
     row per stratum; bad settings or an unknown study are one line, exit code 2."""
-    script = Path(__file__).resolve().parents[2] / "docs/results/replay_pruner.py"
-    run = [sys.executable, str(script), "--storage", searched.storage]
-    done = subprocess.run([*run, NAME, '{"name": "median", "n_startup_trials": 1, '
-                           '"n_warmup_steps": 0}', '{"name": "hyperband"}'],
-                          capture_output=True, text=True, env=searched.env(), timeout=120)
-    assert done.returncode == 0, done.stderr
-    rows = [r for r in done.stdout.splitlines() if r.startswith("| median")]
+    path = Path(__file__).resolve().parents[2] / "docs/results/replay_pruner.py"
+    spec = importlib.util.spec_from_file_location("replay_pruner", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    run = ["--storage", searched.storage, "--tracking-uri", searched.uri]
+    assert script.main([*run, NAME, '{"name": "median", "n_startup_trials": 1, '
+                        '"n_warmup_steps": 0}', '{"name": "hyperband"}']) == 0
+    out = capsys.readouterr().out
+    rows = [r for r in out.splitlines() if r.startswith("| median")]
     assert [r.split(" | ")[1] for r in rows] == ["model.cell=rnn", "model.cell=gru"]
     assert all(r.split(" | ")[2] == "2" for r in rows)  # each stratum's complete trials
-    assert "| hyperband | - | - | not replayed" in done.stdout
+    assert "| hyperband | - | - | not replayed" in out
     for args, words in (([NAME, '{"name": "median", "patience": 0}'], "patience"),
                         ([NAME, "{not json"], "Expecting property name"),
                         (["nope", "{}"], "no study named 'nope'")):
-        bad = subprocess.run([*run, *args], capture_output=True, text=True,
-                             env=searched.env(), timeout=120)
-        assert bad.returncode == 2 and bad.stdout == ""
-        [line] = bad.stderr.splitlines()
-        assert line.startswith("replay_pruner: error: ") and words in line, line
+        assert script.main([*run, *args]) == 2
+        bad = capsys.readouterr()
+        [line] = bad.err.splitlines()
+        assert bad.out == "" and line.startswith("replay_pruner: error: ") and words in line
