@@ -23,7 +23,7 @@ import sys
 import optuna
 
 from rnnlab.analysis.frames import study_frames
-from rnnlab.analysis.pruning import replay
+from rnnlab.analysis.pruning import replay, trial_epochs
 from rnnlab.core.spec import validate
 from rnnlab.core.study_spec import PrunerConfig
 from rnnlab.errors import RnnlabError
@@ -45,9 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RnnlabError) as exc:
         print(f"replay_pruner: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
-    configs = frames.configs
-    epochs = ({int(n): int(e) for n, e in zip(configs["number"], configs["train.epochs"],
-                                              strict=True)} if "train.epochs" in configs else {})
+    epochs = trial_epochs(frames)
     print("| settings | stratum | complete | cut | epochs not trained | earliest cut | best cut |")
     print("|---|---|---|---|---|---|---|")
     for pruner in pruners:

@@ -269,7 +269,7 @@ def _judged_by(storage: str, name: str,
         return None
     of = ((spec.get("study") or {}).get("ablation") or {}).get("of")
     if of is not None:
-        if of not in study_names(storage):
+        if not has_study(storage, of):
             return None
         spec, name = load_study(storage, of).user_attrs.get(ATTR_SPEC) or {}, of
         if not spec:

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from rnnlab.analysis.frames import StudyFrames
-from rnnlab.core.study_spec import stalled
+from rnnlab.core.study_spec import PERCENTILE_RULES, PrunerConfig, stalled
 
-REPLAYED = ("median", "percentile")  # the pruners whose rule the replay applies
+REPLAYED = PERCENTILE_RULES  # the pruners whose rule the replay applies
 
 
 @dataclass(frozen=True)
@@ -74,18 +74,23 @@ class PruningReplay:
         return any(s.best_cut is not None for s in self.strata)
 
 
+def trial_epochs(frames: StudyFrames) -> dict[int, int]:
+    """Each trial's number of epochs (its last step, which no pruner judges), from its config."""
+    configs = frames.configs
+    if "train.epochs" not in configs:
+        return {}
+    return {int(n): int(e) for n, e in zip(configs["number"], configs["train.epochs"],
+                                           strict=True) if pd.notna(e)}
+
+
 def replay_pruning(frames: StudyFrames) -> PruningReplay | None:
     """The study's pruner (an ablation: its searched study's, when the store holds that study)
     replayed on the study's complete trials; None where there is none to replay."""
     if frames.judged_by is None:
         return None
-    epochs = {}
-    if "train.epochs" in frames.configs:
-        epochs = {int(n): int(e) for n, e in zip(frames.configs["number"],
-                                                 frames.configs["train.epochs"], strict=True)
-                  if pd.notna(e)}
     judged_by, pruner = frames.judged_by
-    return replay(frames.steps, frames.trials, pruner, frames.direction, judged_by, epochs)
+    return replay(frames.steps, frames.trials, pruner, frames.direction, judged_by,
+                  trial_epochs(frames))
 
 
 def replay(steps: pd.DataFrame, trials: pd.DataFrame, pruner: dict[str, Any],
@@ -96,7 +101,8 @@ def replay(steps: pd.DataFrame, trials: pd.DataFrame, pruner: dict[str, Any],
         steps: the values the trials reported to the pruner: ``number``, ``step``, ``value``.
         trials: the trials frame: ``number``, ``state``, ``value`` and, stratified,
             ``stratum``.
-        pruner: the pruner's settings, as a spec holds them.
+        pruner: the pruner's settings, as a spec holds them (unset keys take the spec's
+            defaults).
         direction: ``maximize`` or ``minimize``.
         judged_by: the study whose pruner it is.
         epochs: each trial's number of epochs (the last step, never judged).
@@ -104,17 +110,14 @@ def replay(steps: pd.DataFrame, trials: pd.DataFrame, pruner: dict[str, Any],
     Returns:
         None when the pruner is not one the replay applies (:data:`REPLAYED`).
     """
-    name = pruner.get("name", "median")
-    if name not in REPLAYED:
+    cfg = PrunerConfig.model_validate(pruner)
+    if cfg.name not in REPLAYED:
         return None
-    percentile = 50.0 if name == "median" else float(pruner.get("percentile", 25.0))
-    warmup = int(pruner.get("n_warmup_steps", 1))
-    interval = int(pruner.get("interval_steps", 1))
-    startup = int(pruner.get("n_startup_trials", 5))
-    patience = None if pruner.get("patience") is None else int(pruner["patience"])
-    rule = dict(percentile=percentile, warmup=warmup, interval=interval, startup=startup,
-                maximize=direction == "maximize", patience=patience,
-                min_delta=float(pruner.get("min_delta", 0.0)))
+    maximize = direction == "maximize"
+    percentile = 50.0 if cfg.name == "median" else cfg.percentile
+    rule = dict(warmup=cfg.n_warmup_steps, interval=cfg.interval_steps,
+                startup=cfg.n_startup_trials, maximize=maximize, patience=cfg.patience,
+                min_delta=cfg.min_delta)
     done = trials[(trials["state"] == "COMPLETE") & trials["value"].notna()]
     mine = steps[steps["number"].isin(done["number"])]
     wide = mine.pivot(index="step", columns="number", values="value").sort_index()  # step x trial
@@ -124,66 +127,75 @@ def replay(steps: pd.DataFrame, trials: pd.DataFrame, pruner: dict[str, Any],
     for stratum, group in groups:
         numbers = [int(n) for n in group["number"] if int(n) in wide.columns]
         values = {int(n): float(v) for n, v in zip(group["number"], group["value"], strict=True)}
-        table = wide[numbers].dropna(how="all")
-        ranked = sorted(numbers, key=lambda n: (-values[n] if rule["maximize"] else values[n], n))
+        judge = _Judge(wide[numbers].dropna(how="all"), percentile, maximize)
+        ranked = sorted(numbers, key=lambda n: (-values[n] if maximize else values[n], n))
         best = ranked[0] if ranked else None
-        cuts = _cuts(table, epochs, **rule)
+        cuts = judge.cuts(epochs, **rule)
         keeps = None
-        if best in cuts:
-            keeps = next(w for w in range(rule["warmup"] + 1, int(table.index.max()) + 2)
-                         if best not in _cuts(table[[best]], epochs, others=table.drop(
-                             columns=best), **(rule | {"warmup": w})))
+        if best in cuts:  # the same thresholds, a later warm-up each time
+            keeps = next(w for w in range(cfg.n_warmup_steps + 1, int(judge.steps.max()) + 2)
+                         if best not in judge.cuts(epochs, only=best, **(rule | {"warmup": w})))
         out.append(StratumReplay(
             str(stratum), len(numbers),
             tuple(Cut(n, *cuts[n], values[n]) for n in numbers if n in cuts), best, keeps,
-            judged=len(numbers) - 1 >= max(rule["startup"], 1)))
-    return PruningReplay(name, rule["startup"], _settings(name, **rule), judged_by, tuple(out))
+            judged=len(numbers) - 1 >= max(cfg.n_startup_trials, 1)))
+    return PruningReplay(cfg.name, cfg.n_startup_trials, _settings(cfg), judged_by, tuple(out))
 
 
-def _cuts(table: pd.DataFrame, epochs: dict[int, int], *, percentile: float, warmup: int,
-          interval: int, startup: int, maximize: bool, patience: int | None, min_delta: float,
-          others: pd.DataFrame | None = None) -> dict[int, tuple[int, float, float]]:
-    """Each trial of ``table`` (steps x trials) the rule would cut, judged against the other
-    trials of ``table`` and ``others``: its first cut as (step, best so far, threshold).
-    Vectorised over trials and steps, so a stratum of thousands of trials replays in seconds;
-    where a trial's value ties with the threshold, the threshold is computed as Optuna does."""
-    pool = table if others is None else pd.concat([table, others], axis=1)
-    judged = list(table.columns)
-    if pool.shape[1] - 1 < max(startup, 1):
-        return {}
-    grid = pool.to_numpy(dtype=float)  # steps x trials
-    q = (100 - percentile if maximize else percentile) / 100
-    threshold = _leave_one_out(grid, q)[:, :len(judged)]
-    mine = grid[:, :len(judged)]
-    so_far = (np.fmax if maximize else np.fmin).accumulate(mine, axis=0)
-    with np.errstate(invalid="ignore"):
-        below = (so_far < threshold) if maximize else (so_far > threshold)
-        near = np.abs(so_far - threshold) <= 1e-9 * np.maximum(1.0, np.abs(threshold))
-    steps = pool.index.to_numpy()
-    present = ~np.isnan(mine)
-    # Optuna judges a step only when no earlier reported step fell in its interval
-    lower = (steps - warmup) // interval * interval + warmup
-    previous = pd.DataFrame(np.where(present, steps[:, None], np.nan)).ffill().shift(1)
-    first = ~(previous.to_numpy() >= lower[:, None])  # no earlier step (NaN) counts as first
-    last = np.array([epochs.get(n, np.inf) for n in judged], dtype=float)
-    candidate = (present & (below | near) & first & (steps >= warmup)[:, None]
-                 & (steps[:, None] < last[None, :]))
-    out = {}
-    for j in np.flatnonzero(candidate.any(axis=0)):
-        for row in np.flatnonzero(candidate[:, j]):
-            if patience is not None and not stalled(
-                    list(mine[:row + 1, j][present[:row + 1, j]]), patience, min_delta,
-                    maximize):
-                continue
-            best, cut_at = float(so_far[row, j]), float(threshold[row, j])
-            if near[row, j]:  # a tie: the threshold exactly as Optuna computes it
-                rest = np.delete(grid[row], j)
-                cut_at = float(np.percentile(rest[~np.isnan(rest)], q * 100))
-                if not (best < cut_at if maximize else best > cut_at):
+class _Judge:
+    """One stratum's complete trials (``table``: steps x trials) and, at every step, each
+    trial's best value so far and its threshold, the percentile of the others' values there:
+    computed once, whatever warm-up or interval the cuts are then judged with. Vectorised over
+    trials and steps, so a stratum of thousands of trials replays in seconds."""
+
+    def __init__(self, table: pd.DataFrame, percentile: float, maximize: bool):
+        self.numbers, self.maximize = list(table.columns), maximize
+        self.steps = table.index.to_numpy()
+        self.grid = table.to_numpy(dtype=float)
+        self.q = (100 - percentile if maximize else percentile) / 100
+        self.threshold = _leave_one_out(self.grid, self.q)
+        self.so_far = (np.fmax if maximize else np.fmin).accumulate(self.grid, axis=0)
+        with np.errstate(invalid="ignore"):
+            self.below = (self.so_far < self.threshold if maximize
+                          else self.so_far > self.threshold)
+            self.near = (np.abs(self.so_far - self.threshold)
+                         <= 1e-9 * np.maximum(1.0, np.abs(self.threshold)))
+        self.present = ~np.isnan(self.grid)
+
+    def cuts(self, epochs: dict[int, int], *, warmup: int, interval: int, startup: int,
+             maximize: bool, patience: int | None, min_delta: float,
+             only: int | None = None) -> dict[int, tuple[int, float, float]]:
+        """Each trial (or trial ``only``) the rule would cut: its first cut as (step, best so
+        far, threshold); where a trial's value ties with the threshold, the threshold is
+        computed as Optuna does."""
+        if len(self.numbers) - 1 < max(startup, 1):
+            return {}
+        steps, present = self.steps, self.present
+        # Optuna judges a step only when no earlier reported step fell in its interval
+        lower = (steps - warmup) // interval * interval + warmup
+        previous = pd.DataFrame(np.where(present, steps[:, None], np.nan)).ffill().shift(1)
+        first = ~(previous.to_numpy() >= lower[:, None])  # no earlier step (NaN): first
+        last = np.array([epochs.get(n, np.inf) for n in self.numbers], dtype=float)
+        candidate = (present & (self.below | self.near) & first & (steps >= warmup)[:, None]
+                     & (steps[:, None] < last[None, :]))
+        columns = (range(len(self.numbers)) if only is None
+                   else [self.numbers.index(only)])
+        out = {}
+        for j in columns:
+            for row in np.flatnonzero(candidate[:, j]):
+                if patience is not None and not stalled(
+                        list(self.grid[:row + 1, j][present[:row + 1, j]]), patience,
+                        min_delta, maximize):
                     continue
-            out[judged[j]] = (int(steps[row]), best, cut_at)
-            break
-    return out
+                best, cut_at = float(self.so_far[row, j]), float(self.threshold[row, j])
+                if self.near[row, j]:  # a tie: the threshold exactly as Optuna computes it
+                    rest = np.delete(self.grid[row], j)
+                    cut_at = float(np.percentile(rest[~np.isnan(rest)], self.q * 100))
+                    if not (best < cut_at if maximize else best > cut_at):
+                        continue
+                out[self.numbers[j]] = (int(steps[row]), best, cut_at)
+                break
+        return out
 
 
 def _leave_one_out(grid: np.ndarray, q: float) -> np.ndarray:
@@ -215,13 +227,13 @@ def _nth_other(j: int, rank: np.ndarray, m: int) -> np.ndarray:
     return np.where(j < rank, j, np.minimum(j + 1, m - 1))
 
 
-def _settings(name: str, *, percentile: float, warmup: int, interval: int, startup: int,
-              patience: int | None, min_delta: float, **_: Any) -> str:
-    parts = [] if name == "median" else [f"percentile {percentile:g}"]
+def _settings(cfg: PrunerConfig) -> str:
+    parts = [] if cfg.name == "median" else [f"percentile {cfg.percentile:g}"]
+    warmup, startup, interval = cfg.n_warmup_steps, cfg.n_startup_trials, cfg.interval_steps
     parts += [f"warm-up {warmup} epoch{'s' * (warmup != 1)}",
               f"{startup} start-up trial{'s' * (startup != 1)}",
               "every epoch" if interval == 1 else f"every {interval} epochs"]
-    if patience is not None:
-        parts.append(f"only once stalled for {patience} epoch{'s' * (patience != 1)}"
-                     + (f" (by {min_delta:g})" if min_delta else ""))
+    if cfg.patience is not None:
+        parts.append(f"only once stalled for {cfg.patience} epoch{'s' * (cfg.patience != 1)}"
+                     + (f" (by {cfg.min_delta:g})" if cfg.min_delta else ""))
     return ", ".join(parts)

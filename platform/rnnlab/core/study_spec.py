@@ -43,6 +43,11 @@ class SamplerConfig(Section):
 KEEP_BEST = 25  # what a windowed sampler keeps of the trials outside its window: the best
 
 
+# The pruners that cut a trial below a percentile of the others at the same epoch: patience
+# applies to them, and a report replays them on the complete trials.
+PERCENTILE_RULES = ("median", "percentile")
+
+
 class PrunerConfig(Section):
     name: Literal["none", "median", "percentile", "hyperband", "successive_halving",
                   "wilcoxon"] = "median"
@@ -61,7 +66,7 @@ class PrunerConfig(Section):
 
     @model_validator(mode="after")
     def _patience_for_rules(self) -> PrunerConfig:
-        if self.patience is not None and self.name not in ("median", "percentile"):
+        if self.patience is not None and self.name not in PERCENTILE_RULES:
             raise ValueError(f"patience applies to the median and percentile pruners, not "
                              f"{self.name}; drop it or use one of those")
         return self
