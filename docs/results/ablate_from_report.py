@@ -45,8 +45,13 @@ def read_report(path: Path, study: str) -> dict:
 
 
 def bests(report: dict, spec) -> list[dict]:
-    """The params of each stratum's best trial, in the order of the spec's strata."""
+    """The params of each stratum's best trial, in the order of the spec's strata: the trial
+    its selection chose on fresh seeds where the report has one (rnnlab select)."""
     rows = {r["number"]: r for r in (*report["top"], *report["per_cell"], report["best"])}
+    chosen = {r["stratum"]: r["trial"] for r in selection(report)["rows"] if r["chosen"]}
+    if chosen:
+        report = {**report, "per_stratum": [{**s, "best_trial": chosen[s["name"]]}
+                                            for s in report["per_stratum"]]}
     if missing := [s["name"] for s in report["per_stratum"] if s["best_trial"] not in rows]:
         # the report lists the top trials and each cell's best: strata on another key can
         # have a best below them
@@ -63,6 +68,12 @@ def bests(report: dict, spec) -> list[dict]:
     return matched
 
 
+def selection(report: dict) -> dict:
+    """The report's selection once done (its chosen rows and seeds), else none."""
+    found = report.get("selection") or {}
+    return found if found.get("done") else {"rows": [], "seeds": 0}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("spec", type=Path, help="the searched study's spec YAML")
@@ -75,9 +86,11 @@ def main() -> None:
     args = ap.parse_args()
     try:
         spec = load_study_spec(args.spec)
-        derived = planned_spec(spec, spec.model_dump(mode="json"),
-                               bests(read_report(args.report, spec.study.name), spec),
-                               ablation(args.factor, args.levels, args.seeds), WHERE)
+        report = read_report(args.report, spec.study.name)
+        # the ablation's seeds come after the selection's, as rnnlab ablate plans them
+        derived = planned_spec(spec, spec.model_dump(mode="json"), bests(report, spec),
+                               ablation(args.factor, args.levels, args.seeds), WHERE,
+                               after=selection(report)["seeds"])
         final = sweep(derived, args.storage, args.workers)
     except RnnlabError as exc:
         print(f"{WHERE}: error: {exc}", file=sys.stderr)

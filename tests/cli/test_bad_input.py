@@ -217,7 +217,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     assert after == before  # no study, no MLflow store or run, no half-written file
 
 
-COMMANDS = ["train", "sweep", "ablate", "worker", "status", "trials", "dashboard", "report",
+COMMANDS = ["train", "sweep", "ablate", "select", "worker", "status", "trials", "dashboard", "report",
             "ui", "keys", "slurm"]
 
 

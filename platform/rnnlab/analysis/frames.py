@@ -225,9 +225,10 @@ def study_frames(storage: str, name: str, *, tracking_uri: str | None = None,
     if parent and runs:
         reader.check_run(parent, name)
     ablated = (spec.get("study") or {}).get("ablation")
+    selected = (spec.get("study") or {}).get("selection")
     # an ablation fixes every key but its factor at each stratum's best: fANOVA would credit
-    # the strata's differences to them
-    fitted = None if ablated else importances_meanwhile(study, trials)
+    # the strata's differences to them; a selection trains a few of the search's configs again
+    fitted = None if ablated or selected else importances_meanwhile(study, trials)
     points = reader.curves(runs, metrics) if curves else reader.last_points(runs, metrics)
     # the rest of the frames while the importances may still be fitting in a child process
     table, configs, finals = _trials_frame(study, trials), _configs(trials), _finals(points)
@@ -235,7 +236,10 @@ def study_frames(storage: str, name: str, *, tracking_uri: str | None = None,
         importances, note = pd.DataFrame(columns=IMPORTANCE_COLUMNS), (
             f"not computed for an ablation: every param but {ablated['factor']} and the seed "
             "is fixed within each stratum, so fANOVA would credit the strata's differences to "
-            "them; the paired verdict within each stratum is the answer")
+            "them; the paired verdict within each stratum is the answer" if ablated else
+            f"not computed for a selection: its trials are a few of {selected['of']}'s best "
+            "configs trained again, too few and too alike to rank params by; that study's "
+            "report ranks them")
     else:
         importances, note = fitted()
     return StudyFrames(
@@ -264,10 +268,12 @@ def _steps(trials: Sequence[optuna.trial.FrozenTrial]) -> pd.DataFrame:
 def _judged_by(storage: str, name: str,
                spec: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """The study whose pruner judges this one's trials, and that pruner (spec defaults filled
-    in): the study's own; an ablation's searched study's, where this store holds it."""
+    in): the study's own; an ablation's or a selection's searched study's, where this store
+    holds it."""
     if not spec:
         return None
-    of = ((spec.get("study") or {}).get("ablation") or {}).get("of")
+    derived = (spec.get("study") or {})
+    of = (derived.get("ablation") or derived.get("selection") or {}).get("of")
     if of is not None:
         if not has_study(storage, of):
             return None

@@ -177,29 +177,73 @@ def sweep(
     Console().print(status_view([final], detail=True))
     if done := done_line(final):
         err.print(done, markup=False, highlight=False, soft_wrap=True)
-    if final.finished >= (final.budget or 0):  # the search is done: its ablations run now
+    if final.finished >= (final.budget or 0):
+        # the search is done: its selection runs now, then its ablations (from the selection's
+        # choices)
+        runner = None if ray else workers
+        if study_spec.select is not None:
+            _select(final.name, study_spec.select, _storage(storage), runner)
         for config in study_spec.ablate:
-            _ablate(final.name, config, _storage(storage), None if ray else workers)
+            _ablate(final.name, config, _storage(storage), runner)
     typer.echo(next_commands(final.name, storage))
 
 
-def _ablate(study: str, config, storage: str, workers: int | None) -> None:
-    """Run an ablation of ``study`` with the sweep's progress lines, and show its table."""
+def _derived(what: str, workers: int | None, run) -> None:
+    """Run a derived study (``run(on_start, on_progress)``: an ablation or a selection) with
+    the sweep's progress lines headed ``what``, and show its table."""
     from rnnlab.cli.progress import StudyProgress, placement_line
     from rnnlab.cli.tables import done_line, status_view
-    from rnnlab.engines.ablate import ablate as run_ablation
 
     with StudyProgress(err) as progress:
         def started(place) -> None:
             progress.workers = place.workers
-            progress.header = (f"ablation of {config.factor}: "
-                               + placement_line(place, workers is None))
+            progress.header = f"{what}: " + placement_line(place, workers is None)
 
-        final = run_ablation(storage, study, config, workers, on_start=started,
-                             on_progress=progress)
+        final = run(started, progress)
     Console().print(status_view([final], detail=True))
     if done := done_line(final, extends=False):
         err.print(done, markup=False, highlight=False, soft_wrap=True)
+
+
+def _ablate(study: str, config, storage: str, workers: int | None) -> None:
+    """Run an ablation of ``study`` with the sweep's progress lines, and show its table."""
+    from rnnlab.engines.ablate import ablate as run_ablation
+
+    _derived(f"ablation of {config.factor}", workers, lambda started, progress: run_ablation(
+        storage, study, config, workers, on_start=started, on_progress=progress))
+
+
+def _select(study: str, config, storage: str, workers: int | None) -> None:
+    """Run the selection of ``study`` with the sweep's progress lines, and show its table."""
+    from rnnlab.engines.select import select as run_selection
+
+    _derived(f"choosing each stratum's best of its top {config.top} on {config.seeds} fresh "
+             "seeds", workers, lambda started, progress: run_selection(
+                 storage, study, config, workers, on_start=started, on_progress=progress))
+
+
+@app.command()
+def select(
+    study: Annotated[str, typer.Argument(help="The searched study.")],
+    top: Annotated[int, typer.Option(help="Candidates per stratum: its best trials "
+                                          "(at least 2).")] = 3,
+    seeds: Annotated[int, typer.Option(help="Fresh seeds each candidate is trained with again "
+                                            "(at least 1).")] = 2,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Local worker processes (default: as a sweep starts).")] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Choose each stratum's best on fresh seeds: train its TOP trials again with SEEDS fresh
+    paired seeds each, in a derived study (STUDY-select); its choice (the best mean) is the
+    best that ablations start from and that the report names and confirms."""
+    _known(storage, study)
+    from rnnlab.cli.tables import next_commands
+    from rnnlab.engines.select import selection
+    from rnnlab.study.selection import selection_name
+
+    config = selection(top, seeds)
+    _select(study, config, _storage(storage), workers)
+    typer.echo(next_commands(selection_name(study), storage))
 
 
 @app.command()

@@ -116,6 +116,29 @@ class AblationConfig(Section):
     seeds: Annotated[int, Field(ge=2)] = 3
 
 
+class SelectConfig(Section):
+    """Each stratum's best chosen on fresh seeds once the search is done: its ``top`` trials
+    (by the study's objective) trained again with ``seeds`` fresh paired seeds each (the
+    search's seed + 1, 2, ...), no pruning; the stratum's best is the one with the best mean
+    over those seeds, not the luckiest single run of the search."""
+
+    top: Annotated[int, Field(ge=2)] = 3
+    seeds: Annotated[int, Field(ge=1)] = 2
+
+
+class SelectionOf(Section):
+    """What a derived selection study comes from, and the trials it runs (``rnnlab select``
+    writes it: each stratum's top trials, each seed)."""
+
+    of: str  # the searched study
+    top: int
+    seeds: int
+    # each candidate: its trial number in the searched study, its value there, and the
+    # params it trained with (every searched key)
+    candidates: list[dict[str, Any]]
+    trials: list[dict[str, Any]]  # the params of every trial, in order
+
+
 class StudySection(Section):
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
     metric: Metric = "val_acc"
@@ -129,6 +152,7 @@ class StudySection(Section):
     # sampled from its own trials only (a vanilla RNN is not cut against GRUs).
     strata: list[str] = Field(default_factory=list)
     ablation: AblationOf | None = None
+    selection: SelectionOf | None = None
     # A running trial stamps a heartbeat every heartbeat_interval s; one silent for
     # grace_period s (its worker was killed) is failed and retried up to max_retries times,
     # resuming from its last checkpoint (train.checkpoint_every).
@@ -175,6 +199,7 @@ class StudySpec(RunConfig):
 
     study: StudySection
     search: dict[str, Distribution] = Field(default_factory=dict)
+    select: SelectConfig | None = None  # run before the ablations: they start from its bests
     ablate: list[AblationConfig] = Field(default_factory=list)
 
     @property
@@ -282,6 +307,13 @@ def study_spec(raw: dict[str, Any], origin: str,
             raise RnnlabError(f"{origin}: study.n_trials {spec.study.n_trials} exceeds the "
                               f"{size} points of the grid; lower it")
     return spec
+
+
+def planned_trials(spec: StudySpec) -> list[dict[str, Any]] | None:
+    """The trials a derived study (an ablation or a selection) runs, in order; None for a
+    searched study, which samples its trials."""
+    plan = spec.study.ablation or spec.study.selection
+    return None if plan is None else plan.trials
 
 
 def stratum_name(levels: dict[str, Any]) -> str:

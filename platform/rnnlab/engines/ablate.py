@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rnnlab.core.spec import validate, yaml_scalar
-from rnnlab.core.study_spec import AblationConfig
+from rnnlab.core.study_spec import AblationConfig, StudySpec
 from rnnlab.engines.local import sweep
 from rnnlab.engines.placement import Placement, place_workers
 from rnnlab.study.ablation import ablation_spec
@@ -40,7 +40,16 @@ def ablate(storage: str, name: str, config: AblationConfig,
         RnnlabError: an unknown study or factor, a level outside the searched range, a stratum
             with no complete trial, or anything a sweep refuses.
     """
-    spec = ablation_spec(storage, name, config)
+    return run_derived(ablation_spec(storage, name, config), storage, workers,
+                       on_start=on_start, on_progress=on_progress, poll_s=poll_s)
+
+
+def run_derived(spec: StudySpec, storage: str, workers: int | Placement | None = None, *,
+                on_start: Callable[[Placement], None] | None = None,
+                on_progress: Callable[[StudyStatus], None] | None = None,
+                poll_s: float = 1.0) -> SweepResult:
+    """Run (or resume) a derived study (an ablation, a selection) on local workers: as many as
+    a sweep would start by default, or ``workers``; ``on_start`` hears where they run."""
     place = workers if isinstance(workers, Placement) else place_workers(spec, workers)
     if on_start:
         on_start(place)

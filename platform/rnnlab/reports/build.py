@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 from rnnlab.analysis.frames import study_frames
 from rnnlab.analysis.gains import ablation_gains
+from rnnlab.analysis.selection import selection
 from rnnlab.dashboards.select import CURVES
 from rnnlab.errors import RnnlabError
 from rnnlab.files import REPORT_FORMATS, atomic_write, check_format, check_writable
-from rnnlab.reports.info import get_report_info, trial_config, with_best_of
+from rnnlab.reports.info import get_report_info, trial_config, with_best_of, with_selection
 from rnnlab.reports.render import render
 
 if TYPE_CHECKING:
@@ -75,7 +76,9 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
     # the final values of the curves the dashboards draw; every epoch only for html's figures
     frames = study_frames(storage, name, tracking_uri=tracking_uri, metrics=CURVES,
                           curves=fmt == "html")
-    info = get_report_info(frames)
+    # each cell's best chosen on fresh seeds, where the study has a selection
+    info = with_selection(get_report_info(frames), frames,
+                          selection(storage, name, frames.direction))
     if fmt != "yaml":  # better levels the study's ablations found: confirmed as cells' bests
         info = dataclasses.replace(info, gains=ablation_gains(
             storage, frames, {r.cell: r.number for r in info.per_cell}, tracking_uri))

@@ -21,6 +21,7 @@ from rnnlab.analysis.gains import AblationGain
 from rnnlab.analysis.intervals import mean, mean_interval, std, welch_interval
 from rnnlab.analysis.levels import Effect, Gap, label
 from rnnlab.analysis.pruning import PruningReplay, replay_pruning
+from rnnlab.analysis.selection import Selection
 from rnnlab.core.spec import RunConfig, apply_overrides, to_yaml, validate
 from rnnlab.errors import RnnlabError
 from rnnlab.tracking.store import LAST_EPOCH
@@ -155,6 +156,7 @@ class ReportInfo:
     replayed: int = 0  # an ablation's complete trials that replay an arm another one trained
     gains: tuple[AblationGain, ...] = ()  # better levels the study's ablations found
     pruning: PruningReplay | None = None  # the pruner replayed on the complete trials
+    selection: Selection | None = None  # each stratum's best chosen on fresh seeds
 
     @property
     def cell_gaps(self) -> tuple[Gap, ...]:
@@ -205,7 +207,9 @@ def get_report_info(frames: StudyFrames, top_k: int = TOP_K) -> ReportInfo:
         best_config=trial_config(frames, rows[0].number).model_dump(mode="json"),
         top=tuple(rows[:top_k]), per_cell=tuple(per_cell.values()),
         per_stratum=frames.by_stratum(),
-        strata_note=ABLATION_STRATA_NOTE if spec.get("study", {}).get("ablation") else STRATA_NOTE,
+        strata_note=(ABLATION_STRATA_NOTE if spec.get("study", {}).get("ablation") else
+                     SELECTION_STRATA_NOTE if spec.get("study", {}).get("selection") else
+                     STRATA_NOTE),
         importances=tuple(Importance(str(r["param"]), float(r["importance"]),
                                      *(native(r.get(k)) for k in ("std", "low", "high")))
                           for r in frames.importances.to_dict("records")),
@@ -220,6 +224,34 @@ STRATA_NOTE = ("The study's budget was shared out equally between its strata; ea
 ABLATION_STRATA_NOTE = ("Each stratum's trials are the ablation's arms of that stratum's best "
                         "config (its plan: every level with each paired seed), neither pruned "
                         "nor sampled.")
+
+SELECTION_STRATA_NOTE = ("Each stratum's trials are its searched study's top trials of that "
+                         "stratum trained again, each with every fresh seed, neither pruned "
+                         "nor sampled; the searched study's report gives the choice.")
+
+
+def with_selection(info: ReportInfo, frames: StudyFrames,
+                   chosen: Selection | None) -> ReportInfo:
+    """The record with the study's selection: once it is done, each cell's best is the trial it
+    chose (the best mean over fresh seeds), and the best overall is the chosen trial with the
+    best such mean; the search's own ranking stays in ``top``."""
+    if chosen is None:
+        return info
+    info = dataclasses.replace(info, selection=chosen)
+    picks = [r for r in chosen.rows if r.chosen]
+    if not chosen.done or not picks:
+        return info
+    table = frames.table(("COMPLETE",))
+    rows = {r.number: r for r in (_row(x, frames.search) for x in table[table["number"].isin(
+        [p.trial for p in picks])].to_dict("records"))}
+    sign = -1.0 if frames.direction == "minimize" else 1.0
+    per_cell = {}
+    for pick in sorted(picks, key=lambda p: (-sign * p.mean, p.trial)):
+        per_cell.setdefault(rows[pick.trial].cell, rows[pick.trial])
+    best = rows[max(picks, key=lambda p: (sign * p.mean, -p.trial)).trial]
+    return dataclasses.replace(
+        info, best=best, best_config=trial_config(frames, best.number).model_dump(mode="json"),
+        per_cell=tuple(per_cell.get(r.cell, r) for r in info.per_cell))
 
 
 def with_best_of(info: ReportInfo, frames: StudyFrames, cell: str) -> ReportInfo:

@@ -146,6 +146,40 @@ def _gain_lines(info: ReportInfo) -> list[str]:
             f"{g.n} seeds, in {g.study}" for g in info.gains]
 
 
+_SELECTION_HEAD = "## Each stratum's best, chosen on fresh seeds (validation)"
+
+
+def _selection_note(info: ReportInfo) -> str:
+    s = info.selection
+    return (f"The search's top {s.top} trials of each stratum were trained again with {s.seeds} "
+            f"fresh seed(s) each (train.seed + 1, + 2, ...; study {s.study}), unpruned. Each "
+            "stratum's best is the one with the best mean over those seeds; the search's own "
+            "run is left out of the mean, being the one run each was picked for. "
+            + ("The best config above and each cell's best are the choices." if s.done else
+               "The selection is not finished: the bests above are still the search's."))
+
+
+def _selection_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
+    s = info.selection
+    head = ["stratum", "trial", f"{info.metric} in the search (validation, 1 seed)",
+            "mean ± std over the fresh seeds (validation)", "per seed (seed: value)",
+            "chosen"]
+    rows = [[r.stratum or "all", str(r.trial), _f(r.search_value),
+             _f(r.mean) + ("" if r.std is None else f" ± {r.std:.4f}")
+             + f" ({len(r.values)} of {s.seeds})",
+             ", ".join(f"{seed}: {v:.4f}" for seed, v in zip(r.seeds, r.values, strict=True)),
+             "yes" if r.chosen else ""] for r in s.rows]
+    return head, rows
+
+
+def _lead_lines(info: ReportInfo) -> list[str]:
+    return [f"{lead.stratum or 'the study'}: trial {lead.chosen} ahead of trial "
+            f"{lead.runner_up}, the runner-up, by {_diff(lead.diff, (lead.low, lead.high))}, "
+            f"paired over {lead.n} seed(s)" + ("" if lead.low is not None else
+                                               " (no interval below 2 seeds)")
+            for lead in info.selection.leads]
+
+
 _GAINS_HEAD = "## Better levels the ablations found (validation)"
 _GAINS_NOTE = ("Where an ablation of this study found, at a cell's best config, another level "
                "ahead of the best's own beyond seed noise, that config is confirmed below as "
@@ -307,6 +341,11 @@ def markdown(info: ReportInfo) -> str:
     parts += ["", "As YAML that `rnnlab train` accepts unchanged (`rnnlab report "
               f"{_md(info.study)} --format yaml --out best.yaml`, then `rnnlab train best.yaml`):",
               "", "```yaml", info.best_yaml.rstrip(), "```", ""]
+    if info.selection is not None:
+        parts += [_SELECTION_HEAD, "", _md(_selection_note(info)), "",
+                  _md_table(*_selection_table(info)), ""]
+        parts += [f"- {_md(line)}" for line in _lead_lines(info)]
+        parts += [""] if info.selection.leads else []
     if info.gains:
         parts += [_GAINS_HEAD, "", _md(_GAINS_NOTE), ""]
         parts += [f"- {_md(line)}" for line in _gain_lines(info)] + [""]
@@ -357,6 +396,11 @@ def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
              + "".join(f"<li>{e(line)}</li>" for line in _best_lines(info)) + "</ul>",
              "<p>As YAML that <code>rnnlab train</code> accepts unchanged:</p>",
              f"<pre>{e(info.best_yaml)}</pre>"]
+    if info.selection is not None:
+        parts += [f"<h2>{e(_SELECTION_HEAD.removeprefix('## '))}</h2>",
+                  f"<p>{e(_selection_note(info))}</p>", _html_table(*_selection_table(info)),
+                  "<ul>" + "".join(f"<li>{e(line)}</li>" for line in _lead_lines(info))
+                  + "</ul>"]
     if info.gains:
         parts += [f"<h2>{e(_GAINS_HEAD.removeprefix('## '))}</h2>", f"<p>{e(_GAINS_NOTE)}</p>",
                   "<ul>" + "".join(f"<li>{e(line)}</li>" for line in _gain_lines(info))

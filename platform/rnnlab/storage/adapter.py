@@ -41,7 +41,13 @@ from rnnlab.storage.forwarding import (
     indexed,
     trial_levels,
 )
-from rnnlab.storage.keys import FIXED_PARAMS, HEARTBEAT, TRIAL_REASON
+from rnnlab.storage.keys import (
+    ATTR_SPEC,
+    FIXED_PARAMS,
+    HEARTBEAT,
+    TRIAL_REASON,
+    enqueued_params,
+)
 from rnnlab.storage.rdb import FIX, has_schema, open_rdb
 from rnnlab.storage.riding import RidingStorage, back_at
 
@@ -247,6 +253,21 @@ def load_study(url: str, name: str) -> optuna.Study:
                           + (f"(did you mean {close[0]!r}? " if close else "(")
                           + f"studies there: {listing}); check the name or pass --storage")
     return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+def planned_runs(url: str, name: str,
+                 section: str) -> tuple[dict[str, Any], list[tuple[dict[str, Any], float]]] | None:
+    """A derived study's plan (``study.<section>`` of its stored spec, as JSON) and its
+    complete trials as ``(params enqueued, value)``; None where the study or plan is not
+    there."""
+    if name not in study_names(url):
+        return None
+    study = load_study(url, name)
+    plan = ((study.user_attrs.get(ATTR_SPEC) or {}).get("study") or {}).get(section)
+    if not plan:
+        return None
+    return plan, [(enqueued_params(t), t.value) for t in study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE,))]
 
 
 # --- trial internals ------------------------------------------------------------------------

@@ -9,7 +9,9 @@ best, unchanged, is always one of its arms (its level is added to levels given w
 Its seeds are fresh: each stratum's best trained with seed ``s`` was chosen as the best of the
 search, so re-training it with ``s`` would give its level the winner's value again (the same
 config, the same random numbers) and lean the comparison its way. The arms train with seeds
-``s + 1 ... s + N`` instead, every level alike.
+``s + 1 ... s + N`` instead, every level alike. Where the study chose its bests on fresh seeds
+first (:mod:`rnnlab.study.selection`, seeds ``s + 1 ... s + K``), the ablations start from
+its choices and after its seeds: ``s + K + 1 ... s + K + N``.
 
 Arms shared between ablations of one study (each stratum's best itself is an arm of every
 ablation) are trained once: a planned trial whose very config a sibling ablation completed
@@ -30,6 +32,7 @@ from rnnlab.core.study_spec import (
     Distribution,
     StudySpec,
     check_ablation,
+    planned_trials,
     strata_levels,
     stratum_name,
     study_spec,
@@ -44,6 +47,7 @@ from rnnlab.storage.keys import (
     enqueued_params,
     trained_params,
 )
+from rnnlab.study.selection import searched_spec, selected_bests
 from rnnlab.study.spec_change import ALLOWED
 
 SEED_KEY = "train.seed"
@@ -64,30 +68,32 @@ def ablation_spec(storage: str, name: str, ablation: AblationConfig,
         RnnlabError: the study does not exist or has no complete trial, or the ablation is one
             it cannot run (see :func:`~rnnlab.core.study_spec.check_ablation`).
     """
-    study = load_study(storage, name)
-    stored = study.user_attrs.get(ATTR_SPEC)
-    if not stored:
-        raise RnnlabError(f"study {name!r} was not made by `rnnlab sweep`: nothing to ablate")
-    spec = StudySpec.model_validate(stored)
+    study, spec, stored = searched_spec(storage, name, where)
     check_ablation(spec, ablation, where)
-    bests = []
-    for match in strata_levels(spec):
-        best = _best(study, match)
-        if best is None:
-            raise RnnlabError(f"{where}: stratum {stratum_name(match) or 'of the study'} of "
-                              f"study {name!r} has no complete trial yet; finish the search "
-                              "first (rnnlab sweep)")
-        bests.append(trained_params(best))
-    derived = planned_spec(spec, stored, bests, ablation, where)
+    selected = selected_bests(storage, spec, where)
+    if selected is not None:  # each stratum's best chosen on fresh seeds
+        bests, used = selected
+    else:
+        bests, used = [], 0
+        for match in strata_levels(spec):
+            best = _best(study, match)
+            if best is None:
+                raise RnnlabError(f"{where}: stratum {stratum_name(match) or 'of the study'} "
+                                  f"of study {name!r} has no complete trial yet; finish the "
+                                  "search first (rnnlab sweep)")
+            bests.append(trained_params(best))
+    derived = planned_spec(spec, stored, bests, ablation, where, after=used)
     _check_plan(storage, derived, where)
     return derived
 
 
 def planned_spec(spec: StudySpec, stored: dict[str, Any], bests: list[dict[str, Any]],
-                 ablation: AblationConfig, where: str = "rnnlab ablate") -> StudySpec:
+                 ablation: AblationConfig, where: str = "rnnlab ablate",
+                 after: int = 0) -> StudySpec:
     """The derived study of ``ablation`` from the params each stratum's best trained with
     (``bests``, in the order of :func:`~rnnlab.core.study_spec.strata_levels`); ``stored`` is
-    the searched study's spec as JSON (its data, model and train sections are the base).
+    the searched study's spec as JSON (its data, model and train sections are the base);
+    ``after`` fresh seeds are taken already (by the selection that chose the bests).
 
     Raises:
         RnnlabError: the ablation is one the spec cannot run, or a level it cannot take.
@@ -96,7 +102,8 @@ def planned_spec(spec: StudySpec, stored: dict[str, Any], bests: list[dict[str, 
     trials = []
     for match, best in zip(strata_levels(spec), bests, strict=True):
         params = {k: v for k, v in best.items() if k in spec.search}
-        first = int(params.get(SEED_KEY, spec.train.seed)) + 1  # fresh: see the module's doc
+        # fresh: see the module's doc
+        first = int(params.get(SEED_KEY, spec.train.seed)) + 1 + after
         seeds = [first + i for i in range(ablation.seeds)]
         for level in _levels(ablation, spec.search[ablation.factor], params, where):
             trials += [{**params, **match, ablation.factor: level, SEED_KEY: s} for s in seeds]
@@ -162,12 +169,13 @@ def _derived(spec: StudySpec, stored: dict[str, Any], ablation: AblationConfig,
 
 
 def fill_plan(study: optuna.Study, spec: StudySpec) -> int:
-    """Enqueue every planned trial of a derived ablation study that has no live trial (never
-    made, or failed for good); returns how many. Call it under the study's lock."""
+    """Enqueue every planned trial of a derived study (an ablation or a selection) that has
+    no live trial (never made, or failed for good); returns how many. Call it under the
+    study's lock."""
     live = Counter(_key(enqueued_params(t)) for t in study.get_trials(deepcopy=False)
                    if t.state in LIVE)
     added = 0
-    for params in spec.study.ablation.trials:
+    for params in planned_trials(spec) or ():
         if live[_key(params)]:
             live[_key(params)] -= 1
         else:

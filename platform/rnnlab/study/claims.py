@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from rnnlab.core.study_spec import StudySpec, strata_levels
+from rnnlab.core.study_spec import StudySpec, planned_trials, strata_levels
 from rnnlab.errors import Terminated
 from rnnlab.interrupts import uninterrupted, whole
 from rnnlab.retrying import StoreDown
@@ -133,10 +133,11 @@ def claim(study: optuna.Study, storage: str, spec: StudySpec, tracker: Tracker,
         # read once: at 10,000 trials every read is a query, and a pass over all of them
         read = StudyRead(study)
         reaped = reap_stale(study, tracker, spec, read.select((TrialState.RUNNING,)))
-        if spec.study.ablation:  # an ablation runs its plan, and samples nothing
+        planned = planned_trials(spec) is not None  # a derived study runs its plan
+        if planned:  # and samples nothing
             with uninterrupted():
                 fill_plan(study, spec)
-        if reaped or spec.study.ablation:  # retries or the plan's trials were enqueued
+        if reaped or planned:  # retries or the plan's trials were enqueued
             read = StudyRead(study)
         waiting = bool(read.select((TrialState.WAITING,)))
         taken = len(read.select((*FINISHED, TrialState.RUNNING)))

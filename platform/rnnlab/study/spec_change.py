@@ -30,9 +30,9 @@ ALLOWED = frozenset({
     "train.device", "train.threads",
     "data.dir",  # where this machine finds the same files (their checksums are verified)
 })
-# The study's budget, the name that found the study, and the ablations run once it is done:
-# never a change.
-IGNORED = frozenset({"study.n_trials", "study.name", "ablate"})
+# The study's budget, the name that found the study, and the selection and ablations run once
+# it is done (derived studies of their own): never a change.
+IGNORED = frozenset({"study.n_trials", "study.name", "select", "ablate"})
 _ABSENT = object()
 
 

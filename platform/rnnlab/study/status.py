@@ -103,9 +103,11 @@ def _strata(study: optuna.Study, stored: dict[str, Any], trials: list[FrozenTria
     if not stored.get("study", {}).get("strata"):
         return []
     levels = strata_levels(StudySpec.model_validate(stored))
-    plan = (stored["study"].get("ablation") or {}).get("trials")
-    # an ablation's strata hold what its plan gives each (a level outside the searched range
-    # is dropped for one stratum only), not equal shares
+    plan = (stored["study"].get("ablation") or stored["study"].get("selection") or {}).get(
+        "trials")
+    # a derived study's strata hold what its plan gives each (an ablation's level outside the
+    # searched range is dropped for one stratum only; a stratum with fewer complete trials
+    # than a selection's top has fewer candidates), not equal shares
     held = shares(budget or 0, len(levels)) if plan is None else [
         sum(all(p.get(k) == v for k, v in match.items()) for p in plan) for match in levels]
     out = []

@@ -1,0 +1,68 @@
+"""Choosing each stratum's best from a selection's runs (``rnnlab select``): plain params and
+values in, the candidates' results and each stratum's choice out, so that the study that plans
+ablations from the choice and the report that shows it read one rule.
+
+The rule: within a stratum, the candidate with the best mean over the selection's fresh seeds.
+The search's own run of each candidate is left out of the mean: the candidates were picked for
+it, so it leans the comparison towards the luckiest single run (the winner's curse the selection
+is there to undo). Ties go to the better search value, then the lower trial number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+SEED_KEY = "train.seed"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate of a selection: a trial of the searched study and its selection runs."""
+
+    trial: int  # its number in the searched study
+    stratum: dict[str, Any]  # ``{key: level}`` of the study's strata ({} without strata)
+    search_value: float  # its objective value in the search (one seed)
+    params: dict[str, Any]  # the searched values it trained with
+    values: dict[int, float]  # seed -> the selection run's objective value (complete ones)
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.values.values()) / len(self.values) if self.values else None
+
+
+def candidates(plan: dict[str, Any],
+               runs: Iterable[tuple[dict[str, Any], float]]) -> list[Candidate]:
+    """The plan's candidates (``study.selection`` of a selection study, as JSON), each with the
+    values of the complete ``runs`` (``(params enqueued, value)``) that trained it."""
+    found: dict[tuple, dict[int, float]] = {}
+    for params, value in runs:
+        rest = {k: v for k, v in params.items() if k != SEED_KEY}
+        found.setdefault(_key(rest), {})[int(params[SEED_KEY])] = float(value)
+    return [Candidate(trial=int(c["trial"]), stratum=dict(c["stratum"]),
+                      search_value=float(c["value"]), params=dict(c["params"]),
+                      values=found.get(_key(_planned(c["params"])), {}))
+            for c in plan["candidates"]]
+
+
+def chosen(cands: list[Candidate], seeds: int, direction: str) -> list[Candidate] | None:
+    """Each stratum's choice, in the plan's order of strata; None until every candidate has
+    all ``seeds`` runs."""
+    if any(len(c.values) < seeds for c in cands):
+        return None
+    sign = -1.0 if direction == "minimize" else 1.0
+    by_stratum: dict[tuple, list[Candidate]] = {}
+    for c in cands:
+        by_stratum.setdefault(_key(c.stratum), []).append(c)
+    return [max(group, key=lambda c: (sign * c.mean, sign * c.search_value, -c.trial))
+            for group in by_stratum.values()]
+
+
+def _planned(params: dict[str, Any]) -> dict[str, Any]:
+    """A candidate's params as its planned trials carry them, the seed aside."""
+    return {k: v for k, v in params.items() if k != SEED_KEY}
+
+
+def _key(params: dict[str, Any]) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))
