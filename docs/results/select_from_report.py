@@ -75,8 +75,10 @@ def main() -> None:
         print(f"{row.stratum}: trial {row.trial} (search {row.search_value:.4f}): mean "
               f"{row.mean:.4f} over seeds {values}" + (" <- chosen" if row.chosen else ""))
     for lead in found.leads:
+        interval = ("no interval" if lead.low is None else
+                    f"[{lead.low:+.4f}, {lead.high:+.4f}]")
         print(f"{lead.stratum}: trial {lead.chosen} ahead of trial {lead.runner_up} by "
-              f"{lead.diff:+.4f} [{lead.low}, {lead.high}] paired over {lead.n} seeds")
+              f"{lead.diff:+.4f} {interval}, paired over {lead.n} seed(s)")
 
 
 if __name__ == "__main__":

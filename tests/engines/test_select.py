@@ -166,6 +166,12 @@ def test_each_stratums_top_trials_train_again_on_fresh_seeds_and_ablations_start
                                   searched.storage])
     assert "## Each stratum's best, chosen on fresh seeds (validation)" in md.stdout
     assert "paired over 2 seed(s)" in md.stdout
+    # the selection's own report shows the choice too, and says its trials are single runs
+    own = CliRunner().invoke(app, ["report", final.name, "--no-confirm", "--storage",
+                                   searched.storage])
+    assert own.exit_code == 0, own.output
+    assert "This study is the selection itself" in own.stdout
+    assert own.stdout.count("| yes |") == 2  # one choice a stratum
 
 
 @pytest.mark.slow

@@ -76,9 +76,12 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
     # the final values of the curves the dashboards draw; every epoch only for html's figures
     frames = study_frames(storage, name, tracking_uri=tracking_uri, metrics=CURVES,
                           curves=fmt == "html")
-    # each cell's best chosen on fresh seeds, where the study has a selection
-    info = with_selection(get_report_info(frames), frames,
-                          selection(storage, name, frames.direction))
+    info = get_report_info(frames)
+    of = ((frames.spec.get("study") or {}).get("selection") or {}).get("of")
+    if of is None:  # each cell's best chosen on fresh seeds, where the study has a selection
+        info = with_selection(info, frames, selection(storage, name, frames.direction))
+    else:  # a selection's own report: its trials are single runs; it shows the choice
+        info = dataclasses.replace(info, selection=selection(storage, of, frames.direction))
     if fmt != "yaml":  # better levels the study's ablations found: confirmed as cells' bests
         info = dataclasses.replace(info, gains=ablation_gains(
             storage, frames, {r.cell: r.number for r in info.per_cell}, tracking_uri))

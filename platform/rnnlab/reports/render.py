@@ -155,13 +155,16 @@ def _selection_note(info: ReportInfo) -> str:
             f"fresh seed(s) each (train.seed + 1, + 2, ...; study {s.study}), unpruned. Each "
             "stratum's best is the one with the best mean over those seeds; the search's own "
             "run is left out of the mean, being the one run each was picked for. "
-            + ("The best config above and each cell's best are the choices." if s.done else
+            + (f"This study is the selection itself: each of its trials is one run, and the "
+               f"report of {s.study.removesuffix('-select')} names the choices its bests."
+               if info.study == s.study else
+               "The best config above and each cell's best are the choices." if s.done else
                "The selection is not finished: the bests above are still the search's."))
 
 
 def _selection_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
     s = info.selection
-    head = ["stratum", "trial", f"{info.metric} in the search (validation, 1 seed)",
+    head = ["stratum", "trial of the search", f"{info.metric} in the search (validation, 1 seed)",
             "mean ± std over the fresh seeds (validation)", "per seed (seed: value)",
             "chosen"]
     rows = [[r.stratum or "all", str(r.trial), _f(r.search_value),
