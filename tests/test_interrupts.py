@@ -74,7 +74,11 @@ interrupts._HELD_IMPORTS = ("slow_import",)  # a stand-in for torch, whose impor
 interrupts.install_handlers()
 try:
     import slow_import
-    time.sleep(10)
+    # the signal comes again from a thread (interrupt_main), which no sleep wakes from: short
+    # sleeps let it be raised within 10 ms, and 10 s without it is still a failure
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
     print("never raised")
 except KeyboardInterrupt as exc:
     done = getattr(sys.modules.get("slow_import"), "DONE", False)

@@ -60,6 +60,11 @@ def _importing(frame) -> bool:
         if (frame.f_code.co_name == "<module>" and str(frame.f_globals.get("__name__", ""))
                 .partition(".")[0] in _HELD_IMPORTS):
             return True
+        # the import machinery around it, once the module's own code has run: an exception
+        # raised there fails the import all the same (the module is taken out of sys.modules)
+        if (frame.f_code.co_filename.startswith("<frozen importlib") and str(
+                frame.f_locals.get("name", "")).partition(".")[0] in _HELD_IMPORTS):
+            return True
         frame = frame.f_back
     return False
 

@@ -217,8 +217,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     assert after == before  # no study, no MLflow store or run, no half-written file
 
 
-COMMANDS = ["train", "sweep", "ablate", "select", "worker", "status", "trials", "dashboard", "report",
-            "ui", "keys", "slurm"]
+COMMANDS = ["train", "sweep", "ablate", "select", "worker", "status", "trials", "dashboard",
+            "report", "ui", "keys", "slurm"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -8,6 +8,7 @@ import collections
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,17 +37,40 @@ FIRE = Path(__file__).resolve().parents[1] / "fire"
 NAME = "searched"
 
 
-@pytest.fixture
-def searched(tmp_path, monkeypatch, mlflow_db):
-    """A finished stratified search (2 cells x 2 trials) in this test's folder."""
+def _searched_spec() -> dict:
     raw = yaml.safe_load(yaml.safe_dump(SPEC))
     raw["train"]["checkpoint_every"] = 1
     # a median pruner that never prunes (two trials a stratum): the ablation's report replays it
     raw["study"].update(name=NAME, n_trials=4, strata=["model.cell"],
                         pruner={"name": "median", "n_startup_trials": 5, "n_warmup_steps": 1})
-    study = build_study(tmp_path, raw)
+    return raw
+
+
+@pytest.fixture
+def searched(tmp_path, monkeypatch, mlflow_db):
+    """A finished stratified search (2 cells x 2 trials) in this test's folder, for a test that
+    adds to its stores (an ablation is a study in the same journal and experiment)."""
+    study = build_study(tmp_path, _searched_spec())
     monkeypatch.chdir(tmp_path)
     return study
+
+
+@pytest.fixture(scope="module")
+def searched_once(tmp_path_factory, _mlflow_template):
+    """The same finished search, built once for the module's tests that only read it (they
+    refuse an ablation, or plan one without running it); each checks it is still unchanged."""
+    folder = tmp_path_factory.mktemp("searched")
+    shutil.copy(_mlflow_template, folder / "mlflow.db")
+    return build_study(folder, _searched_spec())
+
+
+@pytest.fixture
+def searched_read_only(searched_once):
+    """``searched_once``; the test fails if its stores were written to."""
+    stores = [Path(searched_once.storage), searched_once.folder / "mlflow.db"]
+    before = [p.read_bytes() for p in stores]
+    yield searched_once
+    assert [p.read_bytes() for p in stores] == before, "a test that only reads wrote a store"
 
 
 def load_study_spec_pruner(storage: str) -> dict:
@@ -109,7 +133,8 @@ def test_a_continuous_factor_defaults_to_zero_and_each_strata_best(searched):
     assert final.finished == 2 * 2 * 3  # two cells, two levels, three seeds
 
 
-def test_given_levels_always_get_each_strata_best_as_the_control(searched):
+def test_given_levels_always_get_each_strata_best_as_the_control(searched_read_only):
+    searched = searched_read_only
     spec = ablation_spec(searched.storage, NAME, AblationConfig(
         factor="train.lr", levels=[4e-3, 2e-2], seeds=2))
     bests = _bests(searched.storage)
@@ -256,7 +281,8 @@ def _config(trial: optuna.trial.FrozenTrial) -> tuple:
      "level 'zscore' of data.normalisation is outside"),
     ([NAME, "--factor", "data.normalisation", "--seeds", "1"], "--seeds 1: seeds"),
 ])
-def test_bad_ablations_are_one_line_and_create_nothing(searched, args, words):
+def test_bad_ablations_are_one_line_and_create_nothing(searched_read_only, args, words):
+    searched = searched_read_only
     before = load_study(searched.storage, NAME).study_name
     names = {s.study_name for s in optuna.get_all_study_summaries(
         open_storage(searched.storage))}
@@ -322,20 +348,22 @@ def _planned(trial: optuna.trial.FrozenTrial) -> tuple:
       "per_stratum": [{"name": "model.cell=rnn", "best_trial": 7}]},
      "lists no params for the best trial of ['model.cell=rnn']"),
 ])
-def test_a_report_that_cannot_plan_the_ablation_is_one_line(searched, report, words):
-    path = searched.folder / "report.json"
+def test_a_report_that_cannot_plan_the_ablation_is_one_line(searched_read_only, tmp_path,
+                                                            report, words):
+    searched = searched_read_only
+    path = tmp_path / "report.json"
     if report is not None:
         path.write_text(json.dumps(report))
     done = subprocess.run(
         [sys.executable, str(Path(__file__).resolve().parents[2] /
                              "docs/results/ablate_from_report.py"),
          str(searched.folder / "spec.yaml"), str(path), "--factor", "train.l2",
-         "--storage", str(searched.folder / "elsewhere.journal")],
-        capture_output=True, text=True, timeout=120, env=searched.env(), cwd=searched.folder)
+         "--storage", str(tmp_path / "elsewhere.journal")],
+        capture_output=True, text=True, timeout=120, env=searched.env(), cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("ablate_from_report: error: ") and words in line, line
-    assert not (searched.folder / "elsewhere.journal").exists()
+    assert not (tmp_path / "elsewhere.journal").exists()
 
 
 def test_an_ablations_strata_show_what_its_plan_gives_each(tmp_path, monkeypatch, mlflow_db):
@@ -358,9 +386,10 @@ def test_an_ablations_strata_show_what_its_plan_gives_each(tmp_path, monkeypatch
     assert "shared out equally" not in report.stdout  # what a search's strata do
 
 
-def test_pruner_settings_replayed_on_a_study_by_the_docs_script(searched, capsys):
+def test_pruner_settings_replayed_on_a_study_by_the_docs_script(searched_read_only, capsys):
     """docs/results/replay_pruner.py: any settings replayed on a study's complete trials, a
     row per stratum; bad settings or an unknown study are one line, exit code 2."""
+    searched = searched_read_only
     path = Path(__file__).resolve().parents[2] / "docs/results/replay_pruner.py"
     spec = importlib.util.spec_from_file_location("replay_pruner", path)
     script = importlib.util.module_from_spec(spec)

@@ -104,7 +104,7 @@ def test_a_studys_points_are_read_through_the_index_by_run(study):
 
 
 def test_the_ui_search_of_a_studys_trials_is_planned_with_an_index_once_the_store_is_analysed(
-        tmp_path):
+        tmp_path, mlflow_db):
     """Without the planner's statistics SQLite answers the MLflow UI's view of a study (its
     trial runs by two tags, ranked by the objective) by scanning every run's latest metric for
     each run: 4 s at 10,000 runs. After :func:`refresh_statistics` it looks each one up."""
@@ -152,7 +152,7 @@ def test_a_sweep_leaves_its_sqlite_store_analysed(study):
     assert {"runs", "tags", "latest_metrics"} <= analysed
 
 
-def test_a_store_that_refuses_the_statistics_is_left_as_it_is(tmp_path):
+def test_a_store_that_refuses_the_statistics_is_left_as_it_is(tmp_path, mlflow_db):
     """Statistics are a hint: a store held by another writer (a sweep's workers) is left
     alone within a second, and the caller (a worker finishing a trial) goes on; the store's
     own connections keep their settings."""
