@@ -17,6 +17,8 @@ from support import GOOD_LR, HOPELESS_LR, run_enqueued
 from typer.testing import CliRunner
 
 from rnnlab.cli.app import app
+from rnnlab.core.data import load_data
+from rnnlab.core.spec import RunConfig, apply_overrides, validate
 from rnnlab.core.study_spec import PrunerConfig, load_study_spec
 from rnnlab.engines.local import sweep
 from rnnlab.errors import RnnlabError
@@ -24,6 +26,7 @@ from rnnlab.storage.adapter import open_storage
 from rnnlab.storage.keys import ATTR_PARENT
 from rnnlab.study.status import study_status
 from rnnlab.study.worker import Worker, work
+from rnnlab.train import fit
 
 TINY = {
     "data": {"source": "mnist-5k", "train_size": 200, "val_size": 100, "patch": 28},
@@ -93,6 +96,14 @@ def test_two_workers_share_the_budget_and_nest_every_trial(here):
         # a draw below zero_below trains with exactly no penalty
         if t.params["train.l2"] < 1e-6:
             assert float(run.data.params["train.l2"]) == 0.0
+    # a trial in a worker process trains as its config does alone (`rnnlab train`): the same
+    # curve, epoch by epoch, for the config and seed it stored
+    for t in trials[:2]:
+        config = validate(RunConfig, apply_overrides({}, t.user_attrs["config"]), "trial")
+        alone: list[float] = []
+        fit(config, [lambda epoch, metrics, into=alone: into.append(metrics["val_acc"])],
+            data=load_data(config.data))
+        assert alone == [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
 
 
 def test_workers_use_the_folder_and_environment_of_their_sweep(tmp_path, _mlflow_template,
