@@ -18,9 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from rnnlab.core.study_spec import load_study_spec, strata_levels, stratum_name
+from rnnlab.core.study_spec import StudySpec, load_study_spec, strata_levels, stratum_name
 from rnnlab.engines.ablate import ablation
 from rnnlab.engines.local import sweep
 from rnnlab.errors import RnnlabError
@@ -84,21 +85,34 @@ def main() -> None:
     ap.add_argument("--storage", required=True)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    try:
+
+    def plan() -> StudySpec:
         spec = load_study_spec(args.spec)
         report = read_report(args.report, spec.study.name)
         # the ablation's seeds come after the selection's, as rnnlab ablate plans them
-        derived = planned_spec(spec, spec.model_dump(mode="json"), bests(report, spec),
-                               ablation(args.factor, args.levels, args.seeds), WHERE,
-                               after=selection(report)["seeds"])
-        final = sweep(derived, args.storage, args.workers)
+        return planned_spec(spec, spec.model_dump(mode="json"), bests(report, spec),
+                            ablation(args.factor, args.levels, args.seeds), WHERE,
+                            after=selection(report)["seeds"])
+
+    run_planned(plan, args.storage, args.workers, WHERE, "ablation")
+
+
+def run_planned(plan: Callable[[], StudySpec], storage: str, workers: int, where: str,
+                what: str) -> StudySpec:
+    """Plan a derived study (``what``: ablation, selection) and run it with rnnlab's sweep into
+    ``storage``, as a script does: a user's mistake is one line and exit code 2, Ctrl-C exit
+    code 130 (the same command resumes it). Returns the derived study's spec."""
+    try:
+        derived = plan()
+        final = sweep(derived, storage, workers)
     except RnnlabError as exc:
-        print(f"{WHERE}: error: {exc}", file=sys.stderr)
+        print(f"{where}: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print(f"{WHERE}: interrupted; the same command resumes the ablation", file=sys.stderr)
+        print(f"{where}: interrupted; the same command resumes the {what}", file=sys.stderr)
         sys.exit(130)
     print(f"{derived.study.name}: {final.trials_run} trial(s) run here")
+    return derived
 
 
 if __name__ == "__main__":

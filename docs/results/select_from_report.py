@@ -17,14 +17,12 @@ prints each candidate's mean over the fresh seeds and each stratum's choice (val
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from ablate_from_report import read_report
+from ablate_from_report import read_report, run_planned
 
 from rnnlab.analysis.selection import selection
-from rnnlab.core.study_spec import load_study_spec, strata_levels
-from rnnlab.engines.local import sweep
+from rnnlab.core.study_spec import StudySpec, load_study_spec, strata_levels
 from rnnlab.engines.select import selection as select_config
 from rnnlab.errors import RnnlabError
 from rnnlab.study.selection import planned_selection
@@ -56,20 +54,15 @@ def main() -> None:
     ap.add_argument("--storage", required=True)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    try:
+
+    def plan() -> StudySpec:
         spec = load_study_spec(args.spec)
-        derived = planned_selection(spec, spec.model_dump(mode="json"),
-                                    listed(read_report(args.report, spec.study.name), spec),
-                                    select_config(args.top, args.seeds))
-        final = sweep(derived, args.storage, args.workers)
-    except RnnlabError as exc:
-        print(f"{WHERE}: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print(f"{WHERE}: interrupted; the same command resumes the selection", file=sys.stderr)
-        sys.exit(130)
-    print(f"{derived.study.name}: {final.trials_run} trial(s) run here")
-    found = selection(args.storage, spec.study.name, spec.study.direction)
+        return planned_selection(spec, spec.model_dump(mode="json"),
+                                 listed(read_report(args.report, spec.study.name), spec),
+                                 select_config(args.top, args.seeds))
+
+    derived = run_planned(plan, args.storage, args.workers, WHERE, "selection")
+    found = selection(args.storage, derived.study.selection.of, derived.study.direction)
     for row in found.rows:
         values = ", ".join(f"{s}: {v:.4f}" for s, v in zip(row.seeds, row.values, strict=True))
         print(f"{row.stratum}: trial {row.trial} (search {row.search_value:.4f}): mean "

@@ -7,7 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rnnlab.analysis.intervals import paired_interval, std
-from rnnlab.core.selection import Candidate, candidates, chosen
+from rnnlab.core.selection import (
+    Candidate,
+    candidates,
+    chosen,
+    direction_sign,
+    ranking,
+    selection_name,
+)
 from rnnlab.core.study_spec import stratum_name
 from rnnlab.storage.adapter import planned_runs
 
@@ -48,14 +55,10 @@ class Selection:
     rows: tuple[SelectionRow, ...]
     leads: tuple[SelectionLead, ...]
 
-    def chosen_trials(self) -> dict[str, int]:
-        """Each stratum's chosen trial of the search (empty until done)."""
-        return {r.stratum: r.trial for r in self.rows if r.chosen}
-
 
 def selection(storage: str, name: str, direction: str) -> Selection | None:
     """The selection of study ``name``, None where it has none."""
-    derived = f"{name}-select"  # rnnlab.study.selection.selection_name
+    derived = selection_name(name)
     found = planned_runs(storage, derived, "selection")
     if found is None:
         return None
@@ -63,13 +66,13 @@ def selection(storage: str, name: str, direction: str) -> Selection | None:
     picks = chosen(cands, int(plan["seeds"]), direction) or []
     picked = {c.trial for c in picks}
     rows = tuple(_row(c, c.trial in picked) for c in cands)
-    sign = -1.0 if direction == "minimize" else 1.0
+    sign = direction_sign(direction)
     leads = []
     for pick in picks:
         others = [c for c in cands if c.stratum == pick.stratum and c.trial != pick.trial]
         if not others:
             continue
-        runner = max(others, key=lambda c: (sign * c.mean, sign * c.search_value, -c.trial))
+        runner = max(others, key=ranking(direction))
         diffs = [sign * (pick.values[s] - runner.values[s])
                  for s in sorted(pick.values) if s in runner.values]
         low, high = paired_interval(diffs)

@@ -238,8 +238,8 @@ def select(
     best that ablations start from and that the report names and confirms."""
     _known(storage, study)
     from rnnlab.cli.tables import next_commands
+    from rnnlab.core.selection import selection_name
     from rnnlab.engines.select import selection
-    from rnnlab.study.selection import selection_name
 
     config = selection(top, seeds)
     _select(study, config, _storage(storage), workers)

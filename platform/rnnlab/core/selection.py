@@ -17,6 +17,23 @@ from typing import Any
 SEED_KEY = "train.seed"
 
 
+def selection_name(study: str) -> str:
+    """The derived selection study of ``study``: where it comes from, and what it does."""
+    return f"{study}-select"
+
+
+def direction_sign(direction: str) -> float:
+    """+1 where larger is better (``maximize``), -1 where smaller is."""
+    return -1.0 if direction == "minimize" else 1.0
+
+
+def ranking(direction: str):
+    """The key that orders candidates best last (for :func:`max`): the mean over the fresh
+    seeds, then the search value, then the lower trial number."""
+    sign = direction_sign(direction)
+    return lambda c: (sign * c.mean, sign * c.search_value, -c.trial)
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One candidate of a selection: a trial of the searched study and its selection runs."""
@@ -38,8 +55,7 @@ def candidates(plan: dict[str, Any],
     values of the complete ``runs`` (``(params enqueued, value)``) that trained it."""
     found: dict[tuple, dict[int, float]] = {}
     for params, value in runs:
-        rest = {k: v for k, v in params.items() if k != SEED_KEY}
-        found.setdefault(_key(rest), {})[int(params[SEED_KEY])] = float(value)
+        found.setdefault(_key(_planned(params)), {})[int(params[SEED_KEY])] = float(value)
     return [Candidate(trial=int(c["trial"]), stratum=dict(c["stratum"]),
                       search_value=float(c["value"]), params=dict(c["params"]),
                       values=found.get(_key(_planned(c["params"])), {}))
@@ -51,16 +67,14 @@ def chosen(cands: list[Candidate], seeds: int, direction: str) -> list[Candidate
     all ``seeds`` runs."""
     if any(len(c.values) < seeds for c in cands):
         return None
-    sign = -1.0 if direction == "minimize" else 1.0
     by_stratum: dict[tuple, list[Candidate]] = {}
     for c in cands:
         by_stratum.setdefault(_key(c.stratum), []).append(c)
-    return [max(group, key=lambda c: (sign * c.mean, sign * c.search_value, -c.trial))
-            for group in by_stratum.values()]
+    return [max(group, key=ranking(direction)) for group in by_stratum.values()]
 
 
 def _planned(params: dict[str, Any]) -> dict[str, Any]:
-    """A candidate's params as its planned trials carry them, the seed aside."""
+    """Params without the seed: what a candidate and each of its runs share."""
     return {k: v for k, v in params.items() if k != SEED_KEY}
 
 

@@ -309,6 +309,24 @@ def study_spec(raw: dict[str, Any], origin: str,
     return spec
 
 
+def derived_spec(stored: dict[str, Any], name: str, kind: str, plan: dict[str, Any],
+                 origin: str) -> StudySpec:
+    """A derived study (``kind``: ``ablation`` or ``selection``) named ``name`` that runs
+    ``plan["trials"]`` exactly, neither pruned nor sampled: its base config and settings are
+    the searched study's (``stored``, its spec as JSON), and each key's choices are the values
+    its trials are enqueued with."""
+    trials = plan["trials"]
+    settings = {k: v for k, v in stored["study"].items()
+                if k not in ("timeout", "ablation", "selection")}
+    raw = {**{k: stored[k] for k in ("data", "model", "train")},
+           "study": {**settings, "name": name, "n_trials": len(trials),
+                     "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
+                     kind: plan},
+           "search": {k: {"choices": list(dict.fromkeys(t[k] for t in trials))}
+                      for k in trials[0]}}
+    return study_spec(raw, origin)
+
+
 def planned_trials(spec: StudySpec) -> list[dict[str, Any]] | None:
     """The trials a derived study (an ablation or a selection) runs, in order; None for a
     searched study, which samples its trials."""

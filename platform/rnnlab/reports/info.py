@@ -22,6 +22,7 @@ from rnnlab.analysis.intervals import mean, mean_interval, std, welch_interval
 from rnnlab.analysis.levels import Effect, Gap, label
 from rnnlab.analysis.pruning import PruningReplay, replay_pruning
 from rnnlab.analysis.selection import Selection
+from rnnlab.core.selection import direction_sign
 from rnnlab.core.spec import RunConfig, apply_overrides, to_yaml, validate
 from rnnlab.errors import RnnlabError
 from rnnlab.tracking.store import LAST_EPOCH
@@ -244,7 +245,7 @@ def with_selection(info: ReportInfo, frames: StudyFrames,
     table = frames.table(("COMPLETE",))
     rows = {r.number: r for r in (_row(x, frames.search) for x in table[table["number"].isin(
         [p.trial for p in picks])].to_dict("records"))}
-    sign = -1.0 if frames.direction == "minimize" else 1.0
+    sign = direction_sign(frames.direction)
     per_cell = {}
     for pick in sorted(picks, key=lambda p: (-sign * p.mean, p.trial)):
         per_cell.setdefault(rows[pick.trial].cell, rows[pick.trial])

@@ -255,18 +255,23 @@ def load_study(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(url))
 
 
-def planned_runs(url: str, name: str,
-                 section: str) -> tuple[dict[str, Any], list[tuple[dict[str, Any], float]]] | None:
-    """A derived study's plan (``study.<section>`` of its stored spec, as JSON) and its
-    complete trials as ``(params enqueued, value)``; None where the study or plan is not
-    there."""
+def stored_plan(url: str, name: str, section: str) -> dict[str, Any] | None:
+    """A derived study's plan, ``study.<section>`` of its stored spec (as JSON); None where the
+    study or its plan is not there."""
     if name not in study_names(url):
         return None
-    study = load_study(url, name)
-    plan = ((study.user_attrs.get(ATTR_SPEC) or {}).get("study") or {}).get(section)
-    if not plan:
+    return ((load_study(url, name).user_attrs.get(ATTR_SPEC) or {}).get("study") or {}).get(
+        section) or None
+
+
+def planned_runs(url: str, name: str,
+                 section: str) -> tuple[dict[str, Any], list[tuple[dict[str, Any], float]]] | None:
+    """A derived study's plan (:func:`stored_plan`) and its complete trials as ``(params
+    enqueued, value)``; None where the study or plan is not there."""
+    plan = stored_plan(url, name, section)
+    if plan is None:
         return None
-    return plan, [(enqueued_params(t), t.value) for t in study.get_trials(
+    return plan, [(enqueued_params(t), t.value) for t in load_study(url, name).get_trials(
         deepcopy=False, states=(TrialState.COMPLETE,))]
 
 

@@ -32,15 +32,14 @@ from rnnlab.core.study_spec import (
     Distribution,
     StudySpec,
     check_ablation,
+    derived_spec,
     planned_trials,
     strata_levels,
     stratum_name,
-    study_spec,
 )
 from rnnlab.errors import RnnlabError
-from rnnlab.storage.adapter import load_study, stratum_study, study_names
+from rnnlab.storage.adapter import load_study, stored_plan, stratum_study, study_names
 from rnnlab.storage.keys import (
-    ATTR_SPEC,
     FINISHED,
     TRIAL_CONFIG,
     TRIAL_RUN_ID,
@@ -114,10 +113,7 @@ def _check_plan(storage: str, derived: StudySpec, where: str) -> None:
     """Refuse to resume a derived study whose stored plan is not this one: its arms were
     planned from another best, or with other seeds (an rnnlab before fresh seeds)."""
     name = derived.study.name
-    if name not in study_names(storage):
-        return
-    stored = (load_study(storage, name).user_attrs.get(ATTR_SPEC) or {}).get("study", {})
-    planned = (stored.get("ablation") or {}).get("trials")
+    planned = (stored_plan(storage, name, "ablation") or {}).get("trials")
     if planned is not None and sorted(map(_key, planned)) != sorted(
             map(_key, derived.study.ablation.trials)):
         raise RnnlabError(
@@ -155,17 +151,9 @@ def _levels(ablation: AblationConfig, dist: Distribution, best: dict[str, Any],
 
 def _derived(spec: StudySpec, stored: dict[str, Any], ablation: AblationConfig,
              trials: list[dict[str, Any]]) -> StudySpec:
-    name = derived_name(spec.study.name, ablation.factor)
-    settings = {k: v for k, v in stored["study"].items() if k not in ("timeout", "ablation")}
-    raw = {**{k: stored[k] for k in ("data", "model", "train")},
-           "study": {**settings, "name": name, "n_trials": len(trials),
-                     "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
-                     "ablation": {"of": spec.study.name, "factor": ablation.factor,
-                                  "trials": trials}},
-           # every value a trial is enqueued with, as the choices of its key
-           "search": {k: {"choices": list(dict.fromkeys(t[k] for t in trials))}
-                      for k in trials[0]}}
-    return study_spec(raw, f"ablation of {spec.study.name!r}")
+    return derived_spec(stored, derived_name(spec.study.name, ablation.factor), "ablation",
+                        {"of": spec.study.name, "factor": ablation.factor, "trials": trials},
+                        f"ablation of {spec.study.name!r}")
 
 
 def fill_plan(study: optuna.Study, spec: StudySpec) -> int:

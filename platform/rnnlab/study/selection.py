@@ -17,22 +17,24 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from rnnlab.core.selection import SEED_KEY, Candidate, candidates, chosen
+from rnnlab.core.selection import (
+    SEED_KEY,
+    Candidate,
+    candidates,
+    chosen,
+    direction_sign,
+    selection_name,
+)
 from rnnlab.core.study_spec import (
     SelectConfig,
     StudySpec,
+    derived_spec,
     strata_levels,
     stratum_name,
-    study_spec,
 )
 from rnnlab.errors import RnnlabError
-from rnnlab.storage.adapter import load_study, planned_runs, stratum_study, study_names
+from rnnlab.storage.adapter import load_study, planned_runs, stored_plan, stratum_study
 from rnnlab.storage.keys import ATTR_SPEC, trained_params
-
-
-def selection_name(study: str) -> str:
-    """The derived study's name: where it comes from, and what it does."""
-    return f"{study}-select"
 
 
 def searched_spec(storage: str, name: str, where: str) -> tuple[optuna.Study, StudySpec,
@@ -87,7 +89,7 @@ def planned_selection(spec: StudySpec, stored: dict[str, Any],
     with)``, any order); ``stored`` is the searched study's spec as JSON (its data, model and
     train sections are the base). Each stratum's ``config.top`` best (fewer where it has
     fewer) are the candidates, each trained with ``config.seeds`` fresh seeds."""
-    sign = -1.0 if spec.study.direction == "minimize" else 1.0
+    sign = direction_sign(spec.study.direction)
     cands, trials = [], []
     for match, mine in zip(strata_levels(spec), done, strict=True):
         for number, value, trained in sorted(mine, key=lambda t: (-sign * t[1], t[0]))[
@@ -97,25 +99,16 @@ def planned_selection(spec: StudySpec, stored: dict[str, Any],
             first = int(params.get(SEED_KEY, spec.train.seed)) + 1
             trials += [{**params, SEED_KEY: first + i} for i in range(config.seeds)]
     name = spec.study.name
-    settings = {k: v for k, v in stored["study"].items() if k not in ("timeout", "ablation")}
-    raw = {**{k: stored[k] for k in ("data", "model", "train")},
-           "study": {**settings, "name": selection_name(name), "n_trials": len(trials),
-                     "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
-                     "selection": {"of": name, "top": config.top, "seeds": config.seeds,
-                                   "candidates": cands, "trials": trials}},
-           "search": {k: {"choices": list(dict.fromkeys(t[k] for t in trials))}
-                      for k in trials[0]}}
-    return study_spec(raw, f"selection of {name!r}")
+    return derived_spec(stored, selection_name(name), "selection",
+                        {"of": name, "top": config.top, "seeds": config.seeds,
+                         "candidates": cands, "trials": trials}, f"selection of {name!r}")
 
 
 def _check_plan(storage: str, derived: StudySpec, where: str) -> None:
     """Refuse to resume a selection whose stored plan is not this one: the search went on
     since (other top trials), or it was asked for with another top or seeds."""
     name = derived.study.name
-    if name not in study_names(storage):
-        return
-    stored = (load_study(storage, name).user_attrs.get(ATTR_SPEC) or {}).get("study", {})
-    planned = (stored.get("selection") or {}).get("trials")
+    planned = (stored_plan(storage, name, "selection") or {}).get("trials")
     if planned is not None and planned != derived.study.selection.trials:
         raise RnnlabError(
             f"{where}: selection study {name!r} exists with another plan (the search of "
