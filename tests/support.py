@@ -37,6 +37,7 @@ SPEC = {
         "train.l2": {"low": 1e-7, "high": 1e-3, "log": True, "zero_below": 1e-6},
     },
 }
+FIRE = Path(__file__).resolve().parent / "fire"  # sitecustomize.py: a signal at one point
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
@@ -98,6 +99,31 @@ def run_enqueued(spec, storage: str, first: list[dict] | tuple = ()) -> int:
         for params in first:
             study.enqueue_trial(params)
     return work(spec, storage)
+
+
+def fire_env(fire: str, marker: Path) -> dict[str, str]:
+    """This process's environment, in which an rnnlab process sends itself a signal at one exact
+    point (tests/fire/sitecustomize.py): ``fire`` is ``point:how``; ``marker`` the path prefix of
+    the file it leaves there (``marker-point``)."""
+    return {**os.environ, "RNNLAB_TEST_FIRE": fire, "RNNLAB_TEST_MARKER": str(marker),
+            "PYTHONPATH": os.pathsep.join([str(FIRE), os.environ.get("PYTHONPATH", "")])}
+
+
+def cut_then_resumed(argv: list[str], folder: Path, storage: str, derived: str) -> list:
+    """Run ``argv`` cut by Ctrl-C while a trial reports an epoch (exit code 130, a trial of
+    study ``derived`` failed), then again to the end; returns that study's trials."""
+    import optuna
+
+    from rnnlab.storage.adapter import open_storage
+
+    cut = subprocess.run(argv, env=fire_env("report:group", folder / "fired"),
+                         capture_output=True, text=True, timeout=300, start_new_session=True)
+    assert cut.returncode == 130, cut.stderr
+    study = optuna.load_study(study_name=derived, storage=open_storage(storage))
+    assert "FAIL" in {t.state.name for t in study.get_trials()}  # a trial was cut
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    return optuna.load_study(study_name=derived, storage=open_storage(storage)).get_trials()
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ from __future__ import annotations
 import collections
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from support import GOOD_LR, HOPELESS_LR, SPEC, build_study
+from support import GOOD_LR, HOPELESS_LR, SPEC, build_study, cut_then_resumed
 from typer.testing import CliRunner
 
 from rnnlab.analysis.effects import effects
@@ -33,7 +32,6 @@ from rnnlab.storage.keys import TRIAL_RESUMED_FROM as RESUMED
 from rnnlab.study.ablation import ablation_spec
 from rnnlab.study.status import study_status
 
-FIRE = Path(__file__).resolve().parents[1] / "fire"
 NAME = "searched"
 
 
@@ -146,21 +144,10 @@ def test_given_levels_always_get_each_strata_best_as_the_control(searched_read_o
 
 
 def test_an_interrupted_ablation_resumes_and_runs_its_plan_exactly(searched):
-    env = {**os.environ, "RNNLAB_TEST_FIRE": "report:group",
-           "RNNLAB_TEST_MARKER": str(searched.folder / "fired"),
-           "PYTHONPATH": os.pathsep.join([str(FIRE), os.environ.get("PYTHONPATH", "")])}
     argv = [sys.executable, "-m", "rnnlab", "ablate", NAME, "--factor", "data.normalisation",
             "--seeds", "2", "--workers", "2"]
-    cut = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300,
-                         start_new_session=True)
-    assert cut.returncode == 130, cut.stderr
     derived = f"{NAME}-ablate-data.normalisation"
-    study = optuna.load_study(study_name=derived, storage=open_storage(searched.storage))
-    assert "FAIL" in {t.state.name for t in study.get_trials()}  # a trial was cut
-    again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr
-    trials = optuna.load_study(study_name=derived,
-                               storage=open_storage(searched.storage)).get_trials()
+    trials = cut_then_resumed(argv, searched.folder, searched.storage, derived)
     done = collections.Counter(
         (t.params["model.cell"], t.params["data.normalisation"], t.params["train.seed"])
         for t in trials if t.state.name == "COMPLETE")

@@ -20,12 +20,12 @@ import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from support import fire_env
 
 from rnnlab.errors import WorkersLost
 from rnnlab.storage.adapter import open_storage
 from rnnlab.study.exits import Exits
 
-FIRE = Path(__file__).resolve().parents[1] / "fire"
 NAME, N_TRIALS = "stop", 2
 SPEC = {
     "data": {"source": "mnist-5k", "train_size": 200, "val_size": 100, "patch": 28},
@@ -48,10 +48,7 @@ def here(tmp_path, mlflow_db):
 
 def start(here: Path, *args: str, fire: str | None = None) -> subprocess.Popen:
     """``rnnlab ARGS`` in a session of its own (its own process group, as in a terminal)."""
-    env = dict(os.environ)
-    if fire:
-        env.update(RNNLAB_TEST_FIRE=fire, RNNLAB_TEST_MARKER=str(here / "fired"),
-                   PYTHONPATH=os.pathsep.join([str(FIRE), env.get("PYTHONPATH", "")]))
+    env = fire_env(fire, here / "fired") if fire else dict(os.environ)
     return subprocess.Popen([sys.executable, "-m", "rnnlab", *args, str(here / "s.yaml")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)

@@ -8,15 +8,13 @@ from __future__ import annotations
 import collections
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
-from support import SPEC, build_study
+from support import SPEC, build_study, cut_then_resumed
 from typer.testing import CliRunner
 
 from rnnlab.cli.app import app
@@ -29,7 +27,6 @@ from rnnlab.storage.keys import trained_params
 from rnnlab.study.ablation import ablation_spec, planned_spec
 from rnnlab.study.selection import planned_selection
 
-FIRE = Path(__file__).resolve().parents[1] / "fire"
 NAME = "searched"
 CELLS = ("rnn", "gru")
 
@@ -176,21 +173,10 @@ def test_each_stratums_top_trials_train_again_on_fresh_seeds_and_ablations_start
 
 @pytest.mark.slow
 def test_an_interrupted_selection_resumes_and_runs_its_plan_exactly(searched):
-    env = {**os.environ, "RNNLAB_TEST_FIRE": "report:group",
-           "RNNLAB_TEST_MARKER": str(searched.folder / "fired"),
-           "PYTHONPATH": os.pathsep.join([str(FIRE), os.environ.get("PYTHONPATH", "")])}
     argv = [sys.executable, "-m", "rnnlab", "select", NAME, "--top", "2", "--seeds", "1",
             "--workers", "2"]
-    cut = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300,
-                         start_new_session=True)
-    assert cut.returncode == 130, cut.stderr
     derived = f"{NAME}-select"
-    study = optuna.load_study(study_name=derived, storage=open_storage(searched.storage))
-    assert "FAIL" in {t.state.name for t in study.get_trials()}  # a trial was cut
-    again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr
-    trials = optuna.load_study(study_name=derived,
-                               storage=open_storage(searched.storage)).get_trials()
+    trials = cut_then_resumed(argv, searched.folder, searched.storage, derived)
     done = collections.Counter((_key(t.params), t.params["train.seed"])
                                for t in trials if t.state.name == "COMPLETE")
     assert done == {(_key(trained_params(t)), 1): 1 for c in CELLS
