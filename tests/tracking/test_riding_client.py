@@ -75,3 +75,27 @@ def test_a_run_whose_creation_lost_its_answer_is_created_once(mlflow_db, monkeyp
     runs = client.search_runs([experiment])
     assert [r.info.run_id for r in runs] == lost == [run.info.run_id]
     assert run.data.tags["a"] == "b" and CREATE_TAG in run.data.tags
+
+
+def test_a_locked_sqlite_store_is_ridden_out_and_other_errors_are_not(tmp_path):
+    """Workers share a local SQLite store: a write that finds it locked by another's (SQLite
+    answers two deferred writers at once with this, whatever the busy timeout) is retried."""
+    import sqlite3
+
+    from rnnlab.tracking.riding import is_locked
+
+    path = tmp_path / "s.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    other = sqlite3.connect(path, timeout=0)
+    with pytest.raises(sqlite3.OperationalError) as locked:
+        other.execute("INSERT INTO t VALUES (1)")
+    holder.execute("COMMIT")
+    with pytest.raises(sqlite3.OperationalError) as missing:
+        other.execute("INSERT INTO nowhere VALUES (1)")
+    try:
+        raise RuntimeError("wrapped") from locked.value  # as MLflow and SQLAlchemy wrap it
+    except RuntimeError as wrapped:
+        assert is_locked(wrapped)
+    assert not is_locked(missing.value)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -42,13 +43,23 @@ def is_server_outage(exc: BaseException) -> bool:
     return False
 
 
-class RidingClient:
-    """An ``MlflowClient`` of a tracking server whose calls ride out outages of it."""
+def is_locked(exc: BaseException) -> bool:
+    """Whether ``exc`` says a local SQLite store was locked by another process's write. SQLite
+    answers two deferred transactions that both want to write at once with this error, at
+    once, whatever the busy timeout: the one that gets it must try again."""
+    return any(isinstance(e, sqlite3.OperationalError) and "database is locked" in str(e)
+               for e in chain(exc))
 
-    def __init__(self, client: MlflowClient):
+
+class RidingClient:
+    """An ``MlflowClient`` whose calls ride out outages: of a tracking server, by default; of
+    a local SQLite store's lock (``is_outage=is_locked``), for workers that share one."""
+
+    def __init__(self, client: MlflowClient, name: str | None = None,
+                 is_outage: Callable[[BaseException], bool] = is_server_outage):
         self._client = client
-        self.store = store(f"MLflow tracking server at {mask_url(client.tracking_uri)}",
-                           is_server_outage)
+        self.store = store(name or f"MLflow tracking server at {mask_url(client.tracking_uri)}",
+                           is_outage)
 
     def __getattr__(self, name: str) -> Any:
         found = getattr(self._client, name)

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from rnnlab.errors import RnnlabError, mask_url, with_password
 from rnnlab.files import check_sqlite, sqlite_file
-from rnnlab.tracking.riding import RidingClient
+from rnnlab.tracking.riding import RidingClient, is_locked
 
 PROBE_TIMEOUT_S = 5
 PROBE = "/api/2.0/mlflow/experiments/get-by-name"  # GET; MLflow answers it in JSON, even a 404
@@ -72,7 +72,11 @@ def open_client(uri: str) -> MlflowClient | RidingClient:
     from sqlalchemy.exc import DatabaseError
 
     try:
-        return RidingClient(MlflowClient(uri)) if is_server(uri) else MlflowClient(uri)
+        if is_server(uri):
+            return RidingClient(MlflowClient(uri))
+        if uri.startswith("sqlite:"):  # shared by a sweep's workers: a write may find it locked
+            return RidingClient(MlflowClient(uri), f"MLflow store {mask_url(uri)}", is_locked)
+        return MlflowClient(uri)
     except DatabaseError as exc:  # a damage check_store cannot see from the file's outside
         reason = str(exc.orig or exc).splitlines()[0][:160]
         raise RnnlabError(f"MLflow tracking store {mask_url(uri)} is damaged ({reason}); "
