@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from support import SPEC, build_study, cut_then_resumed
+from support import SPEC, build_study, cut_then_resumed, run_enqueued
 from typer.testing import CliRunner
 
 from rnnlab.cli.app import app
@@ -221,6 +221,40 @@ def test_a_selection_planned_otherwise_or_of_a_derived_study_is_refused(searched
     assert result.exit_code == 2, result.output
     assert f"study {made.name!r} is derived from study {NAME!r}; give that one" in \
         result.stderr
+
+
+def test_a_selection_the_search_went_on_past_is_stale_refused_and_not_reported_best(
+        searched, monkeypatch):
+    # top 4 of 3 complete trials a stratum: every trial the search adds is a new candidate
+    made = select(searched.storage, NAME, SelectConfig(top=4, seeds=1), workers=1)
+    assert made.finished == 2 * 3
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", searched.uri)
+    run_enqueued(load_study_spec(searched.folder / "spec.yaml", n_trials=8), searched.storage)
+    assert len(load_study(searched.storage, NAME).get_trials()) == 8  # one more a stratum
+    names = {s.study_name for s in optuna.get_all_study_summaries(
+        open_storage(searched.storage))}
+    result = CliRunner().invoke(app, ["ablate", NAME, "--factor", "train.l2", "--storage",
+                                      searched.storage])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("rnnlab: error: ") and "planned before its search went on (" \
+        "model.cell=rnn's top 4 are now trial(s) 0, " in line and "delete it" in line, line
+    assert {s.study_name for s in optuna.get_all_study_summaries(
+        open_storage(searched.storage))} == names  # no ablation made from a stale choice
+    # the report keeps the search's bests, shows the selection marked stale, chooses none
+    out = searched.folder / "stale.json"
+    result = CliRunner().invoke(app, ["report", NAME, "--format", "json", "--no-confirm",
+                                      "--storage", searched.storage, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    sel = report["selection"]
+    assert not sel["done"] and "now trial(s)" in sel["stale"] and sel["leads"] == []
+    assert not any(r["chosen"] for r in sel["rows"])
+    assert {r["cell"]: r["number"] for r in report["per_cell"]} == {
+        c: _top(searched.storage, c, 1)[0].number for c in CELLS}
+    md = CliRunner().invoke(app, ["report", NAME, "--no-confirm", "--storage",
+                                  searched.storage])
+    assert "its choices are stale and not used" in md.stdout and "| yes |" not in md.stdout
 
 
 def test_a_specs_select_section_runs_before_its_ablations(tmp_path, mlflow_db, monkeypatch):

@@ -12,11 +12,13 @@ from rnnlab.core.selection import (
     candidates,
     chosen,
     direction_sign,
+    plan_strata,
     ranking,
     selection_name,
+    went_on,
 )
 from rnnlab.core.study_spec import stratum_name
-from rnnlab.storage.adapter import planned_runs
+from rnnlab.storage.adapter import load_study, planned_runs, stratum_results, study_names
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ class Selection:
     study: str  # the derived study
     top: int
     seeds: int
-    done: bool  # every candidate has every seed: the choice stands
+    done: bool  # every candidate has every seed, the plan not stale: the choice stands
+    stale: str | None  # how the search went on since the plan (other top trials), or None
     rows: tuple[SelectionRow, ...]
     leads: tuple[SelectionLead, ...]
 
@@ -63,7 +66,9 @@ def selection(storage: str, name: str, direction: str) -> Selection | None:
     if found is None:
         return None
     plan, cands = found[0], candidates(*found)
-    picks = chosen(cands, int(plan["seeds"]), direction) or []
+    stale = _went_on(storage, name, plan, direction)
+    # a stale plan's choice does not stand: none is marked chosen, no lead is shown
+    picks = [] if stale else chosen(cands, int(plan["seeds"]), direction) or []
     picked = {c.trial for c in picks}
     rows = tuple(_row(c, c.trial in picked) for c in cands)
     sign = direction_sign(direction)
@@ -79,7 +84,16 @@ def selection(storage: str, name: str, direction: str) -> Selection | None:
         leads.append(SelectionLead(stratum_name(pick.stratum), pick.trial, runner.trial,
                                    sum(diffs) / len(diffs), low, high, len(diffs)))
     return Selection(study=derived, top=int(plan["top"]), seeds=int(plan["seeds"]),
-                     done=bool(picks), rows=rows, leads=tuple(leads))
+                     done=bool(picks), stale=stale, rows=rows, leads=tuple(leads))
+
+
+def _went_on(storage: str, name: str, plan: dict, direction: str) -> str | None:
+    """How the search went on since the plan (:func:`~rnnlab.core.selection.went_on`); None
+    where its search is not in this storage (a selection planned from a report) to tell."""
+    if name not in study_names(storage):
+        return None
+    return went_on(plan, stratum_results(load_study(storage, name), plan_strata(plan)),
+                   direction)
 
 
 def _row(c: Candidate, is_chosen: bool) -> SelectionRow:

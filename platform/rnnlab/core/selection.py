@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from rnnlab.core.study_spec import stratum_name
+
 SEED_KEY = "train.seed"
 
 
@@ -32,6 +34,39 @@ def ranking(direction: str):
     seeds, then the search value, then the lower trial number."""
     sign = direction_sign(direction)
     return lambda c: (sign * c.mean, sign * c.search_value, -c.trial)
+
+
+def search_order(direction: str):
+    """The key that orders a stratum's complete trials of the search, ``(number, value, ...)``,
+    best first (ties: the lower number): its first ``top`` are the selection's candidates."""
+    sign = direction_sign(direction)
+    return lambda t: (-sign * t[1], t[0])
+
+
+def plan_strata(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The strata a selection's plan (``study.selection``, as JSON) has candidates in, in its
+    order (every stratum of the search has one)."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for c in plan["candidates"]:
+        seen.setdefault(_key(c["stratum"]), dict(c["stratum"]))
+    return list(seen.values())
+
+
+def went_on(plan: dict[str, Any], done: list[list[tuple[int, float]]],
+            direction: str) -> str | None:
+    """How the search went on since the selection was planned: the first stratum (of
+    :func:`plan_strata`, whose complete trials ``(number, value)`` ``done`` holds in that
+    order) whose ``top`` best trials are no longer the plan's candidates; None while every
+    stratum's are. A stale choice would name a best the search has overtaken."""
+    top = int(plan["top"])
+    for match, mine in zip(plan_strata(plan), done, strict=True):
+        was = sorted(int(c["trial"]) for c in plan["candidates"]
+                     if _key(c["stratum"]) == _key(match))
+        now = sorted(t[0] for t in sorted(mine, key=search_order(direction))[:top])
+        if now != was:
+            return (f"{stratum_name(match) or 'the study'}'s top {top} are now trial(s) "
+                    f"{', '.join(map(str, now))}, not {', '.join(map(str, was))}")
+    return None
 
 
 @dataclass(frozen=True)

@@ -151,14 +151,18 @@ _SELECTION_HEAD = "## Each stratum's best, chosen on fresh seeds (validation)"
 
 def _selection_note(info: ReportInfo) -> str:
     s = info.selection
+    stale = (f"It was planned before the search went on ({s.stale}): its choices are stale "
+             f"and not used; delete study {s.study} and choose again (rnnlab select). "
+             if s.stale else "")
     return (f"The search's top {s.top} trials of each stratum were trained again with {s.seeds} "
             f"fresh seed(s) each (train.seed + 1, + 2, ...; study {s.study}), unpruned. Each "
             "stratum's best is the one with the best mean over those seeds; the search's own "
-            "run is left out of the mean, being the one run each was picked for. "
+            "run is left out of the mean, being the one run each was picked for. " + stale
             + (f"This study is the selection itself: each of its trials is one run, and the "
                f"report of {s.study.removesuffix('-select')} names the choices its bests."
                if info.study == s.study else
                "The best config above and each cell's best are the choices." if s.done else
+               "The bests above are the search's." if s.stale else
                "The selection is not finished: the bests above are still the search's."))
 
 

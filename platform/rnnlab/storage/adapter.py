@@ -47,6 +47,7 @@ from rnnlab.storage.keys import (
     HEARTBEAT,
     TRIAL_REASON,
     enqueued_params,
+    trained_params,
 )
 from rnnlab.storage.rdb import FIX, has_schema, open_rdb
 from rnnlab.storage.riding import RidingStorage, back_at
@@ -329,6 +330,16 @@ def stratum_study(study: optuna.Study, match: dict[str, Any],
                                                (study.study_name, study._study_id)),
                         sampler=sampler,
                         pruner=optuna.pruners.NopPruner())
+
+
+def stratum_results(study: optuna.Study, matches: list[dict[str, Any]]
+                    ) -> list[list[tuple[int, float, dict[str, Any]]]]:
+    """Each stratum's (``matches``: ``{key: level}``; ``{}`` the whole study) complete trials
+    as ``(number, value, params trained with)``."""
+    views = [stratum_study(study, m, study.sampler) if m else study for m in matches]
+    return [[(t.number, t.value, trained_params(t))
+             for t in view.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+            for view in views]
 
 
 def levels_of(study: optuna.Study, trials: list[FrozenTrial],

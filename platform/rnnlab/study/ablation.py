@@ -69,7 +69,7 @@ def ablation_spec(storage: str, name: str, ablation: AblationConfig,
     """
     study, spec, stored = searched_spec(storage, name, where)
     check_ablation(spec, ablation, where)
-    selected = selected_bests(storage, spec, where)
+    selected = selected_bests(storage, study, spec, where)
     if selected is not None:  # each stratum's best chosen on fresh seeds
         bests, used = selected
     else:

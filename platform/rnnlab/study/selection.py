@@ -15,15 +15,16 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from rnnlab.core.selection import (
     SEED_KEY,
     Candidate,
     candidates,
     chosen,
-    direction_sign,
+    plan_strata,
+    search_order,
     selection_name,
+    went_on,
 )
 from rnnlab.core.study_spec import (
     SelectConfig,
@@ -33,8 +34,8 @@ from rnnlab.core.study_spec import (
     stratum_name,
 )
 from rnnlab.errors import RnnlabError
-from rnnlab.storage.adapter import load_study, planned_runs, stored_plan, stratum_study
-from rnnlab.storage.keys import ATTR_SPEC, trained_params
+from rnnlab.storage.adapter import load_study, planned_runs, stored_plan, stratum_results
+from rnnlab.storage.keys import ATTR_SPEC
 
 
 def searched_spec(storage: str, name: str, where: str) -> tuple[optuna.Study, StudySpec,
@@ -67,15 +68,12 @@ def selection_spec(storage: str, name: str, config: SelectConfig,
             no complete trial, or a selection of it exists with another plan.
     """
     study, spec, stored = searched_spec(storage, name, where)
-    tops = []
-    for match in strata_levels(spec):
-        view = stratum_study(study, match, study.sampler) if match else study
-        done = view.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    tops = stratum_results(study, strata_levels(spec))
+    for match, done in zip(strata_levels(spec), tops, strict=True):
         if not done:
             raise RnnlabError(f"{where}: stratum {stratum_name(match) or 'of the study'} of "
                               f"study {name!r} has no complete trial yet; finish the search "
                               "first (rnnlab sweep)")
-        tops.append([(t.number, t.value, trained_params(t)) for t in done])
     derived = planned_selection(spec, stored, tops, config)
     _check_plan(storage, derived, where)
     return derived
@@ -89,10 +87,9 @@ def planned_selection(spec: StudySpec, stored: dict[str, Any],
     with)``, any order); ``stored`` is the searched study's spec as JSON (its data, model and
     train sections are the base). Each stratum's ``config.top`` best (fewer where it has
     fewer) are the candidates, each trained with ``config.seeds`` fresh seeds."""
-    sign = direction_sign(spec.study.direction)
     cands, trials = [], []
     for match, mine in zip(strata_levels(spec), done, strict=True):
-        for number, value, trained in sorted(mine, key=lambda t: (-sign * t[1], t[0]))[
+        for number, value, trained in sorted(mine, key=search_order(spec.study.direction))[
                 :config.top]:
             params = {k: v for k, v in trained.items() if k in spec.search}
             cands.append({"trial": number, "value": value, "stratum": match, "params": params})
@@ -124,14 +121,15 @@ def selection_of(storage: str, name: str) -> tuple[dict[str, Any], list[Candidat
     return None if found is None else (found[0], candidates(*found))
 
 
-def selected_bests(storage: str, spec: StudySpec, where: str) -> tuple[list[dict[str, Any]],
-                                                                       int] | None:
+def selected_bests(storage: str, study: optuna.Study, spec: StudySpec,
+                   where: str) -> tuple[list[dict[str, Any]], int] | None:
     """Each stratum's chosen params (in the order of :func:`strata_levels`) and the seeds the
-    selection used, where study ``spec.study.name`` has a selection; None where it has none.
+    selection used, where ``study`` (its spec ``spec``) has a selection; None where it has
+    none.
 
     Raises:
-        RnnlabError: a selection that is not finished, or one the spec asks for that has not
-            run.
+        RnnlabError: a selection that is not finished, one planned before the search went on
+            (other top trials now), or one the spec asks for that has not run.
     """
     name = spec.study.name
     found = selection_of(storage, name)
@@ -142,6 +140,14 @@ def selected_bests(storage: str, spec: StudySpec, where: str) -> tuple[list[dict
                               f"sweep` on its spec again, or `rnnlab select {name}`")
         return None
     plan, cands = found
+    stale = went_on(plan, stratum_results(study, plan_strata(plan)),
+                    spec.study.direction)
+    if stale is not None:
+        derived = selection_name(name)
+        raise RnnlabError(f"{where}: the selection of study {name!r} ({derived}) was planned "
+                          f"before its search went on ({stale}), so its choices are stale; "
+                          f"delete it (optuna delete-study --study-name {derived} --storage "
+                          f"URL) and choose again (rnnlab select {name})")
     picks = chosen(cands, int(plan["seeds"]), spec.study.direction)
     if picks is None:
         raise RnnlabError(f"{where}: the selection of study {name!r} "
