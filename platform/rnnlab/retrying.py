@@ -79,8 +79,13 @@ class Store:
     """One store of this process: its name in messages, which errors mean it is down, and its
     outage, shared by every thread that calls it."""
 
-    def __init__(self, name: str, is_outage: Callable[[BaseException], bool]):
+    def __init__(self, name: str, is_outage: Callable[[BaseException], bool],
+                 impatient_s: float = 0.0):
         self.name, self.is_outage = name, is_outage
+        # how long even an impatient call rides it out: a store whose "outage" is another
+        # writer's lock (held for a write's milliseconds) is worth a short wait, one that is
+        # down is not
+        self.impatient_s = impatient_s
         self._lock = threading.Lock()
         self.down_since: float | None = None  # monotonic; None while it answers
         self.back_at = 0.0  # wall-clock time it last came back (0: never down)
@@ -94,7 +99,7 @@ class Store:
             StoreDown: the store stayed down for longer than the limit.
             KeyboardInterrupt: Ctrl-C, also one held back while the store was down.
         """
-        tries = 0
+        tries, first = 0, time.monotonic()
         while True:
             started = time.monotonic()
             try:
@@ -102,17 +107,21 @@ class Store:
             except Exception as exc:
                 if isinstance(exc, StoreDown) or not self.is_outage(exc):
                     raise  # a nested call that gave up already, or no outage
-                self._wait(exc, tries, started)
+                self._wait(exc, tries, started, first)
                 tries += 1
                 continue
             if self.down_since is not None and started > self.down_since:
                 self._back()  # only a call begun after it went down shows that it is back
             return result
 
-    def _wait(self, exc: BaseException, tries: int, started: float) -> None:
+    def _wait(self, exc: BaseException, tries: int, started: float, first: float) -> None:
         now, why = time.monotonic(), reason(exc)
         if getattr(_Limits.impatient, "on", False):
-            raise StoreDown(f"{self.name} unreachable ({why})") from None
+            left = self.impatient_s - (now - first)
+            if left <= 0:
+                raise StoreDown(f"{self.name} unreachable ({why})") from None
+            _sleep(min(0.05 * 2.0 ** tries, left))  # quietly: not an outage worth a line
+            return
         with self._lock:
             if self.down_since is None and started < self._back_mono:
                 return  # sent before the store came back: try again at once
@@ -152,9 +161,10 @@ _STORES: dict[str, Store] = {}
 _STORES_LOCK = threading.Lock()
 
 
-def store(name: str, is_outage: Callable[[BaseException], bool]) -> Store:
+def store(name: str, is_outage: Callable[[BaseException], bool],
+          impatient_s: float = 0.0) -> Store:
     """This process's one :class:`Store` named ``name`` (made on first use)."""
     with _STORES_LOCK:
         if name not in _STORES:
-            _STORES[name] = Store(name, is_outage)
+            _STORES[name] = Store(name, is_outage, impatient_s)
         return _STORES[name]

@@ -99,3 +99,43 @@ def test_a_locked_sqlite_store_is_ridden_out_and_other_errors_are_not(tmp_path):
     except RuntimeError as wrapped:
         assert is_locked(wrapped)
     assert not is_locked(missing.value)
+
+
+
+def test_a_locked_local_store_is_waited_out_briefly_even_by_a_closing_write(tmp_path,
+                                                                           mlflow_db):
+    """A sweep that stopped on a worker's error closes its study's run without waiting for a
+    store that is down (impatient); a local SQLite store locked by another writer's
+    transaction is not down, and such a write (SQLite answers it at once, whatever the busy
+    timeout) still goes through once the lock is let go, as the local MLflow store's client
+    (LOCK_WAIT_S) does it."""
+    import sqlite3
+
+    from rnnlab.retrying import Store, StoreDown, impatient
+    from rnnlab.tracking.riding import LOCK_WAIT_S, is_locked
+
+    path = tmp_path / "s.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (x)")
+
+    def write() -> None:
+        with sqlite3.connect(path, timeout=0) as conn:
+            conn.execute("INSERT INTO t VALUES (1)")
+
+    for wait_s, goes_through in ((0.0, False), (LOCK_WAIT_S, True)):
+        holder.execute("BEGIN IMMEDIATE")  # another writer's transaction, let go in 0.3 s
+        release = threading.Timer(0.3, holder.execute, ("COMMIT",))
+        release.start()
+        try:
+            with impatient():
+                if goes_through:
+                    Store(f"locked {wait_s}", is_locked, wait_s).call(write)
+                else:
+                    with pytest.raises(StoreDown, match="database is locked"):
+                        Store(f"locked {wait_s}", is_locked, wait_s).call(write)
+        finally:
+            release.join()
+    assert holder.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    from rnnlab.tracking.server import open_client
+
+    assert open_client(mlflow_db).store.impatient_s == LOCK_WAIT_S  # a sweep's local store

@@ -51,15 +51,19 @@ def is_locked(exc: BaseException) -> bool:
                for e in chain(exc))
 
 
+LOCK_WAIT_S = 5.0  # a locked local store is ridden out this long even while closing in haste
+
+
 class RidingClient:
     """An ``MlflowClient`` whose calls ride out outages: of a tracking server, by default; of
     a local SQLite store's lock (``is_outage=is_locked``), for workers that share one."""
 
     def __init__(self, client: MlflowClient, name: str | None = None,
-                 is_outage: Callable[[BaseException], bool] = is_server_outage):
+                 is_outage: Callable[[BaseException], bool] = is_server_outage,
+                 impatient_s: float = 0.0):
         self._client = client
         self.store = store(name or f"MLflow tracking server at {mask_url(client.tracking_uri)}",
-                           is_outage)
+                           is_outage, impatient_s)
 
     def __getattr__(self, name: str) -> Any:
         found = getattr(self._client, name)
