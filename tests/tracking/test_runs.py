@@ -50,6 +50,7 @@ def test_a_tracked_run_holds_config_metrics_tags_and_artifacts(tiny, mnist_dir, 
     assert all(tags[f"data.md5.{stem}"] == md5 for stem, md5 in MNIST_MD5.items())
     assert tags["rnnlab.device"] == "cpu" and tags["rnnlab.status"] == "completed"
     assert tags["rnnlab.version"] == __version__ and tags["torch.version"] == torch.__version__
+    assert tags["torch.cpu_capability"] == torch.backends.cpu.get_cpu_capability() != ""
     assert {"mlflow.version", "python.version", "data.split", "data.test_set"} <= set(tags)
     assert "rnnlab.tutorial_split" not in tags
 

@@ -52,10 +52,14 @@ SEND_EVERY_S = 5.0
 
 
 def environment_tags() -> dict[str, str]:
+    """What a run's numerics depend on beyond its config and seed: versions, and the CPU
+    kernels torch picked (AVX2, AVX512, ...: float reductions differ between them, and at an
+    edge-of-stability learning rate that can decide whether a run takes off)."""
     return {
         "rnnlab.version": __version__, "torch.version": torch.__version__,
         "mlflow.version": mlflow.__version__, "python.version": platform.python_version(),
-        "host.platform": sys.platform,
+        "host.platform": sys.platform, "host.machine": platform.machine(),
+        "torch.cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 
