@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing
 import os
@@ -41,7 +42,22 @@ def start_fork_server() -> BaseContext:
     resource_tracker.ensure_running()
     with _ignored_by_children():
         forkserver.ensure_running()
+    atexit.unregister(_stop_fork_server)  # registered once, however often this is called
+    atexit.register(_stop_fork_server)
     return ctx
+
+
+def _stop_fork_server() -> None:
+    """At this process's exit, end its fork server at once. Left alone it notices the exit and
+    shuts its interpreter down (torch, MLflow: a second or more), holding the command's
+    stdout and stderr open meanwhile, so that whoever reads them waits for it. It holds
+    nothing to save, and ignores Ctrl-C and SIGTERM (see _ignored_by_children): SIGKILL."""
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)  # multiprocessing's own
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, ChildProcessError):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
 @contextlib.contextmanager
