@@ -26,6 +26,7 @@ from rnnlab.storage.adapter import load_study, open_storage, stratum_study
 from rnnlab.storage.keys import trained_params
 from rnnlab.study.ablation import ablation_spec, planned_spec
 from rnnlab.study.selection import planned_selection
+from rnnlab.study.status import study_status
 
 NAME = "searched"
 CELLS = ("rnn", "gru")
@@ -227,9 +228,18 @@ def test_a_selection_the_search_went_on_past_is_stale_refused_and_not_reported_b
         searched, monkeypatch):
     # top 4 of 3 complete trials a stratum: every trial the search adds is a new candidate
     made = select(searched.storage, NAME, SelectConfig(top=4, seeds=1), workers=1)
-    assert made.finished == 2 * 3
+    assert made.finished == 2 * 3 and made.stale is None
     monkeypatch.setenv("MLFLOW_TRACKING_URI", searched.uri)
     run_enqueued(load_study_spec(searched.folder / "spec.yaml", n_trials=8), searched.storage)
+    # status says so, for the selection only, in the overview and the study's own view
+    stale = {s.name: s.stale for s in study_status(searched.storage)}
+    assert "now trial(s) 0, " in stale.pop(f"{NAME}-select") and set(stale.values()) == {None}
+    for args in ([], [f"{NAME}-select"]):
+        shown = CliRunner().invoke(app, ["status", *args, "--storage", searched.storage])
+        assert shown.exit_code == 0, shown.output
+        assert " ".join(shown.stdout.split()).count(
+            f"note: the selection of study '{NAME}' ({NAME}-select) was planned before its "
+            f"search went on (model.cell=rnn's top 4 are now trial(s) 0, ") == 1, shown.stdout
     assert len(load_study(searched.storage, NAME).get_trials()) == 8  # one more a stratum
     names = {s.study_name for s in optuna.get_all_study_summaries(
         open_storage(searched.storage))}

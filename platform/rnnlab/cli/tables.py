@@ -76,6 +76,8 @@ def status_view(statuses: list[Any], detail: bool) -> Group:
             parts.append(params_table(s))
     elif any(s.best_params for s in statuses):
         parts.append("best params: rnnlab status STUDY")
+    # a stale selection's choices are not used: say so whatever the view
+    parts += [Text(f"note: {s.stale}", overflow="fold") for s in statuses if s.stale]
     return Group(*parts)
 
 

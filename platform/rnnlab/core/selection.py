@@ -24,6 +24,15 @@ def selection_name(study: str) -> str:
     return f"{study}-select"
 
 
+def stale_advice(name: str, stale: str) -> str:
+    """What to do about the selection of study ``name`` planned before its search went on
+    (``stale``: how, from :func:`went_on`)."""
+    derived = selection_name(name)
+    return (f"the selection of study {name!r} ({derived}) was planned before its search went "
+            f"on ({stale}), so its choices are stale; delete it (optuna delete-study "
+            f"--study-name {derived} --storage URL) and choose again (rnnlab select {name})")
+
+
 def direction_sign(direction: str) -> float:
     """+1 where larger is better (``maximize``), -1 where smaller is."""
     return -1.0 if direction == "minimize" else 1.0

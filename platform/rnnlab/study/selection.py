@@ -24,6 +24,7 @@ from rnnlab.core.selection import (
     plan_strata,
     search_order,
     selection_name,
+    stale_advice,
     went_on,
 )
 from rnnlab.core.study_spec import (
@@ -143,11 +144,7 @@ def selected_bests(storage: str, study: optuna.Study, spec: StudySpec,
     stale = went_on(plan, stratum_results(study, plan_strata(plan)),
                     spec.study.direction)
     if stale is not None:
-        derived = selection_name(name)
-        raise RnnlabError(f"{where}: the selection of study {name!r} ({derived}) was planned "
-                          f"before its search went on ({stale}), so its choices are stale; "
-                          f"delete it (optuna delete-study --study-name {derived} --storage "
-                          f"URL) and choose again (rnnlab select {name})")
+        raise RnnlabError(f"{where}: {stale_advice(name, stale)}")
     picks = chosen(cands, int(plan["seeds"]), spec.study.direction)
     if picks is None:
         raise RnnlabError(f"{where}: the selection of study {name!r} "

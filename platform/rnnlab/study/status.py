@@ -8,8 +8,15 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from rnnlab.core.selection import plan_strata, stale_advice, went_on
 from rnnlab.core.study_spec import StudySpec, shares, strata_levels, stratum_name
-from rnnlab.storage.adapter import DEFAULT_STORAGE, load_study, stratum_study, study_names
+from rnnlab.storage.adapter import (
+    DEFAULT_STORAGE,
+    load_study,
+    stratum_results,
+    stratum_study,
+    study_names,
+)
 from rnnlab.storage.keys import ATTR_BUDGET, ATTR_PARENT, ATTR_SPEC, FINISHED_NAMES, trained_params
 from rnnlab.study.strata import stratum_of
 
@@ -43,6 +50,9 @@ class StudyStatus:
     running_epochs: dict[int, int] = field(default_factory=dict)  # running trial: epochs done
     mean_trial_s: float | None = None  # mean wall time of the finished trials
     strata: list[StratumStatus] = field(default_factory=list)  # a stratified study's, in order
+    # a selection planned before its search went on (other top trials now): its choices are
+    # stale and not used; what to do about it. None for any other study
+    stale: str | None = None
 
     @property
     def finished(self) -> int:
@@ -74,11 +84,11 @@ def study_status(storage: str = DEFAULT_STORAGE, name: str | None = None) -> lis
     Raises:
         RnnlabError: the storage cannot be opened or the study does not exist.
     """
-    return [_status(load_study(storage, n), n)
-            for n in ([name] if name else study_names(storage))]
+    names = [name] if name else study_names(storage)
+    return [_status(load_study(storage, n), n, storage) for n in names]
 
 
-def _status(study: optuna.Study, name: str) -> StudyStatus:
+def _status(study: optuna.Study, name: str, storage: str) -> StudyStatus:
     trials = study.get_trials(deepcopy=False)
     counts = {st.name: sum(t.state == st for t in trials) for st in TrialState}
     best = study.best_trial if counts[TrialState.COMPLETE.name] else None
@@ -95,7 +105,20 @@ def _status(study: optuna.Study, name: str) -> StudyStatus:
         running_epochs={t.number: len(t.intermediate_values) for t in trials
                         if t.state == TrialState.RUNNING},
         mean_trial_s=sum(took) / len(took) if took else None,
-        strata=_strata(study, spec, trials, attrs.get(ATTR_BUDGET)))
+        strata=_strata(study, spec, trials, attrs.get(ATTR_BUDGET)),
+        stale=_stale(storage, spec, study.direction.name.lower()))
+
+
+def _stale(storage: str, stored: dict[str, Any], direction: str) -> str | None:
+    """For a selection (its spec ``stored``) planned before its search went on: how the search
+    went on (:func:`~rnnlab.core.selection.went_on`) and what to do. None for any other study,
+    and where the searched study is not in ``storage`` (a selection planned from a report)."""
+    plan = stored.get("study", {}).get("selection")
+    if not plan or plan["of"] not in study_names(storage):
+        return None
+    how = went_on(plan, stratum_results(load_study(storage, plan["of"]), plan_strata(plan)),
+                  direction)
+    return None if how is None else stale_advice(plan["of"], how)
 
 
 def _strata(study: optuna.Study, stored: dict[str, Any], trials: list[FrozenTrial],
