@@ -158,6 +158,10 @@ def test_an_interrupted_ablation_resumes_and_runs_its_plan_exactly(searched):
     assert once_more.returncode == 0, once_more.stderr
     assert len(optuna.load_study(study_name=derived, storage=open_storage(
         searched.storage)).get_trials()) == len(trials)  # nothing trained again
+    # what to run next: its own report compares the arms, the searched study's confirms
+    assert f"rnnlab report {derived} --format md  # what it found (validation)" \
+        in once_more.stdout
+    assert f"rnnlab report {NAME} --format md" in once_more.stdout
 
 
 def test_an_arm_another_ablation_trained_is_replayed_not_trained_again(searched):
@@ -250,6 +254,19 @@ def test_a_better_level_an_ablation_found_is_confirmed_as_the_cells_best(tmp_pat
     assert md.exit_code == 0 and "trained nothing" not in md.stderr
     assert "## Better levels the ablations found (validation)" in md.stdout
     assert "confirmation: " not in md.stderr  # every run found: nothing trained twice
+    # the ablation's own report compares its one-seed arms on validation and sends to the
+    # searched study's report for the test set, training nothing unless asked to
+    own = CliRunner().invoke(app, ["report", "stuck-ablate-train.lr"])
+    assert own.exit_code == 0, own.output
+    assert "confirmation: " not in own.stderr and "## Confirmation on" not in own.stdout
+    assert ("`rnnlab report stuck` confirms each stratum's best there, with any level this "
+            "ablation found better") in own.stdout
+    confirmed = CliRunner().invoke(app, ["report", "stuck-ablate-train.lr", "--confirm",
+                                         "--confirm-seeds", "1", "--confirm-splits", "1",
+                                         "--workers", "1"])
+    assert confirmed.exit_code == 0, confirmed.output
+    assert "## Confirmation on the test set" in confirmed.stdout
+    assert "confirmation: " in confirmed.stderr  # its own runs, trained
 
 
 def _config(trial: optuna.trial.FrozenTrial) -> tuple:

@@ -282,6 +282,8 @@ def test_a_specs_select_section_runs_before_its_ablations(tmp_path, mlflow_db, m
     arms = load_study("rnnlab.journal",
                       "with-selection-ablate-data.normalisation").get_trials()
     assert {t.params["train.seed"] for t in arms} == {2, 3}  # after the selection's seed 1
+    for derived in ("with-selection-select", "with-selection-ablate-data.normalisation"):
+        assert f"rnnlab report {derived} --format md" in result.stdout  # next to run
 
 
 def test_an_ablation_of_a_study_whose_selection_has_not_run_is_one_line(tmp_path, mlflow_db,

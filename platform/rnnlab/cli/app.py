@@ -177,15 +177,23 @@ def sweep(
     Console().print(status_view([final], detail=True))
     if done := done_line(final):
         err.print(done, markup=False, highlight=False, soft_wrap=True)
+    derived: list[tuple[str, str]] = []  # the studies derived from it, for the next commands
     if final.finished >= (final.budget or 0):
+        from rnnlab.core.selection import selection_name
+        from rnnlab.study.ablation import derived_name
+
         # the search is done: its selection runs now, then its ablations (from the selection's
         # choices)
         runner = None if ray else workers
         if study_spec.select is not None:
             _select(final.name, study_spec.select, _storage(storage), runner)
+            derived.append((selection_name(final.name),
+                            "each stratum's best chosen on fresh seeds (validation)"))
         for config in study_spec.ablate:
             _ablate(final.name, config, _storage(storage), runner)
-    typer.echo(next_commands(final.name, storage))
+            derived.append((derived_name(final.name, config.factor),
+                            f"the paired verdict on {config.factor} (validation)"))
+    typer.echo(next_commands(final.name, storage, derived=derived))
 
 
 def _derived(what: str, workers: int | None, run) -> None:
@@ -243,7 +251,7 @@ def select(
 
     config = selection(top, seeds)
     _select(study, config, _storage(storage), workers)
-    typer.echo(next_commands(selection_name(study), storage))
+    typer.echo(next_commands(selection_name(study), storage, of=study))
 
 
 @app.command()
@@ -269,7 +277,7 @@ def ablate(
 
     config = ablation(factor, levels, seeds)
     _ablate(study, config, _storage(storage), workers)
-    typer.echo(next_commands(derived_name(study, config.factor), storage))
+    typer.echo(next_commands(derived_name(study, config.factor), storage, of=study))
 
 
 @app.command()
@@ -392,9 +400,11 @@ def report(
                                                      "config alone).")] = "md",
     out: Annotated[Path | None, typer.Option(
         help="File to write (default: stdout; html: reports/<study>.html).")] = None,
-    no_confirm: Annotated[bool, typer.Option(
-        "--no-confirm", help="Rank on validation only: train nothing, score nothing on the "
-        "test set (while the study still runs, say).")] = False,
+    confirm: Annotated[bool | None, typer.Option(
+        "--confirm/--no-confirm", help="Score the chosen configs on the test set (the default, "
+        "except for an ablation or a selection, whose searched study's report confirms its "
+        "bests), or rank on validation only: train nothing, score nothing on the test set "
+        "(while the study still runs, say).", show_default=False)] = None,
     confirm_seeds: Annotated[int, typer.Option(
         help="Seeds to re-train each confirmed config with on each training subset.")] = 3,
     confirm_splits: Annotated[int | None, typer.Option(
@@ -414,13 +424,13 @@ def report(
     _known(storage, study)
     from rnnlab.reports.build import report as build_report
 
-    if no_confirm or fmt == "yaml":
-        train = None  # nothing trains: training's imports (torch) are not loaded
-    else:
+    def train(*args) -> None:
+        # imported once runs are to train: training's imports (torch) cost seconds
         from rnnlab.engines.confirm import parallel
 
-        train = parallel(workers)
-    text, path = build_report(_storage(storage), study, fmt, out, confirm=not no_confirm,
+        parallel(workers)(*args)
+
+    text, path = build_report(_storage(storage), study, fmt, out, confirm=confirm,
                               confirm_seeds=confirm_seeds,
                               confirm_splits=confirm_splits, cell=cell,
                               on_progress=lambda line: err.print(line, soft_wrap=True,

@@ -9,6 +9,7 @@ params, which can be long, go to its detail view (``rnnlab status STUDY``), one 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from typing import Any
 
 from rich import box
@@ -114,16 +115,27 @@ def no_studies_line(storage: str) -> str:
             "starts one, or --storage names the storage a sweep used")
 
 
-def next_commands(name: str, storage: str | None) -> str:
+def next_commands(name: str, storage: str | None, *, of: str | None = None,
+                  derived: Sequence[tuple[str, str]] = ()) -> str:
     """What to run after a sweep of ``name``, ready to paste (the storage, when not the
-    default, included, with no password: RNNLAB_STORAGE_PASSWORD gives it)."""
+    default, included, with no password: RNNLAB_STORAGE_PASSWORD gives it). ``of``: the
+    searched study ``name`` derives from (an ablation or a selection, whose report compares
+    its runs on validation; the searched study's report confirms on test); ``derived``: the
+    studies the sweep derived from ``name``, each with what its report gives."""
     from rnnlab.errors import split_password
 
     where = f" --storage {shlex.quote(split_password(storage)[0])}" if storage else ""
     study = shlex.quote(name)
     rows = [(f"rnnlab status {study}{where}", "counts and best params"),
-            (f"rnnlab dashboard {study}{where}", "every trial's curves, one HTML file"),
-            (f"rnnlab report {study}{where} --format md", "best config, confirmed on test"),
-            (f"rnnlab ui --study {study}{where}", "its trials in the MLflow UI")]
+            (f"rnnlab dashboard {study}{where}", "every trial's curves, one HTML file")]
+    if of is None:
+        rows += [(f"rnnlab report {study}{where} --format md", "best config, confirmed on test"),
+                 *((f"rnnlab report {shlex.quote(d)}{where} --format md", why)
+                   for d, why in derived)]
+    else:
+        rows += [(f"rnnlab report {study}{where} --format md", "what it found (validation)"),
+                 (f"rnnlab report {shlex.quote(of)}{where} --format md",
+                  "the bests, with what it found, confirmed on test")]
+    rows.append((f"rnnlab ui --study {study}{where}", "its trials in the MLflow UI"))
     width = max(len(cmd) for cmd, _ in rows)
     return "next:\n" + "\n".join(f"  {cmd:<{width}}  # {why}" for cmd, why in rows)

@@ -28,7 +28,7 @@ DEFAULT_SPLITS = 3  # other training subsets a config is confirmed on
 
 
 def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = None, *,
-           confirm: bool = True, confirm_seeds: int = 3, confirm_splits: int | None = None,
+           confirm: bool | None = None, confirm_seeds: int = 3, confirm_splits: int | None = None,
            tracking_uri: str | None = None, cell: str | None = None,
            on_progress: Callable[[str], None] | None = None,
            train: Trainer | None = None) -> tuple[str | None, Path | None]:
@@ -43,7 +43,11 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
         fmt: ``md``, ``html``, ``json`` or ``yaml``.
         out: the file to write.
         confirm: re-train the chosen configs and score them on the test set; False: the
-            validation ranking alone, which trains nothing and writes nothing but ``out``.
+            validation ranking alone, which trains nothing and writes nothing but ``out``;
+            None (the default): True, except for a study derived from a search (an ablation
+            or a selection), whose trials are one-seed arms or candidates of the search's
+            bests: the searched study's report confirms those bests, with what the derived
+            study found.
         confirm_seeds: K, the seeds each confirmed config is re-trained with on each
             training subset (K >= 1).
         confirm_splits: other training subsets (split seeds) to confirm on besides the
@@ -92,6 +96,8 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
         out = Path("reports") / f"{name}.html"
     if out is not None:
         check_writable(out)  # before minutes of confirmation training, not after
+    if confirm is None:
+        confirm = info.derived_from is None
     if fmt != "yaml" and confirm:
         # imported here: training's imports (torch) cost seconds a ranking alone never needs
         from rnnlab.core.data import fixed_subset

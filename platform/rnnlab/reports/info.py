@@ -158,6 +158,8 @@ class ReportInfo:
     gains: tuple[AblationGain, ...] = ()  # better levels the study's ablations found
     pruning: PruningReplay | None = None  # the pruner replayed on the complete trials
     selection: Selection | None = None  # each stratum's best chosen on fresh seeds
+    derived_kind: str | None = None  # "ablation" or "selection": a study derived from ...
+    derived_from: str | None = None  # ... this searched study, whose report confirms
 
     @property
     def cell_gaps(self) -> tuple[Gap, ...]:
@@ -201,6 +203,7 @@ def get_report_info(frames: StudyFrames, top_k: int = TOP_K) -> ReportInfo:
     for row in rows:  # ranked best first: the first row of each cell is its best
         per_cell.setdefault(row.cell, row)
     spec = frames.spec
+    kind = next((k for k in ("ablation", "selection") if spec.get("study", {}).get(k)), None)
     return ReportInfo(
         study=frames.name, metric=frames.metric, direction=frames.direction,
         objective=spec.get("study", {}).get("objective", "best"), budget=frames.budget,
@@ -208,16 +211,16 @@ def get_report_info(frames: StudyFrames, top_k: int = TOP_K) -> ReportInfo:
         best_config=trial_config(frames, rows[0].number).model_dump(mode="json"),
         top=tuple(rows[:top_k]), per_cell=tuple(per_cell.values()),
         per_stratum=frames.by_stratum(),
-        strata_note=(ABLATION_STRATA_NOTE if spec.get("study", {}).get("ablation") else
-                     SELECTION_STRATA_NOTE if spec.get("study", {}).get("selection") else
-                     STRATA_NOTE),
+        strata_note={"ablation": ABLATION_STRATA_NOTE,
+                     "selection": SELECTION_STRATA_NOTE}.get(kind, STRATA_NOTE),
         importances=tuple(Importance(str(r["param"]), float(r["importance"]),
                                      *(native(r.get(k)) for k in ("std", "low", "high")))
                           for r in frames.importances.to_dict("records")),
         importance_note=frames.importance_note, effects=effects(frames),
         experiment=frames.experiment,
         parent_run_id=frames.parent_run_id, tracking_uri=frames.tracking_uri,
-        replayed=frames.replayed(), pruning=replay_pruning(frames))
+        replayed=frames.replayed(), pruning=replay_pruning(frames), derived_kind=kind,
+        derived_from=spec["study"][kind]["of"] if kind else None)
 
 
 STRATA_NOTE = ("The study's budget was shared out equally between its strata; each stratum's "

@@ -101,7 +101,8 @@ def _summary(info: ReportInfo) -> str:
             f" validation {info.metric} over epochs ({info.direction}). Trials were selected on "
             "the validation split only; "
             + ("the test set scored only the confirmation runs below." if info.confirmations
-               else "the test set was not used (--no-confirm)."))
+               else "the test set was not used ("
+               + ("see below)." if info.derived_from else "--no-confirm).")))
 
 
 def _best_lines(info: ReportInfo) -> list[str]:
@@ -319,6 +320,22 @@ _UNCONFIRMED = ("This report ranks on validation only (--no-confirm): every numb
                 "without --no-confirm re-trains the chosen configs and scores them there.")
 
 
+def _unconfirmed(info: ReportInfo) -> str:
+    """Why the report scored nothing on the test set: asked not to, or a derived study."""
+    if info.derived_from is None:
+        return _UNCONFIRMED
+    of = info.derived_from
+    what, found = ((f"one-seed arms of the ablation of {of}'s bests",
+                    "with any level this ablation found better beyond seed noise")
+                   if info.derived_kind == "ablation" else
+                   (f"{of}'s top trials trained again, one seed each",
+                    "as this selection chose them"))
+    return (f"Every number in this report is validation. Its trials are {what}, compared with "
+            f"each other in this report; the test set scores configs, not single runs: "
+            f"`rnnlab report {of}` confirms each stratum's best there, {found}. `--confirm` "
+            "re-trains this study's own best trials and scores them anyway.")
+
+
 def _test_set_line(info: ReportInfo) -> str:
     subsets = (f"on the study's own training subset and on {info.confirm_splits} others "
                "(data.split_seed + 1, + 2, ...: other training and validation images, the "
@@ -362,7 +379,7 @@ def markdown(info: ReportInfo) -> str:
         if _cells_on_test(info):
             parts += [_md(_cells_on_test(info)), ""]
     else:
-        parts += ["## No confirmation on the test set", "", _md(_UNCONFIRMED), ""]
+        parts += ["## No confirmation on the test set", "", _md(_unconfirmed(info)), ""]
     parts += [f"## Top {len(info.top)} complete trials (validation)", "",
               _md_table(*_trial_table(info, info.top, "rank")), "",
               "## Best trial per cell (validation)", "",
@@ -416,7 +433,8 @@ def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
         parts += ["<h2>Confirmation on the test set</h2>", f"<p>{e(_test_set_line(info))}</p>",
                   _html_table(*_confirm_table(info)), f"<p>{e(_cells_on_test(info))}</p>"]
     else:
-        parts += ["<h2>No confirmation on the test set</h2>", f"<p>{e(_UNCONFIRMED)}</p>"]
+        parts += ["<h2>No confirmation on the test set</h2>",
+                  f"<p>{e(_unconfirmed(info))}</p>"]
     parts += [f"<h2>Top {len(info.top)} complete trials (validation)</h2>",
               _html_table(*_trial_table(info, info.top, "rank")),
               "<h2>Best trial per cell (validation)</h2>",
