@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from rnnlab.cli.app import app
 from rnnlab.core.selection import Candidate, chosen
 from rnnlab.core.study_spec import AblationConfig, SelectConfig, StudySpec, load_study_spec
+from rnnlab.engines.ablate import ablate
 from rnnlab.engines.select import select
 from rnnlab.errors import RnnlabError
 from rnnlab.storage.adapter import load_study, open_storage, stratum_study
@@ -170,6 +171,36 @@ def test_each_stratums_top_trials_train_again_on_fresh_seeds_and_ablations_start
     assert own.exit_code == 0, own.output
     assert "This study is the selection itself" in own.stdout
     assert own.stdout.count("| yes |") == 2  # one choice a stratum
+
+
+def test_an_ablation_a_later_selection_moved_a_best_from_is_reported_stale_there(searched):
+    made = ablate(searched.storage, NAME, AblationConfig(factor="data.normalisation", seeds=2),
+                  workers=1)
+
+    def ablations() -> list[dict]:
+        out = searched.folder / "report.json"
+        result = CliRunner().invoke(app, ["report", NAME, "--format", "json", "--no-confirm",
+                                          "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        return json.loads(out.read_text())["ablations"]
+
+    [record] = ablations()
+    assert (record["study"], record["factor"], record["finished"], record["planned"]) == (
+        made.name, "data.normalisation", 8, 8)
+    assert sorted(record["cells"]) == sorted(CELLS) and record["stale"] == []
+    searched_best = {c: trained_params(_top(searched.storage, c, 1)[0]) for c in CELLS}
+    select(searched.storage, NAME, SelectConfig(top=2, seeds=2), workers=1)
+    runs = _means(searched.storage, f"{NAME}-select")
+    moved = [c for c in CELLS if max(
+        (trained_params(t) for t in _top(searched.storage, c, 2)),
+        key=lambda p: sum(runs[_key(p)])) != searched_best[c]]
+    assert "gru" in moved  # the fixture's GRU choice is the search's runner-up
+    [record] = ablations()  # the arms of a moved best are not that cell's best's any more
+    assert sorted(record["stale"]) == sorted(moved) and record["gains"] == []
+    md = CliRunner().invoke(app, ["report", NAME, "--no-confirm"])
+    assert (f"its arms of {', '.join(c for c in record['cells'] if c in moved)} are not of "
+            f"that cell's best any more") in md.stdout
+    assert f"delete study {made.name} and ablate again" in md.stdout
 
 
 @pytest.mark.slow

@@ -91,12 +91,16 @@ class StudyFrames:
         """Trials per state name (``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``, ...)."""
         return self.trials["state"].value_counts().to_dict() if len(self.trials) else {}
 
+    def finished(self) -> int:
+        """Trials that ran to an end: complete, pruned or failed."""
+        counts = self.counts()
+        return sum(counts.get(s, 0) for s in FINISHED_NAMES)
+
     def done(self) -> bool:
         """Nothing runs or waits and the finished trials have reached the budget."""
         counts = self.counts()
-        finished = sum(counts.get(s, 0) for s in FINISHED_NAMES)
         active = counts.get("RUNNING", 0) + counts.get("WAITING", 0)
-        return active == 0 and self.budget is not None and finished >= self.budget
+        return active == 0 and self.budget is not None and self.finished() >= self.budget
 
     def replayed(self) -> int:
         """Complete trials of an ablation that replay an arm a sibling ablation trained."""

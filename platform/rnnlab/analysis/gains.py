@@ -42,28 +42,56 @@ class AblationGain:
         return f"{self.factor}={label(self.level)}"
 
 
+@dataclass(frozen=True)
+class AblationRecord:
+    """One ablation of the study and whether the report can use it: ``finished`` of its
+    ``planned`` arms; ``cells``, those it has arms of; ``gains``, the cells it found a better
+    level for; ``stale``, the cells whose arms are not of the cell's best any more (planned
+    before a selection chose another, or before the search went on): not used for those."""
+
+    study: str
+    factor: str
+    finished: int
+    planned: int
+    cells: tuple[str, ...]
+    gains: tuple[str, ...]
+    stale: tuple[str, ...]
+
+
 def ablation_gains(storage: str, frames: StudyFrames, best_of: dict[str, int],
-                   tracking_uri: str | None = None) -> tuple[AblationGain, ...]:
-    """The gains the finished ablations of study ``frames.name`` found, one per cell at most.
+                   tracking_uri: str | None = None
+                   ) -> tuple[tuple[AblationGain, ...], tuple[AblationRecord, ...]]:
+    """The gains the finished ablations of study ``frames.name`` found, one per cell at most,
+    and a record of each of its ablations, finished or not.
 
     Args:
         best_of: each cell's best trial in the study (an ablation planned from another trial,
-            before the search went on, say, is passed over).
+            before the search went on, say, is passed over, and its record says so).
     """
     found: dict[str, AblationGain] = {}
+    records = []
     prefix = f"{frames.name}-ablate-"
-    for name in study_names(storage):
+    configs = frames.configs.set_index("number")
+    for name in sorted(study_names(storage)):
         if not name.startswith(prefix):
             continue
         derived = study_frames(storage, name, tracking_uri=tracking_uri, metrics=(),
                                curves=False)
         plan = (derived.spec.get("study") or {}).get("ablation") or {}
-        if plan.get("of") != frames.name or not derived.done():
+        if plan.get("of") != frames.name:
             continue
-        for gain in _gains(derived, plan, frames, best_of):
+        cells = tuple(c for c in best_of if any(t.get(CELL_KEY) == c for t in plan["trials"]))
+        stale = tuple(c for c in cells
+                      if not _planned_from(plan, configs.loc[best_of[c]], plan["factor"], c))
+        gains = _gains(derived, plan, frames, best_of) if derived.done() else []
+        records.append(AblationRecord(
+            study=name, factor=plan["factor"], finished=derived.finished(),
+            planned=len(plan["trials"]), cells=cells, gains=tuple(g.cell for g in gains),
+            stale=stale))
+        for gain in gains:
             if gain.cell not in found or gain.diff > found[gain.cell].diff:
                 found[gain.cell] = gain
-    return tuple(found[c] for c in sorted(found))
+    return tuple(found[c] for c in sorted(found)), tuple(records)
 
 
 def _gains(derived: StudyFrames, plan: dict, frames: StudyFrames,

@@ -87,8 +87,10 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
     else:  # a selection's own report: its trials are single runs; it shows the choice
         info = dataclasses.replace(info, selection=selection(storage, of, frames.direction))
     if fmt != "yaml":  # better levels the study's ablations found: confirmed as cells' bests
-        info = dataclasses.replace(info, gains=ablation_gains(
-            storage, frames, {r.cell: r.number for r in info.per_cell}, tracking_uri))
+        gains, ablations = ablation_gains(storage, frames,
+                                          {r.cell: r.number for r in info.per_cell},
+                                          tracking_uri)
+        info = dataclasses.replace(info, gains=gains, ablations=ablations)
     if cell is not None:
         info = with_best_of(info, frames, cell)
     if out is None and fmt == "html":

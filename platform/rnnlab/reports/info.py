@@ -17,7 +17,7 @@ from typing import Any
 
 from rnnlab.analysis.effects import effects
 from rnnlab.analysis.frames import StratumSummary, StudyFrames, native
-from rnnlab.analysis.gains import AblationGain
+from rnnlab.analysis.gains import AblationGain, AblationRecord
 from rnnlab.analysis.intervals import mean, mean_interval, std, welch_interval
 from rnnlab.analysis.levels import Effect, Gap, label
 from rnnlab.analysis.pruning import PruningReplay, replay_pruning
@@ -156,6 +156,7 @@ class ReportInfo:
     confirmations: tuple[Confirmation, ...] = ()
     replayed: int = 0  # an ablation's complete trials that replay an arm another one trained
     gains: tuple[AblationGain, ...] = ()  # better levels the study's ablations found
+    ablations: tuple[AblationRecord, ...] = ()  # the study's ablations, whether used or not
     pruning: PruningReplay | None = None  # the pruner replayed on the complete trials
     selection: Selection | None = None  # each stratum's best chosen on fresh seeds
     derived_kind: str | None = None  # "ablation" or "selection": a study derived from ...

@@ -188,6 +188,32 @@ def _lead_lines(info: ReportInfo) -> list[str]:
             for lead in info.selection.leads]
 
 
+_ABLATIONS_HEAD = "## The study's ablations (validation)"
+
+
+def _ablation_lines(info: ReportInfo) -> list[str]:
+    """Each ablation of the study: what it found, or why the report does not use it."""
+    lines = []
+    for a in info.ablations:
+        head = f"{a.study} ({a.factor}, {a.finished} of {a.planned} arms): "
+        used = [c for c in a.cells if c not in a.stale]
+        if a.finished < a.planned:
+            body = "not finished, so not used until it is (the command that made it resumes it)"
+        elif not used:
+            body = "not used"
+        elif a.gains:
+            body = f"a better level than the best's own for {', '.join(a.gains)} (below)"
+        else:
+            body = ("no level ahead of the best's own beyond seed noise for "
+                    + ", ".join(used))
+        if a.stale:
+            body += (f"; its arms of {', '.join(a.stale)} are not of that cell's best any more "
+                     "(a selection chose another, or the search went on since), so not used "
+                     f"there: delete study {a.study} and ablate again")
+        lines.append(head + body)
+    return lines
+
+
 _GAINS_HEAD = "## Better levels the ablations found (validation)"
 _GAINS_NOTE = ("Where an ablation of this study found, at a cell's best config, another level "
                "ahead of the best's own beyond seed noise, that config is confirmed below as "
@@ -370,6 +396,9 @@ def markdown(info: ReportInfo) -> str:
                   _md_table(*_selection_table(info)), ""]
         parts += [f"- {_md(line)}" for line in _lead_lines(info)]
         parts += [""] if info.selection.leads else []
+    if info.ablations:
+        parts += [_ABLATIONS_HEAD, ""] + [f"- {_md(line)}" for line in _ablation_lines(info)]
+        parts += [""]
     if info.gains:
         parts += [_GAINS_HEAD, "", _md(_GAINS_NOTE), ""]
         parts += [f"- {_md(line)}" for line in _gain_lines(info)] + [""]
@@ -424,6 +453,10 @@ def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
         parts += [f"<h2>{e(_SELECTION_HEAD.removeprefix('## '))}</h2>",
                   f"<p>{e(_selection_note(info))}</p>", _html_table(*_selection_table(info)),
                   "<ul>" + "".join(f"<li>{e(line)}</li>" for line in _lead_lines(info))
+                  + "</ul>"]
+    if info.ablations:
+        parts += [f"<h2>{e(_ABLATIONS_HEAD.removeprefix('## '))}</h2>",
+                  "<ul>" + "".join(f"<li>{e(line)}</li>" for line in _ablation_lines(info))
                   + "</ul>"]
     if info.gains:
         parts += [f"<h2>{e(_GAINS_HEAD.removeprefix('## '))}</h2>", f"<p>{e(_GAINS_NOTE)}</p>",
