@@ -277,7 +277,9 @@ def _config(trial: optuna.trial.FrozenTrial) -> tuple:
 
 @pytest.mark.parametrize(("args", "words"), [
     (["ghost", "--factor", "data.normalisation"], "no study named 'ghost'"),
-    ([NAME, "--factor", "model.hidden"], "factor model.hidden was not searched"),
+    # the keys it offers are those an ablation takes: not the stratum (model.cell)
+    ([NAME, "--factor", "model.hidden"], "factor model.hidden was not searched in study "
+     "'searched'; ablate one of data.normalisation, train.l2, train.lr"),
     ([NAME, "--factor", "model.cell"], "factor model.cell is a stratum"),
     ([NAME, "--factor", "train.lr", "--levels", "5e-3,0.5"],
      "level 0.5 of train.lr is outside what the study searched"),

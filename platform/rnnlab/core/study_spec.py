@@ -383,8 +383,9 @@ def check_ablation(spec: StudySpec, ablation: AblationConfig, where: str) -> Non
     """
     key, dist = ablation.factor, spec.search.get(ablation.factor)
     if dist is None:
+        keys = [k for k in spec.search if k not in spec.study.strata and k != "train.seed"]
         raise RnnlabError(f"{where}: factor {key} was not searched in study "
-                          f"{spec.study.name!r}; ablate one of {', '.join(spec.search)}")
+                          f"{spec.study.name!r}; ablate one of {', '.join(keys)}")
     if key in spec.study.strata or key == "train.seed":
         what = "the seed" if key == "train.seed" else "a stratum"
         raise RnnlabError(f"{where}: factor {key} is {what} of the study, which every "
