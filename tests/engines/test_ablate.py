@@ -392,6 +392,22 @@ def test_an_ablations_strata_show_what_its_plan_gives_each(tmp_path, monkeypatch
     assert "shared out equally" not in report.stdout  # what a search's strata do
 
 
+def test_the_searched_report_lists_its_ablations(tmp_path, monkeypatch, mlflow_db):
+    # a study that does not search the cell: its ablation has no cell's best to apply a level
+    # to, and the searched study's report sends to the ablation's own for the verdict
+    raw = yaml.safe_load(yaml.safe_dump(SPEC))
+    del raw["search"]["model.cell"]
+    raw["study"].update(name="gru-only", n_trials=2, pruner={"name": "none"})
+    build_study(tmp_path, raw)
+    monkeypatch.chdir(tmp_path)
+    made = ablate("rnnlab.journal", "gru-only", AblationConfig(factor="data.normalisation",
+                                                               seeds=2), workers=1)
+    md = CliRunner().invoke(app, ["report", "gru-only", "--no-confirm"])
+    assert md.exit_code == 0, md.output
+    assert (f"- {made.name} (data.normalisation, 4 of 4 arms): its verdict is in its own "
+            f"report (`rnnlab report {made.name}`)") in md.stdout
+
+
 def test_pruner_settings_replayed_on_a_study_by_the_docs_script(searched_read_only, capsys):
     """docs/results/replay_pruner.py: any settings replayed on a study's complete trials, a
     row per stratum; bad settings or an unknown study are one line, exit code 2."""

@@ -199,6 +199,8 @@ def _ablation_lines(info: ReportInfo) -> list[str]:
         used = [c for c in a.cells if c not in a.stale]
         if a.finished < a.planned:
             body = "not finished, so not used until it is (the command that made it resumes it)"
+        elif not a.cells:  # a study that does not search the cell: no cell's best to change
+            body = f"its verdict is in its own report (`rnnlab report {a.study}`)"
         elif not used:
             body = "not used"
         elif a.gains:
