@@ -83,7 +83,8 @@ def ablation_gains(storage: str, frames: StudyFrames, best_of: dict[str, int],
         cells = tuple(c for c in best_of if any(t.get(CELL_KEY) == c for t in plan["trials"]))
         stale = tuple(c for c in cells
                       if not _planned_from(plan, configs.loc[best_of[c]], plan["factor"], c))
-        gains = _gains(derived, plan, frames, best_of) if derived.done() else []
+        usable = {c: best_of[c] for c in cells if c not in stale}
+        gains = _gains(derived, plan, configs, usable) if derived.done() else []
         records.append(AblationRecord(
             study=name, factor=plan["factor"], finished=derived.finished(),
             planned=len(plan["trials"]), cells=cells, gains=tuple(g.cell for g in gains),
@@ -94,10 +95,11 @@ def ablation_gains(storage: str, frames: StudyFrames, best_of: dict[str, int],
     return tuple(found[c] for c in sorted(found)), tuple(records)
 
 
-def _gains(derived: StudyFrames, plan: dict, frames: StudyFrames,
+def _gains(derived: StudyFrames, plan: dict, configs: Any,
            best_of: dict[str, int]) -> list[AblationGain]:
+    """The better levels ablation ``derived`` found at the cells' bests ``best_of`` (trial
+    numbers in ``configs``, the searched study's trials by number), each one its arms are of."""
     factor = plan["factor"]
-    configs = frames.configs.set_index("number")
     values = derived.configs.set_index("number")[factor]
     out = []
     for effect in effects(derived):
@@ -108,8 +110,6 @@ def _gains(derived: StudyFrames, plan: dict, frames: StudyFrames,
             if cell not in best_of or s.leader is None:
                 continue
             base = configs.loc[best_of[cell]]
-            if not _planned_from(plan, base, factor, cell):
-                continue
             own = label(native(base[factor]))
             gap = next((g for g in s.gaps if g.other == own), None)
             if s.leader == own or gap is None or not gap.separated:
