@@ -95,3 +95,39 @@ def test_a_run_whose_background_write_failed_is_still_closed(mlflow_db, tmp_path
     with pytest.raises(OSError):
         tracker.end_run(run_id, "FINISHED")
     assert MlflowClient().get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_checkpoint_a_gpu_worker_wrote_resumes_on_a_machine_without_one(mlflow_db, tiny,
+                                                                          monkeypatch):
+    """A GPU worker's checkpoint holds tensors tagged with their CUDA device; a retry on a
+    machine without one (or on the CPU workers of the same study) must resume from it, not
+    skip it as unreadable and train the trial again from epoch 1."""
+    import torch.serialization as serialization
+
+    from rnnlab.train import fit
+
+    cfg = tiny({"train.epochs": 2, "train.checkpoint_every": 1})
+    saved: list[Checkpoint] = []
+    full = fit(cfg, on_checkpoint=saved.append)
+    tracker = Tracker()
+    run_id = tracker.start_run("exp", "gpu-worker", config=cfg)
+    with monkeypatch.context() as m:
+        # Saved as on a GPU: torch.save writes each tensor's device as a tag beside its bytes,
+        # and the tag is all a CUDA tensor's file has that this one has not.
+        m.setattr(serialization, "_package_registry",
+                  [(0, lambda storage: "cuda:0", lambda storage, location: None),
+                   *serialization._package_registry])
+        tracker.log_checkpoint(run_id, saved[0])
+        tracker.flush(run_id)
+    path = tracker.client.download_artifacts(run_id, "checkpoint/checkpoint-1.pt")
+    if not torch.cuda.is_available():  # the trap is real: a plain load refuses it here
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(path, weights_only=True)
+
+    ckpt = tracker.load_checkpoint(run_id)
+    assert ckpt is not None and ckpt.epoch == 1
+    assert {t.device.type for t in ckpt.model.values()} == {"cpu"}
+    resumed = fit(cfg, resume=ckpt)
+    assert resumed.history == full.history[:1] + resumed.history[1:]
+    assert [h["val_acc"] for h in resumed.history] == [h["val_acc"] for h in full.history]
+    tracker.end_run(run_id)

@@ -5,6 +5,9 @@ meanwhile leaves that file cut short. So checkpoints alternate between two artif
 parity of their epoch, ``checkpoint/checkpoint-0.pt`` and ``checkpoint/checkpoint-1.pt``: a cut
 write leaves the one before it whole, and loading takes the newest that reads.
 ``checkpoint/checkpoint.pt`` (the one artifact of runs made before) is read too.
+
+Checkpoints are read onto the CPU, whatever device wrote them: a trial a GPU worker started
+resumes on a machine without one (``fit`` moves the state to its own device).
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ def artifact_path(epoch: int) -> str:
 
 
 def load_newest(client: MlflowClient, run_id: str) -> Checkpoint | None:
-    """The run's newest readable checkpoint (loaded with weights_only), or None when it has
-    none; an unreadable one is skipped with a warning."""
+    """The run's newest readable checkpoint (loaded with weights_only, on the CPU), or None
+    when it has none; an unreadable one is skipped with a warning."""
     found = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, name in enumerate(NAMES):
@@ -43,7 +46,7 @@ def load_newest(client: MlflowClient, run_id: str) -> Checkpoint | None:
             except (MlflowException, OSError):
                 continue  # not written (yet)
             try:
-                found.append(Checkpoint(**torch.load(path, weights_only=True)))
+                found.append(Checkpoint(**torch.load(path, map_location="cpu", weights_only=True)))
             except UNREADABLE as exc:
                 log.warning("rnnlab: checkpoint %s of run %s is unreadable (%s; cut short by a "
                             "kill mid-write?), so it is skipped", name, run_id,
