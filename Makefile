@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.rnnlab-installed
 RAY    := $(VENV)/.rnnlab-ray-installed
 
-.PHONY: setup quickstart test
+.PHONY: setup quickstart test test-gpu
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -28,3 +28,10 @@ $(RAY): $(STAMP)
 
 test: setup $(RAY)
 	$(PY) -m pytest -q
+
+# On a machine with an NVIDIA GPU: the tests that need one (tests/test_gpu.py, skipped by
+# `make test` where torch sees no GPU). PyPI's torch for Linux is a CUDA build.
+test-gpu: setup
+	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
+	'make test-gpu: torch ' + torch.__version__ + ' sees no CUDA GPU here (no NVIDIA driver, or a CPU build of torch in $(VENV))')"
+	$(PY) -m pytest -q tests/test_gpu.py

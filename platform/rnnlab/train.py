@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -83,13 +84,18 @@ def best_epoch(history: Sequence[dict[str, float]], metric: str,
 def resolve_device(name: str) -> torch.device:
     """``auto`` is CUDA when present, else CPU; an absent CUDA device is a user error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
             raise RnnlabError(f"train.device {name}: no CUDA device here; use auto or cpu")
-        if (device.index or 0) >= torch.cuda.device_count():
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
             raise RnnlabError(f"train.device {name}: only {torch.cuda.device_count()} GPU(s)")
+    if device.type == "cuda":
+        # Without a fixed cuBLAS workspace a run on a GPU need not repeat bit for bit
+        # (PyTorch's reproducibility notes); cuBLAS reads it when it starts, before any
+        # training step. A value the user set is kept.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return device
 
 
