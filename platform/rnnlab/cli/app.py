@@ -183,14 +183,14 @@ def sweep(
         from rnnlab.study.ablation import derived_name
 
         # the search is done: its selection runs now, then its ablations (from the selection's
-        # choices)
+        # choices), on workers placed as the search's were (--workers, --trials-per-gpu)
         runner = None if ray else workers
         if study_spec.select is not None:
-            _select(final.name, study_spec.select, _storage(storage), runner)
+            _select(final.name, study_spec.select, _storage(storage), runner, trials_per_gpu)
             derived.append((selection_name(final.name),
                             "each stratum's best chosen on fresh seeds (validation)"))
         for config in study_spec.ablate:
-            _ablate(final.name, config, _storage(storage), runner)
+            _ablate(final.name, config, _storage(storage), runner, trials_per_gpu)
             derived.append((derived_name(final.name, config.factor),
                             f"the paired verdict on {config.factor} (validation)"))
     typer.echo(next_commands(final.name, storage, derived=derived))
@@ -213,21 +213,23 @@ def _derived(what: str, workers: int | None, run) -> None:
         err.print(done, markup=False, highlight=False, soft_wrap=True)
 
 
-def _ablate(study: str, config, storage: str, workers: int | None) -> None:
+def _ablate(study: str, config, storage: str, workers: int | None, per_gpu: int) -> None:
     """Run an ablation of ``study`` with the sweep's progress lines, and show its table."""
     from rnnlab.engines.ablate import ablate as run_ablation
 
     _derived(f"ablation of {config.factor}", workers, lambda started, progress: run_ablation(
-        storage, study, config, workers, on_start=started, on_progress=progress))
+        storage, study, config, workers, per_gpu=per_gpu, on_start=started,
+        on_progress=progress))
 
 
-def _select(study: str, config, storage: str, workers: int | None) -> None:
+def _select(study: str, config, storage: str, workers: int | None, per_gpu: int) -> None:
     """Run the selection of ``study`` with the sweep's progress lines, and show its table."""
     from rnnlab.engines.select import select as run_selection
 
     _derived(f"choosing each stratum's best of its top {config.top} on {config.seeds} fresh "
              "seeds", workers, lambda started, progress: run_selection(
-                 storage, study, config, workers, on_start=started, on_progress=progress))
+                 storage, study, config, workers, per_gpu=per_gpu, on_start=started,
+                 on_progress=progress))
 
 
 @app.command()
@@ -239,6 +241,7 @@ def select(
                                             "(at least 1).")] = 2,
     workers: Annotated[int | None, typer.Option(
         min=1, help="Local worker processes (default: as a sweep starts).")] = None,
+    trials_per_gpu: Annotated[int, typer.Option(min=1, help="Workers per GPU.")] = 1,
     storage: StorageOpt = None,
 ) -> None:
     """Choose each stratum's best on fresh seeds: train its TOP trials again with SEEDS fresh
@@ -250,7 +253,7 @@ def select(
     from rnnlab.engines.select import selection
 
     config = selection(top, seeds)
-    _select(study, config, _storage(storage), workers)
+    _select(study, config, _storage(storage), workers, trials_per_gpu)
     typer.echo(next_commands(selection_name(study), storage, of=study))
 
 
@@ -266,6 +269,7 @@ def ablate(
     seeds: Annotated[int, typer.Option(help="Paired seeds per level (at least 2).")] = 3,
     workers: Annotated[int | None, typer.Option(
         min=1, help="Local worker processes (default: as a sweep starts).")] = None,
+    trials_per_gpu: Annotated[int, typer.Option(min=1, help="Workers per GPU.")] = 1,
     storage: StorageOpt = None,
 ) -> None:
     """Train each stratum's best config with FACTOR at each level, with paired seeds: a derived
@@ -276,7 +280,7 @@ def ablate(
     from rnnlab.study.ablation import derived_name
 
     config = ablation(factor, levels, seeds)
-    _ablate(study, config, _storage(storage), workers)
+    _ablate(study, config, _storage(storage), workers, trials_per_gpu)
     typer.echo(next_commands(derived_name(study, config.factor), storage, of=study))
 
 

@@ -7,6 +7,7 @@ at most every ``every_s`` seconds, so that a log follows the study without being
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import time
 from collections.abc import Callable, Iterator
@@ -69,9 +70,13 @@ def study_lines(s: Any, workers: int) -> tuple[str, str]:
 
 
 def placement_line(place: Any, default: bool) -> str:
-    """Where a sweep's trials run, said as it starts (and how to change it, when defaulted)."""
-    return (f"{place.workers} local worker(s) x {place.threads} thread(s)"
-            + (" (the default: --workers N to change)" if default else ""))
+    """Where a sweep's trials run, said as it starts (and how to change it, when defaulted):
+    ``8 local worker(s) x 2 thread(s), on cuda:0 (8)`` names each GPU and its workers."""
+    gpus = collections.Counter(d for d in place.devices if d and d.startswith("cuda"))
+    where = ", on " + ", ".join(f"{d} ({n})" for d, n in sorted(gpus.items())) if gpus else ""
+    change = "--workers N or --trials-per-gpu N" if gpus else "--workers N"
+    return (f"{place.workers} local worker(s) x {place.threads} thread(s){where}"
+            + (f" (the default: {change} to change)" if default else ""))
 
 
 class StudyProgress:

@@ -29,28 +29,30 @@ def ablation(factor: str, levels: str | None = None, seeds: int = 3) -> Ablation
 
 
 def ablate(storage: str, name: str, config: AblationConfig,
-           workers: int | Placement | None = None, *,
+           workers: int | Placement | None = None, *, per_gpu: int = 1,
            on_start: Callable[[Placement], None] | None = None,
            on_progress: Callable[[StudyStatus], None] | None = None,
            poll_s: float = 1.0) -> SweepResult:
     """Run (or resume) the ablation ``config`` of study ``name``: its derived study, made from
-    each stratum's best trial, on local workers (as many as a sweep would start by default).
+    each stratum's best trial, on local workers (as many as a sweep would start by default,
+    ``per_gpu`` on each GPU, or ``workers``).
 
     Raises:
         RnnlabError: an unknown study or factor, a level outside the searched range, a stratum
             with no complete trial, or anything a sweep refuses.
     """
-    return run_derived(ablation_spec(storage, name, config), storage, workers,
+    return run_derived(ablation_spec(storage, name, config), storage, workers, per_gpu=per_gpu,
                        on_start=on_start, on_progress=on_progress, poll_s=poll_s)
 
 
 def run_derived(spec: StudySpec, storage: str, workers: int | Placement | None = None, *,
-                on_start: Callable[[Placement], None] | None = None,
+                per_gpu: int = 1, on_start: Callable[[Placement], None] | None = None,
                 on_progress: Callable[[StudyStatus], None] | None = None,
                 poll_s: float = 1.0) -> SweepResult:
     """Run (or resume) a derived study (an ablation, a selection) on local workers: as many as
-    a sweep would start by default, or ``workers``; ``on_start`` hears where they run."""
-    place = workers if isinstance(workers, Placement) else place_workers(spec, workers)
+    a sweep would start by default (``per_gpu`` on every GPU), or ``workers``; ``on_start``
+    hears where they run."""
+    place = workers if isinstance(workers, Placement) else place_workers(spec, workers, per_gpu)
     if on_start:
         on_start(place)
     return sweep(spec, storage, place, on_progress=on_progress, poll_s=poll_s)

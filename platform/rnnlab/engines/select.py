@@ -26,16 +26,17 @@ def selection(top: int = 3, seeds: int = 2) -> SelectConfig:
 
 
 def select(storage: str, name: str, config: SelectConfig,
-           workers: int | Placement | None = None, *,
+           workers: int | Placement | None = None, *, per_gpu: int = 1,
            on_start: Callable[[Placement], None] | None = None,
            on_progress: Callable[[StudyStatus], None] | None = None,
            poll_s: float = 1.0) -> SweepResult:
     """Run (or resume) the selection ``config`` of study ``name``: its derived study, made from
-    each stratum's top trials, on local workers (as many as a sweep would start by default).
+    each stratum's top trials, on local workers (as many as a sweep would start by default,
+    ``per_gpu`` on each GPU, or ``workers``).
 
     Raises:
         RnnlabError: an unknown study, a stratum with no complete trial, a selection planned
             otherwise, or anything a sweep refuses.
     """
-    return run_derived(selection_spec(storage, name, config), storage, workers,
+    return run_derived(selection_spec(storage, name, config), storage, workers, per_gpu=per_gpu,
                        on_start=on_start, on_progress=on_progress, poll_s=poll_s)
