@@ -261,6 +261,13 @@ def test_a_better_level_an_ablation_found_is_confirmed_as_the_cells_best(tmp_pat
     assert "confirmation: " not in own.stderr and "## Confirmation on" not in own.stdout
     assert ("`rnnlab report stuck` confirms each stratum's best there, with any level this "
             "ablation found better") in own.stdout
+    # it leads with its verdict; its best run is one arm's, one seed's, not a config to adopt
+    verdict, best = (own.stdout.index("## What the ablation found (validation)"),
+                     own.stdout.index("## Best single run: trial "))
+    assert verdict < best and "## Best config" not in own.stdout
+    assert "One seed's run, the best of this study's runs but not its finding (its verdict, " \
+        "above, which `rnnlab report stuck` applies)" in own.stdout
+    assert "## Best config: trial " in md.stdout and "## Effects of the searched" in md.stdout
     confirmed = CliRunner().invoke(app, ["report", "stuck-ablate-train.lr", "--confirm",
                                          "--confirm-seeds", "1", "--confirm-splits", "1",
                                          "--workers", "1"])

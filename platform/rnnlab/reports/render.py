@@ -386,11 +386,45 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _best_head(info: ReportInfo) -> str:
+    """A searched study's best trial is its best config; a derived study's, one arm's run."""
+    what = "Best config" if info.derived_from is None else "Best single run"
+    return f"{what}: trial {info.best.number} ({info.best.cell})"
+
+
+def _yaml_intro(info: ReportInfo) -> str:
+    if info.derived_from is None:
+        return "As YAML that `rnnlab train` accepts unchanged"
+    found = ("its verdict, above" if info.derived_kind == "ablation"
+             else "its choice of each stratum's best, below")
+    return (f"One seed's run, the best of this study's runs but not its finding ({found}, "
+            f"which `rnnlab report {info.derived_from}` applies). Its config, seed included, "
+            "as YAML that `rnnlab train` accepts unchanged")
+
+
+def _effects_head(info: ReportInfo) -> str:
+    return ("## What the ablation found (validation)" if info.derived_kind == "ablation"
+            else "## Effects of the searched factors (validation)")
+
+
+def _effects_md(info: ReportInfo) -> list[str]:
+    parts = [_effects_head(info), "",
+             "Each factor within comparable trials; * marks a gap beyond seed noise.", ""]
+    for e in info.effects:
+        lines = _effect_lines(e)
+        parts += [f"### {_md(e.key)}", "", f"**{_md(lines[0].split(': ', 1)[0])}**: "
+                  + _md(lines[0].split(": ", 1)[1])] + [f"\n{_md(x)}" for x in lines[1:]]
+        parts += ["", _md_table(*_effect_table(e)), ""]
+    return parts
+
+
 def markdown(info: ReportInfo) -> str:
-    parts = [f"# rnnlab report: {_md(info.study)}", "", _md(_summary(info)), "",
-             f"## Best config: trial {info.best.number} ({_md(info.best.cell)})", ""]
+    parts = [f"# rnnlab report: {_md(info.study)}", "", _md(_summary(info)), ""]
+    if info.derived_kind == "ablation":  # its verdict is what an ablation is for
+        parts += _effects_md(info)
+    parts += [f"## {_md(_best_head(info))}", ""]
     parts += [f"- {_md(line)}" for line in _best_lines(info)]
-    parts += ["", "As YAML that `rnnlab train` accepts unchanged (`rnnlab report "
+    parts += ["", f"{_md(_yaml_intro(info))} (`rnnlab report "
               f"{_md(info.study)} --format yaml --out best.yaml`, then `rnnlab train best.yaml`):",
               "", "```yaml", info.best_yaml.rstrip(), "```", ""]
     if info.selection is not None:
@@ -425,13 +459,8 @@ def markdown(info: ReportInfo) -> str:
               _md(info.importance_note) + ".", ""]
     if info.importances:  # else the note says why there is none
         parts += [_md_table(*_importance_table(info)), ""]
-    parts += ["## Effects of the searched factors (validation)", "",
-              "Each factor within comparable trials; * marks a gap beyond seed noise.", ""]
-    for e in info.effects:
-        lines = _effect_lines(e)
-        parts += [f"### {_md(e.key)}", "", f"**{_md(lines[0].split(': ', 1)[0])}**: "
-                  + _md(lines[0].split(": ", 1)[1])] + [f"\n{_md(x)}" for x in lines[1:]]
-        parts += ["", _md_table(*_effect_table(e)), ""]
+    if info.derived_kind != "ablation":
+        parts += _effects_md(info)
     return "\n".join(parts)
 
 
@@ -444,13 +473,24 @@ def _html_table(head: list[str], rows: list[list[str]]) -> str:
                                 for row in rows) + "</tbody></table>")
 
 
+def _effects_html(info: ReportInfo) -> list[str]:
+    e = html.escape
+    parts = [f"<h2>{e(_effects_head(info).removeprefix('## '))}</h2>",
+             "<p>Each factor within comparable trials; * marks a gap beyond seed noise.</p>"]
+    for eff in info.effects:
+        parts += [f"<h3>{e(eff.key)}</h3>"] + [f"<p>{e(line)}</p>" for line in _effect_lines(eff)]
+        parts.append(_html_table(*_effect_table(eff)))
+    return parts
+
+
 def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
     e = html.escape
-    parts = [f"<h1>rnnlab report: {e(info.study)}</h1>", f"<p>{e(_summary(info))}</p>",
-             f"<h2>Best config: trial {info.best.number} ({e(info.best.cell)})</h2><ul>"
-             + "".join(f"<li>{e(line)}</li>" for line in _best_lines(info)) + "</ul>",
-             "<p>As YAML that <code>rnnlab train</code> accepts unchanged:</p>",
-             f"<pre>{e(info.best_yaml)}</pre>"]
+    parts = [f"<h1>rnnlab report: {e(info.study)}</h1>", f"<p>{e(_summary(info))}</p>"]
+    if info.derived_kind == "ablation":
+        parts += _effects_html(info)
+    parts += [f"<h2>{e(_best_head(info))}</h2><ul>"
+              + "".join(f"<li>{e(line)}</li>" for line in _best_lines(info)) + "</ul>",
+              f"<p>{e(_yaml_intro(info))}:</p>", f"<pre>{e(info.best_yaml)}</pre>"]
     if info.selection is not None:
         parts += [f"<h2>{e(_SELECTION_HEAD.removeprefix('## '))}</h2>",
                   f"<p>{e(_selection_note(info))}</p>", _html_table(*_selection_table(info)),
@@ -485,12 +525,9 @@ def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
                   _html_table(*_pruning_table(info))]
     parts += ["<h2>Parameter importances (validation objective)</h2>",
               f"<p>{e(info.importance_note)}.</p>",
-              _html_table(*_importance_table(info)) if info.importances else "",
-              "<h2>Effects of the searched factors (validation)</h2>",
-              "<p>Each factor within comparable trials; * marks a gap beyond seed noise.</p>"]
-    for eff in info.effects:
-        parts += [f"<h3>{e(eff.key)}</h3>"] + [f"<p>{e(line)}</p>" for line in _effect_lines(eff)]
-        parts.append(_html_table(*_effect_table(eff)))
+              _html_table(*_importance_table(info)) if info.importances else ""]
+    if info.derived_kind != "ablation":
+        parts += _effects_html(info)
     if frames is not None:
         for div_id, plot in (("normalisation", plot_normalisation),
                              ("importances", plot_importances),
