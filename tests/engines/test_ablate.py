@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from rnnlab.analysis.effects import effects
 from rnnlab.analysis.frames import study_frames
+from rnnlab.analysis.gains import weak_penalties
 from rnnlab.analysis.pruning import replay_pruning
 from rnnlab.cli.app import app
 from rnnlab.core.study_spec import AblationConfig, StudySpec
@@ -433,6 +434,39 @@ def test_the_searched_report_lists_its_ablations(tmp_path, monkeypatch, mlflow_d
     assert md.exit_code == 0, md.output
     assert (f"- {made.name} (data.normalisation, 4 of 4 arms): its verdict is in its own "
             f"report (`rnnlab report {made.name}`)") in md.stdout
+
+
+def test_an_l2_ablation_of_a_best_with_almost_no_penalty_says_what_is_left_open(
+        tmp_path, monkeypatch, mlflow_db):
+    """Levels 0 and a best's 2e-6 compare the same penalty twice: the reports say the question
+    is open and how to ask it (a level at the middle of the searched range, as for a best
+    trained without the penalty), for that cell only."""
+    raw = yaml.safe_load(yaml.safe_dump(SPEC))
+    raw["train"]["checkpoint_every"] = 1
+    raw["study"].update(name="weak", n_trials=2, strata=["model.cell"], pruner={"name": "none"})
+    build_study(tmp_path, raw, [{"model.cell": "rnn", "train.l2": 2e-6},
+                                {"model.cell": "gru", "train.l2": 5e-4}])
+    monkeypatch.chdir(tmp_path)
+    final = ablate("rnnlab.journal", "weak", AblationConfig(factor="train.l2", seeds=2),
+                   workers=1)
+    own = CliRunner().invoke(app, ["report", final.name, "--format", "json"])
+    assert own.exit_code == 0, own.output
+    middle = (1e-6 * 1e-3) ** 0.5
+    assert [(w["cell"], w["level"]) for w in json.loads(own.stdout)["weak"]] == [
+        ("rnn", pytest.approx(2e-6))]
+    text = (f"its levels for rnn (at most 2e-06) all lie below the middle of the searched "
+            f"range ({middle:.3g}, the level an ablation takes when the best trained without "
+            "the penalty)")
+    md = CliRunner().invoke(app, ["report", final.name]).stdout
+    assert f"Not settled: {text}" in md and "gru (at most" not in md
+    assert f"ablate again with --levels 0,{middle:.3g}" in md
+    searched = CliRunner().invoke(app, ["report", "weak", "--no-confirm"]).stdout
+    assert text in searched.replace("\n", " ")
+    # the level it suggests is not weak: an ablation at it would settle the question
+    plan = {"factor": "train.l2", "trials": [{"model.cell": "rnn", "train.l2": v}
+                                             for v in (0.0, 2e-6, middle)]}
+    assert weak_penalties(plan, raw["search"]) == ()
+    assert weak_penalties({**plan, "factor": "train.lr"}, raw["search"]) == ()  # no zero_below
 
 
 def test_pruner_settings_replayed_on_a_study_by_the_docs_script(searched_read_only, capsys):

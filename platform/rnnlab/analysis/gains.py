@@ -9,13 +9,15 @@ is taken, the largest gain: two changes that each helped alone were never tried 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from rnnlab.analysis.effects import effects
-from rnnlab.analysis.frames import StudyFrames, native, study_frames
+from rnnlab.analysis.frames import StudyFrames, has_study, native, study_frames
 from rnnlab.analysis.levels import SEED_KEY, label
-from rnnlab.storage.adapter import study_names
+from rnnlab.storage.adapter import load_study, study_names
+from rnnlab.storage.keys import ATTR_SPEC
 
 CELL_KEY = "model.cell"
 
@@ -43,11 +45,49 @@ class AblationGain:
 
 
 @dataclass(frozen=True)
+class WeakPenalty:
+    """A cell whose ablation of a penalty (a range with ``zero_below``: L2) compared off with
+    ``level`` only, a level below ``middle``, the middle of the range where the penalty is on
+    (on its log scale: the level an ablation takes when the best trained without it). Two such
+    levels are almost the same penalty: the ablation cannot say whether a real one helps."""
+
+    cell: str
+    level: float  # the largest level its arms tried
+    middle: float
+
+
+def weak_penalties(plan: dict[str, Any], search: dict[str, Any]) -> tuple[WeakPenalty, ...]:
+    """The cells of ablation ``plan`` (its stored ``study.ablation``) whose levels of the
+    factor all lie below the middle of the searched range ``search`` gives it, where that
+    range has a ``zero_below``."""
+    dist = search.get(plan.get("factor")) or {}
+    if dist.get("zero_below") is None or dist.get("high") is None:
+        return ()
+    middle = math.sqrt(float(dist["zero_below"]) * float(dist["high"]))
+    tried: dict[str, float] = {}
+    for arm in plan.get("trials", []):
+        cell = arm.get(CELL_KEY)
+        tried[cell] = max(tried.get(cell, 0.0), float(arm[plan["factor"]]))
+    return tuple(WeakPenalty(c, v, middle) for c, v in tried.items() if v < middle)
+
+
+def ablation_weak_penalties(storage: str, frames: StudyFrames) -> tuple[WeakPenalty, ...]:
+    """:func:`weak_penalties` of an ablation study (none for another study, or where the
+    searched study is not in this store)."""
+    plan = (frames.spec.get("study") or {}).get("ablation") or {}
+    if not plan or not has_study(storage, plan["of"]):
+        return ()
+    searched = load_study(storage, plan["of"]).user_attrs.get(ATTR_SPEC) or {}
+    return weak_penalties(plan, searched.get("search") or {})
+
+
+@dataclass(frozen=True)
 class AblationRecord:
     """One ablation of the study and whether the report can use it: ``finished`` of its
     ``planned`` arms; ``cells``, those it has arms of; ``gains``, the cells it found a better
     level for; ``stale``, the cells whose arms are not of the cell's best any more (planned
-    before a selection chose another, or before the search went on): not used for those."""
+    before a selection chose another, or before the search went on): not used for those;
+    ``weak``, the cells whose penalty levels were all weak (:class:`WeakPenalty`)."""
 
     study: str
     factor: str
@@ -56,6 +96,7 @@ class AblationRecord:
     cells: tuple[str, ...]
     gains: tuple[str, ...]
     stale: tuple[str, ...]
+    weak: tuple[WeakPenalty, ...] = ()
 
 
 def ablation_gains(storage: str, frames: StudyFrames, best_of: dict[str, int],
@@ -88,7 +129,7 @@ def ablation_gains(storage: str, frames: StudyFrames, best_of: dict[str, int],
         records.append(AblationRecord(
             study=name, factor=plan["factor"], finished=derived.finished(),
             planned=len(plan["trials"]), cells=cells, gains=tuple(g.cell for g in gains),
-            stale=stale))
+            stale=stale, weak=weak_penalties(plan, frames.spec.get("search") or {})))
         for gain in gains:
             if gain.cell not in found or gain.diff > found[gain.cell].diff:
                 found[gain.cell] = gain

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rnnlab.analysis.frames import study_frames
-from rnnlab.analysis.gains import ablation_gains
+from rnnlab.analysis.gains import ablation_gains, ablation_weak_penalties
 from rnnlab.analysis.selection import selection
 from rnnlab.dashboards.select import CURVES
 from rnnlab.errors import RnnlabError
@@ -90,7 +90,8 @@ def report(storage: str, name: str, fmt: str = "md", out: str | Path | None = No
         gains, ablations = ablation_gains(storage, frames,
                                           {r.cell: r.number for r in info.per_cell},
                                           tracking_uri)
-        info = dataclasses.replace(info, gains=gains, ablations=ablations)
+        info = dataclasses.replace(info, gains=gains, ablations=ablations,
+                                   weak=ablation_weak_penalties(storage, frames))
     if cell is not None:
         info = with_best_of(info, frames, cell)
     if out is None and fmt == "html":

@@ -17,7 +17,7 @@ from typing import Any
 
 from rnnlab.analysis.effects import effects
 from rnnlab.analysis.frames import StratumSummary, StudyFrames, native
-from rnnlab.analysis.gains import AblationGain, AblationRecord
+from rnnlab.analysis.gains import AblationGain, AblationRecord, WeakPenalty
 from rnnlab.analysis.intervals import mean, mean_interval, std, welch_interval
 from rnnlab.analysis.levels import Effect, Gap, label
 from rnnlab.analysis.pruning import PruningReplay, replay_pruning
@@ -161,6 +161,7 @@ class ReportInfo:
     selection: Selection | None = None  # each stratum's best chosen on fresh seeds
     derived_kind: str | None = None  # "ablation" or "selection": a study derived from ...
     derived_from: str | None = None  # ... this searched study, whose report confirms
+    weak: tuple[WeakPenalty, ...] = ()  # an ablation's: cells it tried weak penalties only
 
     @property
     def cell_gaps(self) -> tuple[Gap, ...]:

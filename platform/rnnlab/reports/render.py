@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from rnnlab.analysis.frames import StudyFrames
+from rnnlab.analysis.gains import WeakPenalty
 from rnnlab.analysis.intervals import CONFIDENCE
 from rnnlab.analysis.levels import Effect, Gap
 from rnnlab.dashboards.importances import plot_importances
@@ -191,6 +192,17 @@ def _lead_lines(info: ReportInfo) -> list[str]:
 _ABLATIONS_HEAD = "## The study's ablations (validation)"
 
 
+def _weak_text(weak: tuple[WeakPenalty, ...], study: str) -> str:
+    """What an ablation that tried weak penalties only leaves open, and how to ask it."""
+    middle = weak[0].middle
+    cells = ", ".join(f"{w.cell} (at most {w.level:.3g})" for w in weak)
+    return (f"its levels for {cells} all lie below the middle of the searched range "
+            f"({middle:.3g}, the level an ablation takes when the best trained without the "
+            "penalty): next to none they are almost the same penalty, so whether a real one "
+            f"helps is still open; delete study {study} and ablate again with --levels "
+            f"0,{middle:.3g}")
+
+
 def _ablation_lines(info: ReportInfo) -> list[str]:
     """Each ablation of the study: what it found, or why the report does not use it."""
     lines = []
@@ -212,6 +224,8 @@ def _ablation_lines(info: ReportInfo) -> list[str]:
             body += (f"; its arms of {', '.join(a.stale)} are not of that cell's best any more "
                      "(a selection chose another, or the search went on since), so not used "
                      f"there: delete study {a.study} and ablate again")
+        if a.weak and a.finished >= a.planned:
+            body += "; " + _weak_text(a.weak, a.study)
         lines.append(head + body)
     return lines
 
@@ -407,6 +421,11 @@ def _effects_head(info: ReportInfo) -> str:
             else "## Effects of the searched factors (validation)")
 
 
+def _weak_note(info: ReportInfo) -> str:
+    """An ablation's own report: the cells where it tried weak penalties only."""
+    return ("Not settled: " + _weak_text(info.weak, info.study) + ".") if info.weak else ""
+
+
 def _effects_md(info: ReportInfo) -> list[str]:
     parts = [_effects_head(info), "",
              "Each factor within comparable trials; * marks a gap beyond seed noise.", ""]
@@ -415,7 +434,7 @@ def _effects_md(info: ReportInfo) -> list[str]:
         parts += [f"### {_md(e.key)}", "", f"**{_md(lines[0].split(': ', 1)[0])}**: "
                   + _md(lines[0].split(": ", 1)[1])] + [f"\n{_md(x)}" for x in lines[1:]]
         parts += ["", _md_table(*_effect_table(e)), ""]
-    return parts
+    return parts + ([_md(_weak_note(info)), ""] if info.weak else [])
 
 
 def markdown(info: ReportInfo) -> str:
@@ -480,7 +499,7 @@ def _effects_html(info: ReportInfo) -> list[str]:
     for eff in info.effects:
         parts += [f"<h3>{e(eff.key)}</h3>"] + [f"<p>{e(line)}</p>" for line in _effect_lines(eff)]
         parts.append(_html_table(*_effect_table(eff)))
-    return parts
+    return parts + ([f"<p>{e(_weak_note(info))}</p>"] if info.weak else [])
 
 
 def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
