@@ -66,7 +66,7 @@ def weak_penalties(plan: dict[str, Any], search: dict[str, Any]) -> tuple[WeakPe
     middle = math.sqrt(float(dist["zero_below"]) * float(dist["high"]))
     tried: dict[str, float] = {}
     for arm in plan.get("trials", []):
-        cell = arm.get(CELL_KEY)
+        cell = arm.get(CELL_KEY, "the best")  # a study that does not search the cell: one best
         tried[cell] = max(tried.get(cell, 0.0), float(arm[plan["factor"]]))
     return tuple(WeakPenalty(c, v, middle) for c, v in tried.items() if v < middle)
 

@@ -11,6 +11,7 @@ import dataclasses
 import html
 import json
 import math
+import re
 from typing import Any
 
 from rnnlab.analysis.frames import StudyFrames
@@ -492,6 +493,11 @@ def _html_table(head: list[str], rows: list[list[str]]) -> str:
                                 for row in rows) + "</tbody></table>")
 
 
+def _code(text: str) -> str:
+    """Plain text with its `code` spans as HTML."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
+
+
 def _effects_html(info: ReportInfo) -> list[str]:
     e = html.escape
     parts = [f"<h2>{e(_effects_head(info).removeprefix('## '))}</h2>",
@@ -499,7 +505,7 @@ def _effects_html(info: ReportInfo) -> list[str]:
     for eff in info.effects:
         parts += [f"<h3>{e(eff.key)}</h3>"] + [f"<p>{e(line)}</p>" for line in _effect_lines(eff)]
         parts.append(_html_table(*_effect_table(eff)))
-    return parts + ([f"<p>{e(_weak_note(info))}</p>"] if info.weak else [])
+    return parts + ([f"<p>{_code(_weak_note(info))}</p>"] if info.weak else [])
 
 
 def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
@@ -509,7 +515,7 @@ def html_page(info: ReportInfo, frames: StudyFrames | None) -> str:
         parts += _effects_html(info)
     parts += [f"<h2>{e(_best_head(info))}</h2><ul>"
               + "".join(f"<li>{e(line)}</li>" for line in _best_lines(info)) + "</ul>",
-              f"<p>{e(_yaml_intro(info))}:</p>", f"<pre>{e(info.best_yaml)}</pre>"]
+              f"<p>{_code(_yaml_intro(info))}:</p>", f"<pre>{e(info.best_yaml)}</pre>"]
     if info.selection is not None:
         parts += [f"<h2>{e(_SELECTION_HEAD.removeprefix('## '))}</h2>",
                   f"<p>{e(_selection_note(info))}</p>", _html_table(*_selection_table(info)),
