@@ -26,7 +26,7 @@ from rnnlab.analysis.pruning import replay_pruning
 from rnnlab.cli.app import app
 from rnnlab.core.study_spec import AblationConfig, StudySpec
 from rnnlab.engines.ablate import ablate
-from rnnlab.storage.adapter import load_study, open_storage, stratum_study
+from rnnlab.storage.adapter import load_study, open_storage, stratum_study, study_names
 from rnnlab.storage.keys import ATTR_SPEC, trained_params
 from rnnlab.storage.keys import TRIAL_REPLAYS as REPLAYS
 from rnnlab.storage.keys import TRIAL_RESUMED_FROM as RESUMED
@@ -209,7 +209,7 @@ def test_an_ablation_planned_otherwise_is_refused_not_resumed(searched):
     assert result.exit_code == 2, result.output
     [line] = result.stderr.strip().splitlines()
     assert f"ablation study {made.name!r} exists with another plan" in line, line
-    assert "optuna delete-study" in line
+    assert f"delete it (rnnlab delete {made.name}) to plan it anew" in line
     assert len(optuna.load_study(study_name=made.name, storage=open_storage(
         searched.storage)).get_trials()) == before
 
@@ -467,6 +467,56 @@ def test_an_l2_ablation_of_a_best_with_almost_no_penalty_says_what_is_left_open(
                                              for v in (0.0, 2e-6, middle)]}
     assert weak_penalties(plan, raw["search"]) == ()
     assert weak_penalties({**plan, "factor": "train.lr"}, raw["search"]) == ()  # no zero_below
+
+
+def test_delete_takes_a_derived_study_and_its_runs_so_it_can_be_planned_again(searched):
+    """The reports' advice, followed: an ablation that asked too little is deleted (its study
+    and its MLflow runs) and planned again with other levels; the searched study, which it was
+    derived from, is refused while it exists, and asking first deletes nothing."""
+    made = ablate(searched.storage, NAME, AblationConfig(factor="train.l2", seeds=2), workers=1)
+    client = MlflowClient()
+    ours = {t.user_attrs["mlflow_run_id"] for t in load_study(searched.storage, made.name)
+            .get_trials()}
+    theirs = {t.user_attrs["mlflow_run_id"] for t in load_study(searched.storage, NAME)
+              .get_trials()}
+    cli = ["--storage", searched.storage]
+    refused = CliRunner().invoke(app, ["delete", NAME, "--yes", *cli])
+    assert refused.exit_code == 2
+    assert refused.stderr.strip() == (
+        f"rnnlab: error: study {NAME!r} has studies derived from it ({made.name}): delete "
+        "those first (`rnnlab delete NAME` for each)")
+    asked = CliRunner().invoke(app, ["delete", made.name, *cli], input="n\n")
+    assert asked.exit_code == 1 and made.name in study_names(searched.storage)
+    assert f"Delete study {made.name!r}: {made.finished} trial(s) and {made.finished + 1} " \
+        "MLflow run(s)?" in asked.stderr
+
+    done = CliRunner().invoke(app, ["delete", made.name, "--yes", *cli])
+    assert done.exit_code == 0, done.output
+    assert set(study_names(searched.storage)) == {NAME}
+    assert {client.get_run(r).info.lifecycle_stage for r in ours} == {"deleted"}
+    assert {client.get_run(r).info.lifecycle_stage for r in theirs} == {"active"}
+    again = CliRunner().invoke(app, ["ablate", NAME, "--factor", "train.l2", "--levels",
+                                     "0,1e-4", "--seeds", "2", "--workers", "1", *cli])
+    assert again.exit_code == 0, again.output
+    levels = {t.params["train.l2"] for t in load_study(searched.storage, made.name).get_trials()}
+    assert {0.0, 1e-4} <= levels
+
+
+def test_delete_on_postgresql_with_mlflow_there_too(tmp_path, databases, monkeypatch):
+    optuna_url, mlflow_url = databases
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_url)
+    raw = yaml.safe_load(yaml.safe_dump(SPEC))
+    raw["study"].update(name="on-pg", n_trials=2, pruner={"name": "none"})
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    swept = CliRunner().invoke(app, ["sweep", "s.yaml", "--workers", "1",
+                                     "--storage", optuna_url])
+    assert swept.exit_code == 0, swept.output
+    runs = [t.user_attrs["mlflow_run_id"] for t in load_study(optuna_url, "on-pg").get_trials()]
+    done = CliRunner().invoke(app, ["delete", "on-pg", "--yes", "--storage", optuna_url])
+    assert done.exit_code == 0, done.output
+    assert "deleted study 'on-pg': 2 trial(s) and 3 MLflow run(s)" in done.stderr
+    assert study_names(optuna_url) == []
+    assert {MlflowClient().get_run(r).info.lifecycle_stage for r in runs} == {"deleted"}
 
 
 def test_pruner_settings_replayed_on_a_study_by_the_docs_script(searched_read_only, capsys):

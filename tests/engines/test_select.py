@@ -200,7 +200,7 @@ def test_an_ablation_a_later_selection_moved_a_best_from_is_reported_stale_there
     md = CliRunner().invoke(app, ["report", NAME, "--no-confirm"])
     assert (f"its arms of {', '.join(c for c in record['cells'] if c in moved)} are not of "
             f"that cell's best any more") in md.stdout
-    assert f"delete study {made.name} and ablate again" in md.stdout
+    assert f"delete it (`rnnlab delete {made.name}`) and ablate again" in md.stdout
 
 
 @pytest.mark.slow
@@ -242,7 +242,7 @@ def test_a_selection_planned_otherwise_or_of_a_derived_study_is_refused(searched
     before = len(load_study(searched.storage, made.name).get_trials())
     for args, words in ((["--top", "3"], f"selection study {made.name!r} exists with another "
                                          "plan"),
-                        (["--seeds", "2"], "optuna delete-study")):
+                        (["--seeds", "2"], f"(rnnlab delete {made.name})")):
         result = CliRunner().invoke(app, ["select", NAME, *args, "--storage",
                                           searched.storage])
         assert result.exit_code == 2, result.output

@@ -285,6 +285,25 @@ def ablate(
 
 
 @app.command()
+def delete(
+    study: Annotated[str, typer.Argument(help="The study to delete.")],
+    storage: StorageOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Delete without asking.")] = False,
+) -> None:
+    """Delete a study and its MLflow runs (soft-deleted: `mlflow gc` purges them): to plan an
+    ablation or a selection again, say. A study others were derived from is refused until
+    they are deleted."""
+    from rnnlab.study.removal import delete as remove
+    from rnnlab.study.removal import plan_deletion
+
+    plan = plan_deletion(_storage(storage), study)
+    if not yes:
+        typer.confirm(f"Delete {plan}?", abort=True, err=True)
+    remove(_storage(storage), plan)
+    err.print(f"deleted {plan}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
 def worker(
     spec: Annotated[Path, typer.Argument(help="Study spec YAML.")],
     storage: StorageOpt = None,

@@ -29,8 +29,8 @@ def stale_advice(name: str, stale: str) -> str:
     (``stale``: how, from :func:`went_on`)."""
     derived = selection_name(name)
     return (f"the selection of study {name!r} ({derived}) was planned before its search went "
-            f"on ({stale}), so its choices are stale; delete it (optuna delete-study "
-            f"--study-name {derived} --storage URL) and choose again (rnnlab select {name})")
+            f"on ({stale}), so its choices are stale; delete it (rnnlab delete {derived}) and "
+            f"choose again (rnnlab select {name})")
 
 
 def direction_sign(direction: str) -> float:

@@ -155,7 +155,8 @@ _SELECTION_HEAD = "## Each stratum's best, chosen on fresh seeds (validation)"
 def _selection_note(info: ReportInfo) -> str:
     s = info.selection
     stale = (f"It was planned before the search went on ({s.stale}): its choices are stale "
-             f"and not used; delete study {s.study} and choose again (rnnlab select). "
+             f"and not used; delete it (`rnnlab delete {s.study}`) and choose again "
+             "(`rnnlab select`). "
              if s.stale else "")
     return (f"The search's top {s.top} trials of each stratum were trained again with {s.seeds} "
             f"fresh seed(s) each (train.seed + 1, + 2, ...; study {s.study}), unpruned. Each "
@@ -200,8 +201,8 @@ def _weak_text(weak: tuple[WeakPenalty, ...], study: str) -> str:
     return (f"its levels for {cells} all lie below the middle of the searched range "
             f"({middle:.3g}, the level an ablation takes when the best trained without the "
             "penalty): next to none they are almost the same penalty, so whether a real one "
-            f"helps is still open; delete study {study} and ablate again with --levels "
-            f"0,{middle:.3g}")
+            f"helps is still open; delete it (`rnnlab delete {study}`) and ablate again with "
+            f"--levels 0,{middle:.3g}")
 
 
 def _ablation_lines(info: ReportInfo) -> list[str]:
@@ -224,7 +225,7 @@ def _ablation_lines(info: ReportInfo) -> list[str]:
         if a.stale:
             body += (f"; its arms of {', '.join(a.stale)} are not of that cell's best any more "
                      "(a selection chose another, or the search went on since), so not used "
-                     f"there: delete study {a.study} and ablate again")
+                     f"there: delete it (`rnnlab delete {a.study}`) and ablate again")
         if a.weak and a.finished >= a.planned:
             body += "; " + _weak_text(a.weak, a.study)
         lines.append(head + body)

@@ -119,8 +119,8 @@ def _check_plan(storage: str, derived: StudySpec, where: str) -> None:
         raise RnnlabError(
             f"{where}: ablation study {name!r} exists with another plan (planned from another "
             f"best of {derived.study.ablation.of!r}, or with the seeds of an earlier rnnlab); "
-            f"its runs stay as they are: report it as it is, or delete it (optuna delete-study "
-            f"--study-name {name} --storage URL) to plan it anew")
+            f"its runs stay as they are: report it as it is, or delete it (rnnlab delete {name}) "
+            "to plan it anew")
 
 
 def _best(study: optuna.Study, match: dict[str, Any]) -> optuna.trial.FrozenTrial | None:

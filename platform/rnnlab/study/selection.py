@@ -111,8 +111,8 @@ def _check_plan(storage: str, derived: StudySpec, where: str) -> None:
         raise RnnlabError(
             f"{where}: selection study {name!r} exists with another plan (the search of "
             f"{derived.study.selection.of!r} went on since, or another --top or --seeds); its "
-            f"runs stay as they are: report it as it is, or delete it (optuna delete-study "
-            f"--study-name {name} --storage URL) to plan it anew")
+            f"runs stay as they are: report it as it is, or delete it (rnnlab delete {name}) to "
+            "plan it anew")
 
 
 def selection_of(storage: str, name: str) -> tuple[dict[str, Any], list[Candidate]] | None:

@@ -85,6 +85,24 @@ class RunReader:
         return _tidy(raw)
 
 
+    def study_run_ids(self, parent_run_id: str) -> list[str]:
+        """A study's run and the active runs nested under it (its trials, its confirmations),
+        the study's run last; none where the store does not have it."""
+        try:
+            run = self.client.get_run(parent_run_id)
+        except MlflowException:
+            return []
+        ids, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+                max_results=1000, page_token=token)
+            ids += [r.info.run_id for r in page]
+            token = page.token
+            if not token:
+                break
+        return ids + ([parent_run_id] if run.info.lifecycle_stage == "active" else [])
+
     def confirmations(self, parent_run_id: str) -> pd.DataFrame:
         """Finished confirmation runs nested under a study's run, one row per run: columns
         :data:`CONFIRM_COLUMNS`, from the runs' ``rnnlab.*`` tags and ``test_*`` metrics.
