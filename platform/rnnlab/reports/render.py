@@ -425,7 +425,7 @@ def _effects_head(info: ReportInfo) -> str:
 
 def _weak_note(info: ReportInfo) -> str:
     """An ablation's own report: the cells where it tried weak penalties only."""
-    return ("Not settled: " + _weak_text(info.weak, info.study) + ".") if info.weak else ""
+    return "Not settled: " + _weak_text(info.weak, info.study) + "."
 
 
 def _effects_md(info: ReportInfo) -> list[str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
+from rnnlab.core.selection import selection_name
 from rnnlab.errors import RnnlabError
 from rnnlab.storage.adapter import load_study, open_storage, stored_plan, study_names
 from rnnlab.storage.keys import ATTR_PARENT
@@ -40,8 +41,11 @@ class Deletion:
 
 
 def derived_from(storage: str, name: str) -> tuple[str, ...]:
-    """The studies of ``storage`` derived from ``name`` (its ablations, its selection)."""
-    return tuple(other for other in sorted(study_names(storage)) if other != name and any(
+    """The studies of ``storage`` derived from ``name`` (its ablations, its selection): those
+    named as a derived study of it is named whose stored plan says it is of ``name``."""
+    named = [other for other in sorted(study_names(storage))
+             if other.startswith(f"{name}-ablate-") or other == selection_name(name)]
+    return tuple(other for other in named if any(
         (stored_plan(storage, other, kind) or {}).get("of") == name
         for kind in ("ablation", "selection")))
 

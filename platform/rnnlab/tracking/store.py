@@ -6,7 +6,7 @@ the frames (trials, configs, importances) is :mod:`rnnlab.analysis.frames`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -92,15 +92,8 @@ class RunReader:
             run = self.client.get_run(parent_run_id)
         except MlflowException:
             return []
-        ids, token = [], None
-        while True:
-            page = self.client.search_runs(
-                [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
-                max_results=1000, page_token=token)
-            ids += [r.info.run_id for r in page]
-            token = page.token
-            if not token:
-                break
+        ids = [r.info.run_id for r in self._search(
+            run.info.experiment_id, f"tags.`mlflow.parentRunId` = '{parent_run_id}'")]
         return ids + ([parent_run_id] if run.info.lifecycle_stage == "active" else [])
 
     def confirmations(self, parent_run_id: str) -> pd.DataFrame:
@@ -114,15 +107,20 @@ class RunReader:
         query = (f"tags.`rnnlab.kind` = '{CONFIRM_KIND}' and "
                  f"tags.`mlflow.parentRunId` = '{parent_run_id}' and "
                  "attributes.status = 'FINISHED'")
-        rows, token = [], None
+        rows = [_confirmation_row(r) for r in self._search(run.info.experiment_id, query)
+                if "test_acc" in r.data.metrics]
+        return pd.DataFrame(rows, columns=CONFIRM_COLUMNS)
+
+    def _search(self, experiment_id: str, query: str) -> Iterator[Any]:
+        """Every active run of the experiment that ``query`` matches, page after page."""
+        token = None
         while True:
-            page = self.client.search_runs([run.info.experiment_id], query, max_results=1000,
+            page = self.client.search_runs([experiment_id], query, max_results=1000,
                                            page_token=token)
-            rows += [_confirmation_row(r) for r in page if "test_acc" in r.data.metrics]
+            yield from page
             token = page.token
             if not token:
                 break
-        return pd.DataFrame(rows, columns=CONFIRM_COLUMNS)
 
 
 def _tidy(raw: pd.DataFrame) -> pd.DataFrame:
