@@ -10,9 +10,20 @@ import pytest
 
 SCRIPT = """
 import os, signal, sys
+from rnnlab import interrupts
 from rnnlab.interrupts import install_handlers, uninterrupted, whole
 install_handlers(once={once})
 steps = []
+
+if {nested}:  # the second signal lands while the first one's handler is still running
+    walk = interrupts._importing
+
+    def second_lands(frame):
+        interrupts._importing = walk
+        os.kill(os.getpid(), signal.{sig})
+        return walk(frame)
+
+    interrupts._importing = second_lands
 
 @whole
 def write():
@@ -35,8 +46,9 @@ print(",".join(steps))
 """
 
 
-def run(sig: str = "SIGINT", *, once: bool = False, twice: bool = False) -> str:
-    code = SCRIPT.format(sig=sig, once=once, twice=twice)
+def run(sig: str = "SIGINT", *, once: bool = False, twice: bool = False,
+        nested: bool = False) -> str:
+    code = SCRIPT.format(sig=sig, once=once, twice=twice, nested=nested)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     return out.stdout.strip()
@@ -56,6 +68,15 @@ def test_a_second_ctrl_c_raises_at_once():
 def test_a_worker_process_takes_the_first_signal_and_ignores_the_next():
     assert run(once=True, twice=True) == "after first,after second,write done,raised " \
                                          "KeyboardInterrupt"
+
+
+@pytest.mark.parametrize("sig, name", [("SIGINT", "KeyboardInterrupt"),
+                                       ("SIGTERM", "Terminated")])
+def test_a_worker_ignores_a_second_signal_that_lands_while_the_first_is_handled(sig, name):
+    # A Ctrl-C reaches a worker from the terminal and, a moment later, from the command that
+    # forwards it: landing inside the first one's handler, the second cut the worker's store
+    # write, and left its SQLite transaction open, locking every other write for a minute
+    assert run(sig, once=True, nested=True) == f"after first,write done,raised {name}"
 
 
 IMPORTED = """

@@ -39,8 +39,12 @@ def install_handlers(*, once: bool = False) -> None:
         if once:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if _Held.depth and _Held.pending is None:
-            _Held.pending = exc  # raised when the write ends
+        if _Held.depth and (_Held.pending is None or once):
+            # Held until the write ends. Once: a second signal is ignored even where it landed
+            # before the first had ignored them, its handler running inside the first's (the
+            # command forwards the terminal's Ctrl-C a moment after the worker got it): raised
+            # from here, it would cut the write the first one waits for.
+            _Held.pending = _Held.pending or exc
             return
         raise exc
 

@@ -139,3 +139,41 @@ def test_a_locked_local_store_is_waited_out_briefly_even_by_a_closing_write(tmp_
     from rnnlab.tracking.server import open_client
 
     assert open_client(mlflow_db).store.impatient_s == LOCK_WAIT_S  # a sweep's local store
+
+
+def test_mlflows_own_report_of_a_locked_local_store_is_left_to_rnnlabs_line(tmp_path,
+                                                                           mlflow_db):
+    # MLflow logs each SQL error as an ERROR with its traceback; a lock that a sweep's client
+    # rides out is said in rnnlab's one line instead, and any other error still reaches the log
+    import logging
+    import sqlite3
+
+    from rnnlab.tracking.server import open_client
+
+    path = tmp_path / "s.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    other = sqlite3.connect(path, timeout=0)
+    open_client(mlflow_db)
+    logger = logging.getLogger("mlflow.store.db.utils")  # where MLflow's session logs them
+    seen: list[str] = []
+    catch = logging.Handler()
+    catch.emit = lambda record: seen.append(record.getMessage())
+    logger.addHandler(catch)
+
+    def report(sql: str) -> None:
+        try:
+            other.execute(sql)
+        except sqlite3.OperationalError as exc:
+            logger.exception("SQLAlchemy database error. The following exception is caught."
+                             "\n%s", exc)
+
+    try:
+        report("INSERT INTO t VALUES (1)")  # locked
+        holder.execute("COMMIT")
+        report("INSERT INTO nowhere VALUES (1)")
+    finally:
+        logger.removeHandler(catch)
+    assert seen == ["SQLAlchemy database error. The following exception is caught.\n"
+                    "no such table: nowhere"]

@@ -5,6 +5,7 @@ tried again while the server cannot be reached, and a run is created exactly onc
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sqlite3
 import uuid
@@ -52,6 +53,23 @@ def is_locked(exc: BaseException) -> bool:
 
 
 LOCK_WAIT_S = 5.0  # a locked local store is ridden out this long even while closing in haste
+_MLFLOW_DB_LOG = "mlflow.store.db.utils"  # logs each SQL error, its traceback included
+
+
+class _LockReports(logging.Filter):
+    """Drops MLflow's ERROR, with its traceback, for a write that found a local store locked:
+    rnnlab rides the lock out and says so in one line (:mod:`rnnlab.retrying`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return exc is None or not is_locked(exc)
+
+
+def quiet_lock_reports() -> None:
+    """Leave a locked local store to rnnlab's line alone (once per process)."""
+    logger = logging.getLogger(_MLFLOW_DB_LOG)
+    if not any(isinstance(f, _LockReports) for f in logger.filters):
+        logger.addFilter(_LockReports())
 
 
 class RidingClient:

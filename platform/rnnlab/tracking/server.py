@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from rnnlab.errors import RnnlabError, mask_url, with_password
 from rnnlab.files import check_sqlite, sqlite_file
-from rnnlab.tracking.riding import LOCK_WAIT_S, RidingClient, is_locked
+from rnnlab.tracking.riding import LOCK_WAIT_S, RidingClient, is_locked, quiet_lock_reports
 
 PROBE_TIMEOUT_S = 5
 PROBE = "/api/2.0/mlflow/experiments/get-by-name"  # GET; MLflow answers it in JSON, even a 404
@@ -75,6 +75,7 @@ def open_client(uri: str) -> MlflowClient | RidingClient:
         if is_server(uri):
             return RidingClient(MlflowClient(uri))
         if uri.startswith("sqlite:"):  # shared by a sweep's workers: a write may find it locked
+            quiet_lock_reports()
             return RidingClient(MlflowClient(uri), f"MLflow store {mask_url(uri)}", is_locked,
                                 LOCK_WAIT_S)
         return MlflowClient(uri)
