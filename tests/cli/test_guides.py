@@ -19,7 +19,7 @@ from support import SPEC
 from typer.testing import CliRunner
 
 from rnnlab.cli.app import app
-from rnnlab.cli.progress import StudyProgress, study_lines
+from rnnlab.cli.progress import StudyProgress, count_progress, study_lines
 from rnnlab.cli.tables import status_view
 from rnnlab.storage.adapter import open_storage
 from rnnlab.study.status import StudyStatus
@@ -79,6 +79,27 @@ def test_on_a_terminal_progress_is_redrawn_in_place():
     out = console.file.getvalue()
     assert "\x1b[2K" in out and "\x1b[1A" in out  # erases and moves up: drawn over itself
     assert "#1 epoch 5/6" in out
+
+
+def test_a_long_count_says_where_it_is_every_10_s_and_a_short_one_nothing():
+    # rnnlab delete of a 10,000-trial study: one MLflow call a run, for a minute or more
+    now = [0.0]
+    for total, per_run_s, expected in ((10_000, 0.005, 4), (50, 0.005, 0)):
+        console = Console(file=io.StringIO(), width=80, force_terminal=False)
+        now[0] = 0.0
+        with count_progress(console, total, "MLflow runs deleted", clock=lambda: now[0]) as on:
+            for done in range(1, total + 1):
+                now[0] = done * per_run_s
+                on(done)
+        lines = console.file.getvalue().splitlines()
+        assert len(lines) == expected, lines
+        assert all(re.fullmatch(r"\d\d:\d\d:\d\d MLflow runs deleted: \d+/10000", line)
+                   for line in lines)
+    console = Console(file=io.StringIO(), width=80, force_terminal=True)
+    with count_progress(console, 3, "MLflow runs deleted") as on:
+        for done in (1, 2, 3):
+            on(done)
+    assert "3/3" in console.file.getvalue()  # a bar on a terminal, erased at the end
 
 
 def test_tables_at_80_columns_cut_no_study_name_metric_or_param():

@@ -293,13 +293,15 @@ def delete(
     """Delete a study and its MLflow runs (soft-deleted: `mlflow gc` purges them): to plan an
     ablation or a selection again, say. A study others were derived from is refused until
     they are deleted."""
+    from rnnlab.cli.progress import count_progress
     from rnnlab.study.removal import delete as remove
     from rnnlab.study.removal import plan_deletion
 
     plan = plan_deletion(_storage(storage), study)
     if not yes:
         typer.confirm(f"Delete {plan}?", abort=True, err=True)
-    remove(_storage(storage), plan)
+    with count_progress(err, len(plan.runs), "MLflow runs deleted") as on_run:
+        remove(_storage(storage), plan, on_run=on_run)
     err.print(f"deleted {plan}", markup=False, highlight=False, soft_wrap=True)
 
 

@@ -79,6 +79,30 @@ def placement_line(place: Any, default: bool) -> str:
             + (f" (the default: {change} to change)" if default else ""))
 
 
+@contextlib.contextmanager
+def count_progress(console: Console, total: int, what: str, every_s: float = 10.0,
+                   clock: Callable[[], float] = time.monotonic) -> Iterator[Callable[[int], None]]:
+    """A long loop's count (``done`` of ``total`` ``what``), yielded as a callback: a bar on a
+    terminal, erased at the end; off one, a plain line at most every ``every_s`` seconds (none
+    for a loop that ends sooner)."""
+    if console.is_terminal:
+        with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task("", total=total)
+            yield lambda done: progress.update(task, completed=done)
+        return
+    last = clock()
+
+    def on_count(done: int) -> None:
+        nonlocal last
+        if clock() - last >= every_s and done < total:
+            last = clock()
+            console.print(f"{time.strftime('%H:%M:%S')} {what}: {done}/{total}",
+                          highlight=False, soft_wrap=True)
+
+    yield on_count
+
+
 class StudyProgress:
     """Called with the study's status at every poll of a sweep: redraws two lines in place on
     a terminal, or prints one plain line when they changed, at most every ``every_s`` seconds

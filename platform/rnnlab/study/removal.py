@@ -12,6 +12,7 @@ is refused until they are deleted: their reports and resumes read it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
@@ -67,9 +68,13 @@ def plan_deletion(storage: str, name: str, reader: RunReader | None = None) -> D
     return Deletion(name, len(trials), sum(t.state == TrialState.RUNNING for t in trials), runs)
 
 
-def delete(storage: str, plan: Deletion, reader: RunReader | None = None) -> None:
-    """Delete the study ``plan`` names and its runs (see the module's doc for the order)."""
+def delete(storage: str, plan: Deletion, reader: RunReader | None = None,
+           on_run: Callable[[int], None] = lambda done: None) -> None:
+    """Delete the study ``plan`` names and its runs (see the module's doc for the order);
+    ``on_run`` is told how many runs are deleted after each (a 10,000-trial study's take a
+    while: one call each, MLflow's own delete)."""
     client = (reader or RunReader()).client
-    for run_id in plan.runs:
+    for done, run_id in enumerate(plan.runs, start=1):
         client.delete_run(run_id)
+        on_run(done)
     optuna.delete_study(study_name=plan.study, storage=open_storage(storage))
