@@ -105,8 +105,10 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return hits / len(x)
 
 
-def train_and_test(config: dict, folder: Path, seed: int, last: bool) -> tuple[float, int]:
-    """Test accuracy and the epoch whose weights were scored."""
+def train_and_test(config: dict, folder: Path, seed: int,
+                   last: bool = False) -> tuple[float, int, list[float]]:
+    """Test accuracy, the epoch whose weights were scored, and each epoch's validation
+    accuracy (to set beside ``rnnlab train``'s)."""
     t = config["train"]
     x, y, val_x, val_y, test_x, test_y = splits(config["data"], folder)
     torch.manual_seed(seed)
@@ -117,7 +119,7 @@ def train_and_test(config: dict, folder: Path, seed: int, last: bool) -> tuple[f
            }[t.get("optimizer", "rmsprop")](net.parameters())
     weights = [w for name, w in net.named_parameters() if "weight" in name]
     order = torch.Generator().manual_seed(seed)
-    best = (-1.0, 0, None)
+    best, curve = (-1.0, 0, None), []
     for epoch in range(1, t["epochs"] + 1):
         perm = torch.randperm(len(x), generator=order)
         for i in range(0, len(x), t["batch_size"]):
@@ -131,10 +133,11 @@ def train_and_test(config: dict, folder: Path, seed: int, last: bool) -> tuple[f
                 nn.utils.clip_grad_norm_(net.parameters(), t["grad_clip"])
             opt.step()
         val = accuracy(net, val_x, val_y)
+        curve.append(val)
         if last or val > best[0]:
             best = (val, epoch, copy.deepcopy(net.state_dict()))
     net.load_state_dict(best[2])
-    return accuracy(net, test_x, test_y), best[1]
+    return accuracy(net, test_x, test_y), best[1], curve
 
 
 def main() -> None:
@@ -143,13 +146,20 @@ def main() -> None:
     ap.add_argument("--data-dir", default="../shared/data/mnist")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--last", action="store_true", help="score the last epoch's weights")
+    ap.add_argument("--threads", type=int, help="CPU threads (default: the config's, else "
+                    "PyTorch's); the order of a sum depends on them, and so a run's last digits")
+    ap.add_argument("--curve", action="store_true", help="print each epoch's validation accuracy")
     args = ap.parse_args()
     config = yaml.safe_load(Path(args.config).read_text())
-    if config["train"].get("threads"):
-        torch.set_num_threads(config["train"]["threads"])
+    threads = args.threads or config["train"].get("threads")
+    if threads:
+        torch.set_num_threads(threads)
     accs = []
     for seed in map(int, args.seeds.split(",")):
-        acc, epoch = train_and_test(config, Path(args.data_dir), seed, args.last)
+        acc, epoch, curve = train_and_test(config, Path(args.data_dir), seed, args.last)
+        if args.curve:
+            for n, val in enumerate(curve, start=1):
+                print(f"seed {seed} epoch {n}/{len(curve)} val_acc {val:.4f}")
         accs.append(acc)
         print(f"{args.config} seed {seed}: test accuracy {acc:.4f} (weights of epoch {epoch})",
               flush=True)
