@@ -10,7 +10,12 @@ from mlflow.tracking import MlflowClient
 
 from rnnlab.storage.adapter import load_study
 from rnnlab.storage.keys import TRIAL_RUN_ID
-from rnnlab.tracking.internals import close_run, last_points_sql, metric_histories_sql
+from rnnlab.tracking.internals import (
+    child_run_ids_sql,
+    close_run,
+    last_points_sql,
+    metric_histories_sql,
+)
 from rnnlab.tracking.store import RunReader, metric_histories
 from rnnlab.tracking.tracker import Tracker
 
@@ -82,6 +87,29 @@ def test_closing_a_run_directly_matches_set_terminated(mlflow_db):
         assert all(r.end_time is not None and r.end_time >= before for r in runs)
         assert all(r.run_name == f"{status}-{how}" for r, how in zip(runs, ("fast", "api"),
                                                                        strict=True))
+
+
+def test_a_studys_run_ids_from_sql_are_the_searchs(mlflow_db):
+    """rnnlab delete's list: the study's active runs nested under its run, not a deleted one,
+    not another study's, not one of another experiment, as MLflow's search finds them."""
+    client = MlflowClient(mlflow_db)
+    exps = [client.create_experiment(name) for name in ("ours", "theirs")]
+    parent, other = (client.create_run(exps[0]).info.run_id for _ in range(2))
+
+    def child(exp: str, of: str) -> str:
+        return client.create_run(exp, tags={"mlflow.parentRunId": of}).info.run_id
+
+    ours = [child(exps[0], parent) for _ in range(3)]
+    client.delete_run(ours.pop())
+    child(exps[0], other)
+    child(exps[1], parent)
+    reader = RunReader(mlflow_db)
+    fast = child_run_ids_sql(reader.client, exps[0], parent)
+    searched = [r.info.run_id for r in reader._search(
+        exps[0], f"tags.`mlflow.parentRunId` = '{parent}'")]
+    assert sorted(fast) == sorted(searched) == sorted(ours)
+    assert sorted(reader.study_run_ids(parent)) == sorted([*ours, parent])
+    assert child_run_ids_sql(MlflowClient("http://127.0.0.1:9"), exps[0], parent) is None
 
 
 def test_a_studys_points_are_read_through_the_index_by_run(study):

@@ -75,6 +75,34 @@ _BUSY_S = 1.0  # how long the statistics wait for another writer's lock
 _ANALYSIS_LIMIT = 1000  # rows of each index ANALYZE samples
 
 
+def child_run_ids_sql(client: MlflowClient, experiment_id: str,
+                      parent_run_id: str) -> list[str] | None:
+    """The ids of the active runs of ``experiment_id`` nested under ``parent_run_id`` (their
+    ``mlflow.parentRunId`` tag), from a SQL tracking store, in one query.
+
+    Why private: ``MlflowClient.search_runs`` (the public path, in
+    :meth:`rnnlab.tracking.store.RunReader.study_run_ids`) loads each run's params, tags and
+    latest metrics to hand back its id: 13.6 s for a 10,000-trial study, before ``rnnlab
+    delete`` can ask whether to delete them.
+
+    Returns:
+        None for a store without a SQL engine (a tracking server, a file store).
+    """
+    engine = getattr(_store(client), "engine", None)
+    if engine is None:
+        return None
+    import sqlalchemy as sa
+    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+
+    query = (sa.select(SqlRun.run_uuid)
+             .join(SqlTag, SqlTag.run_uuid == SqlRun.run_uuid)
+             .where(SqlRun.experiment_id == int(experiment_id),
+                    SqlRun.lifecycle_stage == "active",
+                    SqlTag.key == "mlflow.parentRunId", SqlTag.value == parent_run_id))
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
 def metric_histories_sql(client: MlflowClient, runs: dict[str, int],
                          metrics: Sequence[str]) -> pd.DataFrame | None:
     """Every point of ``metrics`` of the runs ``{run_id: trial number}`` from a SQL tracking

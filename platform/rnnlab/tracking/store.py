@@ -14,7 +14,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from rnnlab.errors import RnnlabError, mask_url
-from rnnlab.tracking.internals import last_points_sql, metric_histories_sql
+from rnnlab.tracking.internals import child_run_ids_sql, last_points_sql, metric_histories_sql
 from rnnlab.tracking.server import client as make_client
 from rnnlab.tracking.server import tracking_uri
 
@@ -92,8 +92,10 @@ class RunReader:
             run = self.client.get_run(parent_run_id)
         except MlflowException:
             return []
-        ids = [r.info.run_id for r in self._search(
-            run.info.experiment_id, f"tags.`mlflow.parentRunId` = '{parent_run_id}'")]
+        ids = child_run_ids_sql(self.client, run.info.experiment_id, parent_run_id)
+        if ids is None:
+            ids = [r.info.run_id for r in self._search(
+                run.info.experiment_id, f"tags.`mlflow.parentRunId` = '{parent_run_id}'")]
         return ids + ([parent_run_id] if run.info.lifecycle_stage == "active" else [])
 
     def confirmations(self, parent_run_id: str) -> pd.DataFrame:
