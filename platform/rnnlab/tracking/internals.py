@@ -1,8 +1,8 @@
 """The private MLflow calls rnnlab makes, each for speed, each with its public fallback.
 
-Nothing else in rnnlab reaches past ``MlflowClient``'s public API. Both fast paths are tested
-against their fallbacks (tests/tracking/test_internals.py), so an MLflow release that changes
-the internals shows up as a failing test, not as wrong numbers.
+Nothing else in rnnlab reaches past ``MlflowClient``'s public API. Each fast path is tested
+against its fallback (tests/tracking/test_internals.py), so an MLflow release that changes the
+internals shows up as a failing test, not as wrong numbers.
 """
 
 from __future__ import annotations
