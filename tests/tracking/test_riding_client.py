@@ -77,6 +77,17 @@ def test_a_run_whose_creation_lost_its_answer_is_created_once(mlflow_db, monkeyp
     assert run.data.tags["a"] == "b" and CREATE_TAG in run.data.tags
 
 
+def _locked(path):
+    """A SQLite file of one table ``t`` that ``holder`` holds locked (an open exclusive
+    transaction), and ``other``, a connection that finds it so at once."""
+    import sqlite3
+
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    return holder, sqlite3.connect(path, timeout=0)
+
+
 def test_a_locked_sqlite_store_is_ridden_out_and_other_errors_are_not(tmp_path):
     """Workers share a local SQLite store: a write that finds it locked by another's (SQLite
     answers two deferred writers at once with this, whatever the busy timeout) is retried."""
@@ -84,11 +95,7 @@ def test_a_locked_sqlite_store_is_ridden_out_and_other_errors_are_not(tmp_path):
 
     from rnnlab.tracking.riding import is_locked
 
-    path = tmp_path / "s.db"
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("CREATE TABLE t (x)")
-    holder.execute("BEGIN EXCLUSIVE")
-    other = sqlite3.connect(path, timeout=0)
+    holder, other = _locked(tmp_path / "s.db")
     with pytest.raises(sqlite3.OperationalError) as locked:
         other.execute("INSERT INTO t VALUES (1)")
     holder.execute("COMMIT")
@@ -150,11 +157,7 @@ def test_mlflows_own_report_of_a_locked_local_store_is_left_to_rnnlabs_line(tmp_
 
     from rnnlab.tracking.server import open_client
 
-    path = tmp_path / "s.db"
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("CREATE TABLE t (x)")
-    holder.execute("BEGIN EXCLUSIVE")
-    other = sqlite3.connect(path, timeout=0)
+    holder, other = _locked(tmp_path / "s.db")
     open_client(mlflow_db)
     logger = logging.getLogger("mlflow.store.db.utils")  # where MLflow's session logs them
     seen: list[str] = []

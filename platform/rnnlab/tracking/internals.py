@@ -25,6 +25,12 @@ def _store(client: MlflowClient):
     return getattr(getattr(client, "_tracking_client", None), "store", None)
 
 
+def _engine(client: MlflowClient | Any):
+    """The SQLAlchemy engine of the client's store; None for a store without one (a tracking
+    server, a file store)."""
+    return getattr(_store(client), "engine", None)
+
+
 def close_run(client: MlflowClient, run_id: str, status: str, *, fast: bool = True) -> None:
     """Set a run's status and end time.
 
@@ -57,7 +63,7 @@ def refresh_statistics(client: MlflowClient | Any) -> bool:
     import contextlib
     import sqlite3
 
-    engine = getattr(_store(client), "engine", None)
+    engine = _engine(client)
     path = engine.url.database if engine is not None and engine.dialect.name == "sqlite" else None
     if not path or path == ":memory:":
         return False
@@ -88,7 +94,7 @@ def child_run_ids_sql(client: MlflowClient, experiment_id: str,
     Returns:
         None for a store without a SQL engine (a tracking server, a file store).
     """
-    engine = getattr(_store(client), "engine", None)
+    engine = _engine(client)
     if engine is None:
         return None
     import sqlalchemy as sa
@@ -140,7 +146,7 @@ def _points(client: MlflowClient, table: str, runs: dict[str, int],
             metrics: Sequence[str]) -> pd.DataFrame | None:
     """Rows of MLflow's metric ``table`` (a model's name) for ``runs`` and ``metrics``, one
     query per 500 runs; None for a store without a SQL engine."""
-    engine = getattr(_store(client), "engine", None)
+    engine = _engine(client)
     if engine is None:
         return None
     import numpy as np

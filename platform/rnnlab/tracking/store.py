@@ -84,7 +84,6 @@ class RunReader:
             return curves.groupby(["number", "metric"]).tail(1).reset_index(drop=True)
         return _tidy(raw)
 
-
     def study_run_ids(self, parent_run_id: str) -> list[str]:
         """A study's run and the active runs nested under it (its trials, its confirmations),
         the study's run last; none where the store does not have it."""
