@@ -102,6 +102,24 @@ def test_a_long_count_says_where_it_is_every_10_s_and_a_short_one_nothing():
     assert "3/3" in console.file.getvalue()  # a bar on a terminal, erased at the end
 
 
+def test_a_count_with_no_total_says_how_far_it_got():
+    # rnnlab delete reading a 10,000-trial study through an MLflow server: 1000 runs a page,
+    # about 2.4 s each, and how many there are is known at the end only
+    now = [0.0]
+    console = Console(file=io.StringIO(), width=80, force_terminal=False)
+    with count_progress(console, None, "MLflow runs read", clock=lambda: now[0]) as on:
+        for page in range(1, 11):
+            now[0] = page * 2.4
+            on(page * 1000)
+    lines = console.file.getvalue().splitlines()
+    assert [line[9:] for line in lines] == ["MLflow runs read: 5000", "MLflow runs read: 10000"]
+    console = Console(file=io.StringIO(), width=80, force_terminal=True)
+    with count_progress(console, None, "MLflow runs read") as on:
+        on(1000)
+    out = console.file.getvalue()
+    assert "MLflow runs read" in out and "1000" in out and "None" not in out
+
+
 def test_tables_at_80_columns_cut_no_study_name_metric_or_param():
     statuses = [_status(name, finished=4) for name in SHIPPED]
     overview = _render(status_view(statuses, detail=False))

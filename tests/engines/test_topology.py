@@ -106,6 +106,8 @@ def test_workers_share_a_study_through_postgres_and_an_mlflow_server(
     from mlflow.tracking import MlflowClient
     from optuna.trial import TrialState
 
+    from rnnlab.tracking.store import RunReader
+
     uri, served = mlflow_server
     storage, name = databases[0], f"topology-{uuid.uuid4().hex[:8]}"
     spec = _spec(tmp_path, name)
@@ -145,6 +147,19 @@ def test_workers_share_a_study_through_postgres_and_an_mlflow_server(
     assert len(runs) == N_TRIALS + 1  # the trials and the study's own run
     assert not [r.info.run_id for r in runs if r.info.status == "RUNNING"]
     assert client.get_run(parent).info.status == "FINISHED"
+
+    # rnnlab delete through the server: its list read page by page, each page counted
+    reader, reads = RunReader(uri), []
+    reader.page = 4
+    ours = {t.user_attrs["mlflow_run_id"] for t in trials}
+    ids = reader.study_run_ids(parent, reads.append)
+    assert sorted(ids[:-1]) == sorted(ours) and ids[-1] == parent and reads == [4, N_TRIALS]
+    deleted = _rnnlab("delete", name, "--yes", "--storage", storage, env=env, cwd=tmp_path)
+    out, err = deleted.communicate(timeout=120)
+    assert deleted.returncode == 0, err[-3000:]
+    assert f"deleted study {name!r}: {N_TRIALS} trial(s) and {N_TRIALS + 1} MLflow run(s)" in err
+    assert {client.get_run(r).info.lifecycle_stage for r in {*ours, parent}} == {"deleted"}
+    assert name not in optuna.get_all_study_names(storage)
 
 
 def _worker_on(uri: str, tmp_path: Path, monkeypatch):

@@ -297,7 +297,8 @@ def delete(
     from rnnlab.study.removal import delete as remove
     from rnnlab.study.removal import plan_deletion
 
-    plan = plan_deletion(_storage(storage), study)
+    with count_progress(err, None, "MLflow runs read") as on_read:
+        plan = plan_deletion(_storage(storage), study, on_read=on_read)
     if not yes:
         typer.confirm(f"Delete {plan}?", abort=True, err=True)
     with count_progress(err, len(plan.runs), "MLflow runs deleted") as on_run:

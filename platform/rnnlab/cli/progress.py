@@ -80,13 +80,14 @@ def placement_line(place: Any, default: bool) -> str:
 
 
 @contextlib.contextmanager
-def count_progress(console: Console, total: int, what: str, every_s: float = 10.0,
+def count_progress(console: Console, total: int | None, what: str, every_s: float = 10.0,
                    clock: Callable[[], float] = time.monotonic) -> Iterator[Callable[[int], None]]:
-    """A long loop's count (``done`` of ``total`` ``what``), yielded as a callback: a bar on a
-    terminal, erased at the end; off one, a plain line at most every ``every_s`` seconds (none
-    for a loop that ends sooner)."""
+    """A long loop's count (``done`` of ``total`` ``what``; a ``total`` of None: not known
+    ahead), yielded as a callback: a bar on a terminal, erased at the end; off one, a plain
+    line at most every ``every_s`` seconds (none for a loop that ends sooner)."""
     if console.is_terminal:
-        with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        count = MofNCompleteColumn() if total is not None else TextColumn("{task.completed}")
+        with Progress(TextColumn(what), BarColumn(), count, TimeElapsedColumn(),
                       console=console, transient=True) as progress:
             task = progress.add_task("", total=total)
             yield lambda done: progress.update(task, completed=done)
@@ -95,9 +96,10 @@ def count_progress(console: Console, total: int, what: str, every_s: float = 10.
 
     def on_count(done: int) -> None:
         nonlocal last
-        if clock() - last >= every_s and done < total:
+        if clock() - last >= every_s and (total is None or done < total):
             last = clock()
-            console.print(f"{time.strftime('%H:%M:%S')} {what}: {done}/{total}",
+            of = "" if total is None else f"/{total}"
+            console.print(f"{time.strftime('%H:%M:%S')} {what}: {done}{of}",
                           highlight=False, soft_wrap=True)
 
     yield on_count

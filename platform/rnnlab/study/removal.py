@@ -51,8 +51,10 @@ def derived_from(storage: str, name: str) -> tuple[str, ...]:
         for kind in ("ablation", "selection")))
 
 
-def plan_deletion(storage: str, name: str, reader: RunReader | None = None) -> Deletion:
-    """What :func:`delete` would remove, read without writing anything.
+def plan_deletion(storage: str, name: str, reader: RunReader | None = None,
+                  on_read: Callable[[int], None] = lambda read: None) -> Deletion:
+    """What :func:`delete` would remove, read without writing anything (``on_read``: as
+    :meth:`~rnnlab.tracking.store.RunReader.study_run_ids` reads the study's runs).
 
     Raises:
         RnnlabError: no such study in the storage, or studies were derived from it (delete
@@ -64,7 +66,7 @@ def plan_deletion(storage: str, name: str, reader: RunReader | None = None) -> D
                           "delete those first (`rnnlab delete NAME` for each)")
     trials = study.get_trials(deepcopy=False)
     parent = study.user_attrs.get(ATTR_PARENT)
-    runs = tuple((reader or RunReader()).study_run_ids(parent)) if parent else ()
+    runs = tuple((reader or RunReader()).study_run_ids(parent, on_read)) if parent else ()
     return Deletion(name, len(trials), sum(t.state == TrialState.RUNNING for t in trials), runs)
 
 

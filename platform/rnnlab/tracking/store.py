@@ -6,7 +6,7 @@ the frames (trials, configs, importances) is :mod:`rnnlab.analysis.frames`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,6 +28,8 @@ LAST_EPOCH = "last epoch"  # the weights a confirmation run scored, unless its t
 class RunReader:
     """Reads runs from one tracking store; the client is made (a server probed) on first use,
     so a reader that reads nothing leaves the store untouched."""
+
+    page = 1000  # runs a search asks for at a time (MLflow's most)
 
     def __init__(self, uri: str | None = None):
         self.uri = tracking_uri(uri)
@@ -84,17 +86,23 @@ class RunReader:
             return curves.groupby(["number", "metric"]).tail(1).reset_index(drop=True)
         return _tidy(raw)
 
-    def study_run_ids(self, parent_run_id: str) -> list[str]:
+    def study_run_ids(self, parent_run_id: str,
+                      on_read: Callable[[int], None] = lambda read: None) -> list[str]:
         """A study's run and the active runs nested under it (its trials, its confirmations),
-        the study's run last; none where the store does not have it."""
+        the study's run last; none where the store does not have it. ``on_read`` is told how
+        many runs are read so far after each page (only a server's are read page by page:
+        10,000 trials' runs take it about 20 s)."""
         try:
             run = self.client.get_run(parent_run_id)
         except MlflowException:
             return []
         ids = child_run_ids_sql(self.client, run.info.experiment_id, parent_run_id)
         if ids is None:
-            ids = [r.info.run_id for r in self._search(
-                run.info.experiment_id, f"tags.`mlflow.parentRunId` = '{parent_run_id}'")]
+            ids = []
+            for page in self._pages(run.info.experiment_id,
+                                    f"tags.`mlflow.parentRunId` = '{parent_run_id}'"):
+                ids += [r.info.run_id for r in page]
+                on_read(len(ids))
         return ids + ([parent_run_id] if run.info.lifecycle_stage == "active" else [])
 
     def confirmations(self, parent_run_id: str) -> pd.DataFrame:
@@ -113,12 +121,17 @@ class RunReader:
         return pd.DataFrame(rows, columns=CONFIRM_COLUMNS)
 
     def _search(self, experiment_id: str, query: str) -> Iterator[Any]:
-        """Every active run of the experiment that ``query`` matches, page after page."""
+        """Every active run of the experiment that ``query`` matches."""
+        for page in self._pages(experiment_id, query):
+            yield from page
+
+    def _pages(self, experiment_id: str, query: str) -> Iterator[Any]:
+        """:meth:`_search`'s runs page after page (:attr:`page` a page)."""
         token = None
         while True:
-            page = self.client.search_runs([experiment_id], query, max_results=1000,
+            page = self.client.search_runs([experiment_id], query, max_results=self.page,
                                            page_token=token)
-            yield from page
+            yield page
             token = page.token
             if not token:
                 break
