@@ -156,6 +156,27 @@ def test_reports_and_dashboards_read_a_journal_with_a_half_written_last_record(c
     assert len(notes) == 1  # said once, not per read
 
 
+def test_a_study_whose_mlflow_experiment_was_deleted_is_refused_before_it_is_made(copied):
+    """Deleted in the MLflow UI, an experiment still holds its name, and MLflow refuses runs in
+    it: a sweep of a study of that name (new, or resumed) ends in one line naming the way out,
+    not in MLflow's traceback after an empty study was made; restored, the sweep runs."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{copied}/mlflow.db")
+    fresh = client.create_experiment("fresh")
+    for exp in (fresh, client.get_experiment_by_name("tiny").experiment_id):
+        client.delete_experiment(exp)
+    for argv in (["sweep", "spec.yaml", "--set", "study.name=fresh"], ["sweep", "spec.yaml"],
+                 ["worker", "spec.yaml", "--set", "study.name=fresh"]):
+        _refused(copied, argv, "MLflow experiment", "is deleted in tracking store",
+                 f"sqlite:///{copied}/mlflow.db",
+                 f"`mlflow experiments restore --experiment-id {fresh if '--set' in argv else ''}")
+    client.restore_experiment(fresh)
+    result = runner.invoke(app, ["sweep", "spec.yaml", "--set", "study.name=fresh",
+                                 "--n-trials", "1", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize("argv", WRITERS, ids=[c[0] for c in WRITERS])
 def test_no_command_writes_after_a_half_written_last_record(copied, argv):
     journal = copied / "rnnlab.journal"

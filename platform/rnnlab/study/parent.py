@@ -52,13 +52,15 @@ def open_study(spec: StudySpec, storage: str, tracker: Tracker, *,
     Raises:
         RnnlabError: the study exists with another spec (or, made outside rnnlab, with the
             other direction), or a store cannot be used (a journal that ends in an incomplete
-            record is not written to).
+            record is not written to, an MLflow experiment of the study's name that is deleted
+            takes no run).
     """
     s = spec.study
     # Outages mid-study are ridden out for the spec's limit, and retried at least once a
     # heartbeat interval: live trials stamp again as soon as the database is back.
     configure(s.store_outage_limit, min(MAX_WAIT_S, s.heartbeat_interval))
     check_appendable(storage)  # before the study's lock file or anything else is written
+    tracker.check_experiment(s.name)  # deleted (in the MLflow UI, say): no run goes there
     with study_lock(storage, s.name):
         try:  # loaded first: resuming writes nothing until the spec is accepted
             study = optuna.load_study(study_name=s.name, storage=open_storage(storage),

@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient
 from rnnlab import __version__
 from rnnlab.core.spec import RunConfig, flatten, to_yaml
 from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.files import sqlite_file
 from rnnlab.interrupts import whole
 from rnnlab.tracking.checkpoints import artifact_path, load_newest
 from rnnlab.tracking.internals import close_run, refresh_statistics
@@ -93,15 +94,47 @@ class Tracker:
 
     @whole
     def experiment_id(self, name: str) -> str:
-        """The id of experiment ``name``, created on first use (safe against a racing worker)."""
+        """The id of experiment ``name``, created on first use (safe against a racing worker).
+
+        Raises:
+            RnnlabError: the store cannot be used, or the experiment is deleted (in the MLflow
+                UI, say): MLflow refuses runs there, and its name stays taken until purged.
+        """
         if name not in self._experiments:
             self._experiments[name] = self._experiment_id(name)
         return self._experiments[name]
 
+    def check_experiment(self, name: str) -> None:
+        """Refuse experiment ``name`` if it is deleted (see :meth:`experiment_id`), reading
+        only: a local store not made yet has none, and is not made.
+
+        Raises:
+            RnnlabError: the experiment is deleted, or the store cannot be used.
+        """
+        path = sqlite_file(self.uri)
+        if path is not None and not path.is_file():
+            return
+        try:
+            self._found(name)
+        except MlflowException as exc:
+            raise self._unusable(exc) from None
+
+    def _found(self, name: str) -> Any:
+        """Experiment ``name``, None if there is none; one line if it is deleted."""
+        found = self.client.get_experiment_by_name(name)
+        if found is not None and found.lifecycle_stage == "deleted":
+            exp = found.experiment_id  # MLflow takes no run there, and keeps its name
+            raise RnnlabError(
+                f"MLflow experiment {name!r} (id {exp}) is deleted in tracking store "
+                f"{mask_url(self.uri)}, and MLflow takes no run there: restore it "
+                f"(`mlflow experiments restore --experiment-id {exp}`) or purge it "
+                f"(`mlflow gc --experiment-ids {exp}`), with MLFLOW_TRACKING_URI set to "
+                "that store (a study of another name gets an experiment of its own)")
+        return found
+
     def _experiment_id(self, name: str) -> str:
         try:
-            found = self.client.get_experiment_by_name(name)
-            if found is not None:
+            if (found := self._found(name)) is not None:
                 return found.experiment_id
             try:
                 return self.client.create_experiment(name)
@@ -111,10 +144,11 @@ class Tracker:
                     raise
                 return found.experiment_id
         except MlflowException as exc:
-            raise RnnlabError(
-                f"MLflow tracking store {mask_url(self.uri)} is not usable "
-                f"({str(exc).splitlines()[0][:160]}); check MLFLOW_TRACKING_URI"
-            ) from None
+            raise self._unusable(exc) from None
+
+    def _unusable(self, exc: MlflowException) -> RnnlabError:
+        return RnnlabError(f"MLflow tracking store {mask_url(self.uri)} is not usable "
+                           f"({str(exc).splitlines()[0][:160]}); check MLFLOW_TRACKING_URI")
 
     @whole
     def start_run(self, experiment: str, name: str, *, config: RunConfig | None = None,
