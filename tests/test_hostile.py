@@ -116,7 +116,7 @@ BAD_SPECS = {  # a study spec file's text -> words of its one line
                       "YAML syntax error"),
     "markup-name": (yaml.safe_dump({**SPEC, "study": {**SPEC["study"],
                                                        "name": MARKUP["script"]}}),
-                    "study.name: String should match pattern"),
+                    "study.name: letters, digits, '_', '.' and '-' only"),
     "control-in-set": (yaml.safe_dump(SPEC),  # the escape shown, not sent to the terminal
                        "data directory '\\x1b]0;pwned\\x07/no/such' does not exist"),
 }

@@ -7,11 +7,12 @@ spec fails as one line naming the key, never in a trial.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rnnlab.core.spec import (
     RunConfig,
@@ -140,7 +141,7 @@ class SelectionOf(Section):
 
 
 class StudySection(Section):
-    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
     metric: Metric = "val_acc"
     direction: Literal["maximize", "minimize"] = "maximize"
     objective: Literal["best", "last"] = "best"
@@ -167,6 +168,14 @@ class StudySection(Section):
     # workers retry, with backoff, for up to store_outage_limit s, then stop in one line (exit
     # code 2), the study resumable.
     store_outage_limit: Annotated[float, Field(gt=0)] = 120.0
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+            raise ValueError("letters, digits, '_', '.' and '-' only (it names the study's "
+                             "MLflow experiment, and files such as its dashboard)")
+        return name
 
     @model_validator(mode="after")
     def _grace_after_heartbeat(self) -> StudySection:
