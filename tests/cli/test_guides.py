@@ -170,7 +170,8 @@ def test_a_sweep_in_a_log_shows_progress_the_study_and_what_to_run_next(spec_fil
 def test_a_first_sweep_says_only_rnnlabs_lines_and_a_finished_one_says_so(spec_file, tmp_path):
     """Optuna's "A new study created" and MLflow's "Creating initial MLflow database tables"
     stay out of a first sweep's output (``-v`` lets them in); a sweep whose budget is used
-    starts no worker, says it is done and how to run more."""
+    starts no worker, says it is done and how to run more (a smaller budget than has run
+    too: the budget stays)."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db", "COLUMNS": "200"}
 
     def sweep(*options: str, verbose: bool = False) -> subprocess.CompletedProcess:
@@ -191,6 +192,12 @@ def test_a_first_sweep_says_only_rnnlabs_lines_and_a_finished_one_says_so(spec_f
     names = {t.user_attrs.get("worker") for t in optuna.load_study(
         study_name="guided", storage=open_storage(str(tmp_path / "rnnlab.journal"))).trials}
     assert len(names) == 1  # the second command ran no trial
+    fewer = sweep("--n-trials", "1")  # below what has run: the budget stays, and says so
+    assert fewer.returncode == 0, fewer.stderr
+    assert ("guided: done already (2/2 trials finished, more than the 1 asked for: a budget "
+            "never drops below what has run), so nothing ran; the same command with "
+            "--n-trials 4 runs 2 more") in fewer.stderr
+    assert re.search(r"^ ?guided\s+2/2\s", fewer.stdout, re.M)
     loud = sweep("--n-trials", "1", "--set", "study.name=loud", verbose=True)
     assert loud.returncode == 0, loud.stderr
     assert "A new study created in Journal with name: loud" in loud.stderr

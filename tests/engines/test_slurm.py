@@ -215,7 +215,7 @@ def test_an_array_runs_the_study_to_its_exact_budget_on_gpus_slurm_hands_out(spe
     assert sorted(seen) == ["0", "1"], logs
 
     again = one_line(rnnlab("slurm", str(spec), "--array", "2", "--storage", storage))
-    assert f"has its {N_TRIALS} trials finished already" in again
+    assert f"has {N_TRIALS} trials finished already, its whole budget" in again
 
 
 def test_a_job_sbatch_refuses_is_one_line(spec, on_cluster):

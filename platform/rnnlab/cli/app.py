@@ -175,7 +175,7 @@ def sweep(
             final = run_sweep(study_spec, _storage(storage), place, on_progress=progress,
                               allow_spec_change=allow_spec_change)
     Console().print(status_view([final], detail=True))
-    if done := done_line(final):
+    if done := done_line(final, asked=study_spec.study.n_trials):
         err.print(done, markup=False, highlight=False, soft_wrap=True)
     derived: list[tuple[str, str]] = []  # the studies derived from it, for the next commands
     if final.finished >= (final.budget or 0):

@@ -82,15 +82,18 @@ def status_view(statuses: list[Any], detail: bool) -> Group:
     return Group(*parts)
 
 
-def done_line(final: Any, *, extends: bool = True) -> str | None:
+def done_line(final: Any, *, extends: bool = True, asked: int | None = None) -> str | None:
     """The line a command that found its study done already says (None: it ran trials, or
-    the budget is not used), with how to run more where a budget can grow."""
+    the budget is not used), with how to run more where a budget can grow; ``asked``: the
+    budget the command asked for, said when fewer trials than have run."""
     if final.trials_run or final.finished < (final.budget or 0):
         return None
     more = (f"; the same command with --n-trials {2 * final.budget} runs {final.budget} more"
             if extends else "")
-    return (f"{final.name}: done already ({final.finished}/{final.budget} trials finished), "
-            f"so nothing ran{more}")
+    fewer = (f", more than the {asked} asked for: a budget never drops below what has run"
+             if asked is not None and asked < final.finished else "")
+    return (f"{final.name}: done already ({final.finished}/{final.budget} trials finished"
+            f"{fewer}), so nothing ran{more}")
 
 
 def keys_table(keys: list[Any]) -> Table:

@@ -22,7 +22,7 @@ from rnnlab.engines.slurm_script import (
 from rnnlab.errors import RnnlabError, mask_url
 from rnnlab.files import atomic_write
 from rnnlab.storage.adapter import DEFAULT_STORAGE
-from rnnlab.study.parent import budget_used, open_study, settle_parent
+from rnnlab.study.parent import budget_used, finished_count, open_study, settle_parent
 from rnnlab.tracking.tracker import Tracker
 
 SBATCH_TIMEOUT_S = 120
@@ -103,8 +103,8 @@ def _open(spec: StudySpec, storage: str, allow_spec_change: bool) -> None:
     settle_parent(study, tracker)
     if budget_used(study):
         raise RnnlabError(
-            f"study {spec.study.name!r} has its {spec.study.n_trials} trials finished already; "
-            "nothing to submit (raise its budget with --set study.n_trials=N)")
+            f"study {spec.study.name!r} has {finished_count(study)} trials finished already, "
+            f"its whole budget; nothing to submit (raise its budget with --set study.n_trials=N)")
 
 
 def write_script(text: str, name: str) -> Path:

@@ -47,7 +47,8 @@ def open_study(spec: StudySpec, storage: str, tracker: Tracker, *,
     a change that could alter results is refused before anything is written, and so is any
     other change unless ``allow_spec_change``; the stored spec then becomes this one. The
     budget stored on the study becomes this spec's ``n_trials``, so a larger ``--n-trials``
-    extends a study and rerunning the same command finishes it.
+    extends a study and rerunning the same command finishes it; a smaller one than the trials
+    finished leaves it at those.
 
     Raises:
         RnnlabError: the study exists with another spec (or, made outside rnnlab, with the
@@ -75,8 +76,9 @@ def open_study(spec: StudySpec, storage: str, tracker: Tracker, *,
         if study.direction.name.lower() != s.direction:
             raise RnnlabError(f"study {s.name!r} exists with direction "
                               f"{study.direction.name.lower()}; the spec says {s.direction}")
-        if study.user_attrs.get(ATTR_BUDGET) != s.n_trials:
-            study.set_user_attr(ATTR_BUDGET, s.n_trials)
+        budget = max(s.n_trials, finished_count(study))  # never below what has run
+        if study.user_attrs.get(ATTR_BUDGET) != budget:
+            study.set_user_attr(ATTR_BUDGET, budget)
         if study.user_attrs.get(ATTR_SPEC) != (as_json := spec.model_dump(mode="json")):
             study.set_user_attr(ATTR_SPEC, as_json)
         if study.metric_names != [s.metric]:  # not "Objective 0" in optuna-dashboard
