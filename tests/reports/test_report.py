@@ -4,6 +4,7 @@ confirmation runs on the test set (tracked, then reused), the offline HTML, and 
 from __future__ import annotations
 
 import json
+import re
 
 import optuna
 import pytest
@@ -114,6 +115,9 @@ def test_confirmation_is_tracked_on_the_test_set_and_reused(env, frames, tmp_pat
                                 "--confirm-seeds", "2", "--confirm-splits", "2", "--workers", "2"])
     assert first.exit_code == 0, first.output
     assert "run(s) on 2 local worker(s) x " in first.stderr  # trained in parallel
+    total = re.search(r"confirmation: (\d+) run\(s\) on 2 local", first.stderr).group(1)
+    last = first.stderr.strip().splitlines()[-1]  # the whole count, whatever a poll last saw
+    assert re.fullmatch(rf"confirmation: {total}/{total} run\(s\) trained in [0-9hms]+", last), last
     info = get_report_info(frames)
     own = trial_config(frames, info.best.number).data.split_seed
     wanted = {(n, own + j, trial_config(frames, n).train.seed + i) for _, n, _ in candidates(info)

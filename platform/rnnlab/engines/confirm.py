@@ -44,19 +44,24 @@ def parallel(workers: int | None = None, poll_s: float = POLL_S) -> Trainer:
 @contextlib.contextmanager
 def _progress(jobs: list[Job], target: Target, tracking_uri: str | None,
               say: Callable[[str], None], poll_s: float) -> Iterator[None]:
-    """Say how many of ``jobs`` have finished, and when all will have, each time it changes."""
+    """Say how many of ``jobs`` have finished, and when all will have, each time it changes;
+    once the workers are done, the last count (a poll may not have seen it)."""
     keys, stop, started = {j.key for j in jobs}, threading.Event(), time.monotonic()
+    said = [0]
+
+    def count(last: bool = False) -> None:
+        with contextlib.suppress(StoreDown):  # the workers say it, in one line each
+            done = len(keys & set(finished(target, tracking_uri)))
+            if done != said[0] and done:
+                said[0] = done
+                spent = time.monotonic() - started
+                when = (f"in {duration(spent)}" if last else
+                        f"| ETA {duration(spent / done * (len(keys) - done))}")
+                say(f"confirmation: {done}/{len(keys)} run(s) trained {when}")
 
     def poll() -> None:
-        said = 0
         while not stop.wait(poll_s):
-            with contextlib.suppress(StoreDown):  # the workers say it, in one line each
-                done = len(keys & set(finished(target, tracking_uri)))
-                if done != said:
-                    said = done
-                    left = (time.monotonic() - started) / done * (len(keys) - done)
-                    say(f"confirmation: {done}/{len(keys)} run(s) trained | ETA "
-                        f"{duration(left)}")
+            count()
 
     thread = threading.Thread(target=poll, daemon=True)
     thread.start()
@@ -64,3 +69,5 @@ def _progress(jobs: list[Job], target: Target, tracking_uri: str | None,
         yield
     finally:
         stop.set()
+        thread.join(timeout=poll_s)
+    count(last=True)
