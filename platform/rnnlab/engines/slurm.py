@@ -104,7 +104,7 @@ def _open(spec: StudySpec, storage: str, allow_spec_change: bool) -> None:
     if budget_used(study):
         raise RnnlabError(
             f"study {spec.study.name!r} has {finished_count(study)} trials finished already, "
-            f"its whole budget; nothing to submit (raise its budget with --set study.n_trials=N)")
+            "its whole budget; nothing to submit (raise its budget with --set study.n_trials=N)")
 
 
 def write_script(text: str, name: str) -> Path:
