@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rnnlab.core.spec import RunConfig, config_keys, flatten, load_config, to_yaml
@@ -74,6 +76,31 @@ def test_set_overrides_any_key_with_yaml_scalars(tmp_path):
     assert cfg.train.lr == 1e-3 and isinstance(cfg.train.lr, float)  # PyYAML reads 1e-3 as str
     assert (cfg.model.cell, cfg.data.patch, cfg.data.steps) == ("gru", 14, 56)
     assert cfg.train.grad_clip == 1.0 and cfg.data.dir == "/some/where" and cfg.train.seed == 7
+
+
+def test_set_reaches_a_studys_nested_keys_and_leaves_the_spec_as_it_was():
+    import copy
+
+    from rnnlab.core.spec import apply_overrides
+    from rnnlab.core.study_spec import load_study_spec
+
+    quickstart = Path(__file__).resolve().parents[2] / "studies" / "quickstart.yaml"
+    spec = load_study_spec(quickstart, [
+        "study.sampler.seed=3", "study.pruner.name=none", "study.name=q3", "train.lr=1e-3"])
+    assert (spec.study.sampler.seed, spec.study.sampler.name) == (3, "tpe")  # the rest kept
+    assert spec.study.sampler.n_startup_trials == 8 and spec.study.pruner.name == "none"
+    assert (spec.study.name, spec.base.train.lr) == ("q3", 1e-3)
+    raw = {"study": {"sampler": {"name": "tpe", "seed": 0}}, "search": {"train.lr": {"low": 1}}}
+    before = copy.deepcopy(raw)
+    merged = apply_overrides(raw, {"study.sampler.seed": 3, "search.train.lr": {"low": 2}})
+    assert merged == {"study": {"sampler": {"name": "tpe", "seed": 3}},
+                      "search": {"train.lr": {"low": 2}}}  # a search key keeps its dot
+    assert raw == before
+    with pytest.raises(RnnlabError, match=r"--set study.name.x: 'study.name' is not a section"):
+        apply_overrides({"study": {"name": "q"}}, {"study.name.x": 1})
+    with pytest.raises(RnnlabError, match=r"study.sampler.sed: unknown key \(check the "
+                       r"spelling; see the README's \"Sweeps\" for a spec's study keys\)"):
+        load_study_spec(quickstart, ["study.sampler.sed=3"])
 
 
 @pytest.mark.parametrize(("value", "expected"), [

@@ -227,14 +227,21 @@ def yaml_scalar(raw: str) -> Any:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set dotted keys in a nested dict (a copy), creating sections as needed."""
+    """Set dotted keys in a nested dict (a copy), creating sections as needed: a key nested
+    deeper (``study.sampler.seed``) too, but not in ``search``, whose keys hold dots
+    (``search.train.lr`` is the search of ``train.lr``)."""
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     for dotted, value in overrides.items():
-        section, _, key = dotted.partition(".")
-        target = merged.setdefault(section, {})
-        if not isinstance(target, dict):
-            raise RnnlabError(f"--set {dotted}: {section!r} is not a section")
-        target[key] = value
+        section, _, rest = dotted.partition(".")
+        target, path = merged, [section, *([rest] if section == "search" else rest.split("."))]
+        for i, part in enumerate(path[:-1]):
+            inner = target.get(part, {})
+            if not isinstance(inner, dict):
+                raise RnnlabError(f"--set {dotted}: {'.'.join(path[:i + 1])!r} is not a "
+                                  "section")
+            target[part] = dict(inner)  # a copy: ``raw`` stays as it was
+            target = target[part]
+        target[path[-1]] = value
     return merged
 
 
@@ -297,7 +304,9 @@ def validate(model: type[BaseModel], raw: dict[str, Any], origin: str,
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see `rnnlab keys` for every key)"
+            where = ("the README's \"Sweeps\" for a spec's study keys" if key.startswith("study.")
+                     else "`rnnlab keys` for every key")
+            msg = f"unknown key (check the spelling; see {where})"
         elif "input" in err and err["type"] not in ("missing",):
             msg = f"{msg} (got {err['input']!r})"
         raise RnnlabError(f"{(flags or {}).get(key, origin)}: {key}: {msg}") from None
