@@ -6,7 +6,7 @@ space, metric, objective, direction, sampler and pruner never change: a spec tha
 belongs in a new study. A few keys say where, how long or how robustly trials run, never what
 they compute (:data:`ALLOWED`); ``--allow-spec-change`` accepts changes to those, and only
 those. The budget, ``study.n_trials``, is no change at all: every command sets it (a larger
-``--n-trials`` extends a study).
+``--n-trials`` extends a study; never below the trials finished).
 """
 
 from __future__ import annotations
