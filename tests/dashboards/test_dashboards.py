@@ -119,6 +119,18 @@ def test_learning_curves_plot_styles_states_and_keeps_the_reference(pruned_frame
     reference = [t for t in fig.data if t.legendgroup == "tutorial"]
     assert len(reference) == 1
     assert tuple(reference[0].y) == (0.470, 0.555, 0.595, 0.630, 0.674, 0.680)
+    # not this study's setup, and the legend says so, with both
+    assert reference[0].name == (
+        "tutorial's logged val_acc (reference; click to hide)<br>its setup: patch 7, hidden "
+        "128, 5000 training images<br>this study's: patch 28, hidden 4, 100 training images")
+
+
+def test_the_tutorials_curve_is_a_plain_reference_where_a_study_has_its_setup():
+    spec = {"data": {"patch": 7, "train_size": 5000}, "model": {"hidden": 128}}
+    assert learning_curves._other_setup(spec, ("train.lr",)) == ""
+    assert learning_curves._other_setup({}, ()) == ""  # a study made outside rnnlab
+    assert learning_curves._other_setup(spec, ("model.hidden",)) == (
+        "patch 7, hidden searched, 5000 training images")
 
 
 def test_a_failed_trial_shows_in_the_legend_and_its_line_can_be_seen(pruned_frames):

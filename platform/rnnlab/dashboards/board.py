@@ -92,10 +92,11 @@ def _header(spec: DashboardSpec, selection: Selection, origin: str | None,
     items = []
     for label, f in selection.studies:
         counts = f.counts()
-        shown = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trials"
-        items.append(f"<li><b>{esc(label)}</b> (study <code>{esc(f.name)}</code>): {esc(shown)} "
-                     f"drawn (budget {esc(f.budget)}); objective: validation {esc(f.metric)} "
-                     f"({esc(f.direction)}). MLflow: <code>{esc(f.tracking_uri)}</code>, "
+        shown = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none"
+        items.append(f"<li><b>{esc(label)}</b> (study <code>{esc(f.name)}</code>): trials "
+                     f"{esc(shown)} (budget {esc(f.budget)}); objective: validation "
+                     f"{esc(f.metric)} ({esc(f.direction)}). MLflow: "
+                     f"<code>{esc(f.tracking_uri)}</code>, "
                      f"experiment <code>{esc(f.experiment)}</code>.{_strata(f)}</li>")
     for label in selection.missing:
         items.append(f"<li><b>{esc(label)}</b>: not run yet (nothing to draw).</li>")

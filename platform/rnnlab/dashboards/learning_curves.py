@@ -12,6 +12,7 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -29,6 +30,7 @@ from rnnlab.dashboards.spec import Figure
 from rnnlab.dashboards.style import (
     STATE_STYLE,
     STATE_WORDS,
+    TUTORIAL_SETUP,
     TUTORIAL_VAL_ACC,
     esc,
     fill,
@@ -76,6 +78,7 @@ class _LearningCurvesInfo:
     metrics: tuple[str, ...] = ("val_acc", "val_loss")
     studies: int = 1
     reference_val_acc: tuple[float, ...] = TUTORIAL_VAL_ACC
+    setup: str = ""  # how the study's setup differs from the tutorial's ("": it does not)
     bands: tuple[_Band, ...] = ()
     counts: dict[tuple[str, str], int] | None = None  # (group, state): trials, thinned pages
 
@@ -116,7 +119,9 @@ def _get_learning_curves_info(frames: StudyFrames | Labelled, group: str = "mode
         # but its legend entry counts it, as the page's header does.
         curves += [_Curve(label, int(n), groups[n], facets[n], str(st), (), (), ())
                    for n, st in states.items() if n not in drawn and st != "RUNNING"]
-    info = _LearningCurvesInfo(tuple(curves), group, facet, tuple(metrics), len(studies))
+    setup = _other_setup(studies[0][1].spec, studies[0][1].search) if len(studies) == 1 else ""
+    info = _LearningCurvesInfo(tuple(curves), group, facet, tuple(metrics), len(studies),
+                               setup=setup)
     drawn_curves = sum(bool(c.epochs) for c in curves)
     return info if drawn_curves <= whole_up_to else _thinned(info)
 
@@ -272,11 +277,27 @@ def _trial(c: _Curve) -> str:
     return f"{esc(c.study)} trial {c.number}"
 
 
+def _other_setup(spec: dict[str, Any], search: tuple[str, ...]) -> str:
+    """Where a study's setup is not the tutorial's (``TUTORIAL_SETUP``): its values, said as
+    a legend says them ("" where it is the tutorial's, or the spec is not known)."""
+    if not spec:
+        return ""
+    ours = [("searched" if f"{section}.{key}" in search else spec.get(section, {}).get(key),
+             value, words) for section, key, value, words in TUTORIAL_SETUP]
+    if all(mine == value for mine, value, _ in ours):
+        return ""
+    return ", ".join(words.format(mine) for mine, _, words in ours)
+
+
 def _reference(fig: go.Figure, info: _LearningCurvesInfo, row: int) -> None:
     epochs = list(range(1, len(info.reference_val_acc) + 1))
+    name = "tutorial's logged val_acc (reference; click to hide)"
+    if info.setup:
+        tutorial = ", ".join(words.format(value) for *_, value, words in TUTORIAL_SETUP)
+        name += f"<br>its setup: {tutorial}<br>this study's: {esc(info.setup)}"
     fig.add_trace(go.Scatter(
         x=epochs, y=list(info.reference_val_acc), mode="lines+markers", legendgroup="tutorial",
-        name="tutorial's logged val_acc (reference; click to hide)",
+        name=name,
         line={"color": "black", "dash": "dot", "width": 2},
         hovertemplate="tutorial epoch %{x}: val_acc %{y:.3f}<extra></extra>"), row=row, col=1)
 

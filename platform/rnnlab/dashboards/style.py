@@ -16,6 +16,10 @@ from plotly.colors import qualitative
 
 # The tutorial's logged validation accuracy after epochs 1-6 (patch 7, hidden 128, rnn).
 TUTORIAL_VAL_ACC = (0.470, 0.555, 0.595, 0.630, 0.674, 0.680)
+# What that curve trained on, as (section, key, value, how a legend says it): a study of
+# another setup gets its own values beside these, not a like-with-like reference.
+TUTORIAL_SETUP = (("data", "patch", 7, "patch {}"), ("model", "hidden", 128, "hidden {}"),
+                  ("data", "train_size", 5000, "{} training images"))
 # The cells take the first colours of Plotly's D3 palette, the one other groups draw from.
 CELL_COLOURS = {"rnn": qualitative.D3[0], "lstm": qualitative.D3[1], "gru": qualitative.D3[2]}
 STATE_WORDS = {"FAIL": "failed"}  # a state as a legend says it (else in lower case)
