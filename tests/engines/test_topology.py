@@ -162,7 +162,7 @@ def test_workers_share_a_study_through_postgres_and_an_mlflow_server(
     assert name not in optuna.get_all_study_names(storage)
 
 
-def _worker_on(uri: str, tmp_path: Path, monkeypatch):
+def _worker_on(uri: str, tmp_path: Path, monkeypatch, *words: str) -> str:
     from typer.testing import CliRunner
 
     from rnnlab.cli.app import app
@@ -172,13 +172,27 @@ def _worker_on(uri: str, tmp_path: Path, monkeypatch):
                                       "--storage", str(tmp_path / "s.journal")])
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "not reachable" in lines[0] and "MLFLOW_TRACKING_URI" in lines[0]
+    assert len(lines) == 1 and "MLFLOW_TRACKING_URI" in lines[0], lines
+    assert all(word in lines[0] for word in words or ("not reachable",)), lines[0]
     assert not (tmp_path / "s.journal").exists(), "no study when tracking is down"
+    return lines[0]
 
 
 def test_unreachable_tracking_server_fails_in_one_line(tmp_path, monkeypatch):
     with refused_port() as port:  # nothing serves there
         _worker_on(f"http://127.0.0.1:{port}", tmp_path, monkeypatch)
+
+
+def test_a_tracking_database_that_does_not_answer_is_asked_once(tmp_path, monkeypatch, caplog):
+    """A PostgreSQL store with no such database, or no server: MLflow's first connection
+    retried for about 100 s, logging each attempt, then called the store damaged."""
+    missing = f"postgresql://postgres:pw@127.0.0.1:5432/rnnlab_none_{uuid.uuid4().hex[:8]}"
+    line = _worker_on(missing, tmp_path, monkeypatch, "cannot be reached", "does not exist")
+    assert "postgres:***@" in line and ":pw@" not in line
+    with refused_port() as port:
+        _worker_on(f"postgresql://postgres@127.0.0.1:{port}/x", tmp_path, monkeypatch,
+                   "cannot be reached", "refused")
+    assert "will be retried" not in caplog.text
 
 
 def test_a_tracking_server_that_drops_connections_is_asked_once(tmp_path, monkeypatch):

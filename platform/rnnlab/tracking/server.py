@@ -96,8 +96,44 @@ def check_store(uri: str) -> None:
     if is_server(uri):
         check_server(uri)
         return
+    if "://" in uri and not uri.startswith(("sqlite:", "file:")):
+        check_database(uri)
+        return
     check_sqlite(uri, MLFLOW_TABLES, "MLflow tracking store", "MLflow", "MLFLOW_TRACKING_URI",
                  FIX)
+
+
+_ANSWERED: set[str] = set()  # database stores that answered in this process
+
+
+def check_database(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """One quick connection to a database store (PostgreSQL, MySQL), with no retries: MLflow's
+    own first connection retries for about 100 s, printing each attempt, and then says what
+    SQLAlchemy said.
+
+    Raises:
+        RnnlabError: the database cannot be connected to (no server there, no such database,
+            credentials refused) within ``timeout`` seconds.
+    """
+    if uri in _ANSWERED:
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    try:
+        # both drivers' own name for it: a server that drops packets is not waited on
+        engine = create_engine(uri, poolclass=NullPool, connect_args={
+            "connect_timeout": round(timeout)} if uri.startswith(("postgresql", "mysql")) else {})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors of every kind
+        text = str(getattr(exc, "orig", None) or exc).strip()
+        reason = text.splitlines()[0][:200] if text else type(exc).__name__
+        raise RnnlabError(
+            f"MLflow tracking store {mask_url(uri)} cannot be reached ({reason}); check the "
+            "URL and that the database server is running, or fix MLFLOW_TRACKING_URI") from None
+    _ANSWERED.add(uri)
 
 
 def check_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
