@@ -97,6 +97,27 @@ def _admin():
 
 
 @pytest.fixture
+def mysql_database():
+    """A fresh database on the MariaDB at 127.0.0.1:3306 (root, no password), dropped
+    afterwards; yields its URL, the pymysql driver named."""
+    pymysql = pytest.importorskip("pymysql")
+    try:
+        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=5,
+                               autocommit=True)
+    except pymysql.err.OperationalError as exc:
+        pytest.fail(f"MariaDB at 127.0.0.1:3306 is not running ({exc}); .ci/run starts it")
+    name = f"rnnlab_test_{uuid.uuid4().hex[:10]}"
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}`")
+    try:
+        yield f"mysql+pymysql://root@127.0.0.1:3306/{name}"
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+@pytest.fixture
 def databases():
     """Two fresh databases (Optuna, MLflow), dropped afterwards; yields their URLs."""
     yield from _fresh_databases()

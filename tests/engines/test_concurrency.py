@@ -1,5 +1,6 @@
-"""Many workers at once: 4 local workers x 40 short trials, on the journal file and on
-PostgreSQL. Every trial is accounted for in both stores, and no worker hits a lock error.
+"""Many workers at once: 4 local workers x 40 short trials, on the journal file, on PostgreSQL
+and on MySQL (MariaDB). Every trial is accounted for in both stores, and no worker hits a lock
+error.
 
 The sweeps run as a user runs them, ``rnnlab sweep --workers N`` in a process of its own, and
 the test reads that command's stderr. In this test process it could not: worker processes are
@@ -61,9 +62,11 @@ def test_what_a_worker_process_logs_reaches_the_commands_stderr(tmp_path, mlflow
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["journal", "postgresql"])
-def test_four_workers_forty_trials_no_lock_errors(tmp_path, mlflow_db, databases, backend):
-    storage = "rnnlab.journal" if backend == "journal" else databases[0]
+@pytest.mark.parametrize("backend", ["journal", "postgresql", "mysql"])
+def test_four_workers_forty_trials_no_lock_errors(tmp_path, mlflow_db, request, backend):
+    storage = ("rnnlab.journal" if backend == "journal" else
+               request.getfixturevalue("databases")[0] if backend == "postgresql" else
+               request.getfixturevalue("mysql_database"))
     name = f"many-{backend}"
     done = _sweep(_spec(tmp_path / "s.yaml", name), storage, WORKERS)
     assert done.returncode == 0, done.stderr

@@ -107,6 +107,9 @@ def _rdb_storage(url: str) -> RDBStorage:
         engine.dispose()
 
 
+MYSQL_LOCK_WAIT_S = 365 * 24 * 3600
+
+
 def lock_key(name: str) -> int:
     """The key of rnnlab's database lock ``name`` (a signed 64-bit PostgreSQL advisory key)."""
     return int.from_bytes(hashlib.sha1(f"rnnlab:{name}".encode()).digest()[:8], "big",
@@ -127,11 +130,16 @@ def acquire_lock(conn, key: int, url: str) -> Callable[[], bool]:
 
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        lock, unlock, arg = "SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)", key
-    elif dialect in ("mysql", "mariadb"):
-        lock, unlock, arg = "SELECT GET_LOCK(:k, -1)", "SELECT RELEASE_LOCK(:k)", str(key)
-    else:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        return lambda: bool(conn.execute(text("SELECT pg_advisory_unlock(:k)"),
+                                         {"k": key}).scalar())
+    if dialect not in ("mysql", "mariadb"):
         raise RnnlabError(f"storage {mask_url(url)}: {dialect} is not supported for several "
                           "workers; use PostgreSQL or MySQL")
-    conn.execute(text(lock), {"k": arg})
-    return lambda: bool(conn.execute(text(unlock), {"k": arg}).scalar())
+    # MySQL waits for ever with a negative timeout, MariaDB answers NULL (no lock) at once:
+    # a year is "for ever" on both. 1 is the lock taken; anything else, no lock.
+    if conn.execute(text("SELECT GET_LOCK(:k, :s)"), {"k": str(key), "s": MYSQL_LOCK_WAIT_S}
+                    ).scalar() != 1:
+        raise RnnlabError(f"storage {mask_url(url)}: {dialect} did not give the study's lock "
+                          "(GET_LOCK); check the database server's log")
+    return lambda: conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": str(key)}).scalar() == 1
