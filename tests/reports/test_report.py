@@ -3,6 +3,7 @@ confirmation runs on the test set (tracked, then reused), the offline HTML, and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -203,3 +204,33 @@ def test_bad_input_is_one_line_exit_2_before_any_training(env, tmp_path):
         assert "Traceback" not in result.output and result.stdout == ""
     assert not (tmp_path / "missing").exists() and not (tmp_path / "reports").exists()
     assert len(confirm_runs(env)) == before
+
+
+def test_a_best_at_chance_is_said_to_be_no_config(frames, tmp_path, monkeypatch):
+    """Three binomial standard deviations above the commonest digit's share, on the
+    validation images the study had: below, no trial learned and the report says so."""
+    from support import HOPELESS_LR, SPEC, build_study
+
+    from rnnlab.reports import render
+
+    info = get_report_info(frames)
+
+    def said(value: float, **data) -> list[str]:
+        best = dataclasses.replace(info.best, value=value)
+        config = {**info.best_config, "data": {**info.best_config["data"], **data}}
+        return render._at_chance(dataclasses.replace(info, best=best, best_config=config))
+
+    assert said(0.9, val_size=1000) == [] and said(0.15, val_size=1000) == []  # up to 0.144
+    assert "0.1300 is within noise of it on 1000 validation images (up to 0.144)" in \
+        said(0.13, val_size=1000)[0]
+    assert said(0.15, val_size=100) and said(0.15, split="tutorial", val_size=10) == []
+
+    raw = {**SPEC, "study": {**SPEC["study"], "name": "hopeless", "n_trials": 2},
+           "search": {"train.lr": {"choices": [HOPELESS_LR, HOPELESS_LR * 2]}}}
+    hopeless = build_study(tmp_path, raw)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", hopeless.uri)
+    md = CliRunner().invoke(app, ["report", "hopeless", "--storage", hopeless.storage,
+                                  "--no-confirm", "--format", "md"])
+    assert md.exit_code == 0, md.output
+    assert "- at chance: answering the commonest digit scores about 0.11" in md.stdout
+    assert "no trial of this study learned, so this is no config to adopt" in md.stdout

@@ -18,6 +18,7 @@ from rnnlab.analysis.frames import StudyFrames
 from rnnlab.analysis.gains import WeakPenalty
 from rnnlab.analysis.intervals import CONFIDENCE
 from rnnlab.analysis.levels import Effect, Gap
+from rnnlab.core.data import TUTORIAL_VAL
 from rnnlab.dashboards.importances import plot_importances
 from rnnlab.dashboards.learning_curves import plot_learning_curves
 from rnnlab.dashboards.normalisation import plot_normalisation
@@ -113,7 +114,30 @@ def _best_lines(info: ReportInfo) -> list[str]:
             f"final validation val_acc: {_f(b.final_val_acc)}; final validation val_loss: "
             f"{_f(b.final_val_loss)}; epochs: {b.epochs}",
             "searched values: " + (", ".join(f"{k}={_g(v) if isinstance(v, float) else v}"
-                                             for k, v in b.params.items()) or "none")]
+                                             for k, v in b.params.items()) or "none"),
+            *_at_chance(info)]
+
+
+CHANCE = 0.1135  # the commonest digit's share (1s: 1135 of the 10,000 test images): what a
+# model that learned nothing but to answer it scores
+
+
+def _at_chance(info: ReportInfo) -> list[str]:
+    """A line where the best trial's validation accuracy is within noise of chance (three
+    binomial standard deviations on the validation images): then no trial learned, and the
+    best is a draw among failures, not a config."""
+    data = info.best_config.get("data", {})
+    n = TUTORIAL_VAL if data.get("split") == "tutorial" else data.get("val_size")
+    if info.metric != "val_acc" or not n or info.best.value != info.best.value:
+        return []
+    bound = CHANCE + 3 * math.sqrt(CHANCE * (1 - CHANCE) / n)
+    if info.best.value > bound:
+        return []
+    return [f"at chance: answering the commonest digit scores about {CHANCE:.2f}, and "
+            f"{info.best.value:.4f} is within noise of it on {n} validation images (up to "
+            f"{bound:.3f}): no trial of this "
+            "study learned, so this is no config to adopt; move or widen the search "
+            "(train.lr first)"]
 
 
 def _confirm_table(info: ReportInfo) -> tuple[list[str], list[list[str]]]:
