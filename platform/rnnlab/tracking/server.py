@@ -96,13 +96,14 @@ def check_store(uri: str) -> None:
     if is_server(uri):
         check_server(uri)
         return
-    if "://" in uri and not uri.startswith(("sqlite:", "file:")):
+    if uri.split(":", 1)[0].split("+", 1)[0] in DATABASES:
         check_database(uri)
         return
     check_sqlite(uri, MLFLOW_TABLES, "MLflow tracking store", "MLflow", "MLFLOW_TRACKING_URI",
                  FIX)
 
 
+DATABASES = ("postgresql", "mysql", "mssql")  # MLflow's database stores, SQLite apart
 _ANSWERED: set[str] = set()  # database stores that answered in this process
 
 
