@@ -96,17 +96,23 @@ def wait_mid_sweep(storage: str, timeout: float = 180) -> None:
     middle, with most of its trials still to come. (Not "until a running trial has reported
     an epoch": a trial's first epoch is most of its time, so its values come in a burst right
     before it completes, and polls missed that moment in a whole sweep, 1 run in 3.)"""
-    deadline = time.time() + timeout
+    deadline, seen = time.time() + timeout, []
     while time.time() < deadline:
+        started = time.time()
         try:
             trials = load(storage).get_trials()
-        except (KeyError, RnnlabError):  # not created yet
-            trials = []
-        states = Counter(t.state for t in trials)
-        if states[TrialState.COMPLETE] and states[TrialState.RUNNING]:
+        except (KeyError, RnnlabError) as exc:  # not created yet
+            trials, why = [], f"{type(exc).__name__}: {str(exc)[:120]}"
+        else:
+            why = ""
+        states = Counter(t.state.name for t in trials)
+        if states["COMPLETE"] and states["RUNNING"]:
             return
+        # what the last polls saw, and how long each took: for a failure to say
+        seen = [*seen[-29:], f"at {started - deadline + timeout:.1f}s: {dict(states)} {why} "
+                f"(read in {time.time() - started:.2f}s)"]
         time.sleep(0.2)
-    pytest.fail("the sweep never got going")
+    pytest.fail("the sweep never got going; the polls saw:\n" + "\n".join(seen))
 
 
 def check_study(storage: str, tracking_uri: str) -> list[optuna.trial.FrozenTrial]:
