@@ -32,6 +32,13 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C (trials end as interrupted) but exiting with code 143."""
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """What an error says, for a one-line message: its first line, cut to ``limit``
+    characters; its type's name where it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 # Query parameters that carry a secret (libpq's password=, a token), masked like a password.
 _SECRET_QUERY = re.compile(r"(?i)([?&;](?:password|passwd|pwd|secret|token|api_key|"
                            r"access_token|sslpassword)=)[^&;#]*")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from optuna.storages import RDBStorage
 
-from rnnlab.errors import RnnlabError, mask_url
+from rnnlab.errors import RnnlabError, first_line, mask_url
 from rnnlab.files import check_sqlite, sqlite_file, sqlite_tables
 
 OPTUNA_TABLES = {"studies", "trials"}
@@ -75,7 +75,7 @@ def _check_sqlite(url: str) -> None:
 def _cannot_open(url: str, exc: Exception) -> RnnlabError:
     from sqlalchemy.exc import DatabaseError, OperationalError
 
-    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    reason = first_line(exc)
     if isinstance(exc, DatabaseError) and not isinstance(exc, OperationalError):
         return RnnlabError(f"storage {mask_url(url)} is damaged or not a database ({reason}); "
                            f"{FIX}")

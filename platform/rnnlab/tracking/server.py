@@ -11,7 +11,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from rnnlab.errors import RnnlabError, mask_url, with_password
+from rnnlab.errors import RnnlabError, first_line, mask_url, with_password
 from rnnlab.files import check_sqlite, sqlite_file
 from rnnlab.tracking.riding import LOCK_WAIT_S, RidingClient, is_locked, quiet_lock_reports
 
@@ -129,8 +129,7 @@ def check_database(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
             pass
         engine.dispose()
     except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors of every kind
-        text = str(getattr(exc, "orig", None) or exc).strip()
-        reason = text.splitlines()[0][:200] if text else type(exc).__name__
+        reason = first_line(getattr(exc, "orig", None) or exc)  # the driver's words
         raise RnnlabError(
             f"MLflow tracking store {mask_url(uri)} cannot be reached ({reason}); check the "
             "URL and that the database server is running, or fix MLFLOW_TRACKING_URI") from None
